@@ -1,0 +1,105 @@
+//! How one field value becomes bytes in a store, and back.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The error of a [`Codec`]: the codec's own error, boxed so that the public
+/// API does not expose any codec crate's types.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CodecError {
+    message: &'static str,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl CodecError {
+    /// Wraps a codec's error.
+    ///
+    /// ```
+    /// use typed_sessions::CodecError;
+    /// let err = CodecError::encode(std::fmt::Error);
+    /// assert_eq!(err.to_string(), "could not encode a session field");
+    /// ```
+    pub fn encode(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: "could not encode a session field",
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a codec's error met while decoding stored bytes.
+    ///
+    /// ```
+    /// use typed_sessions::CodecError;
+    /// let err = CodecError::decode(std::fmt::Error);
+    /// assert_eq!(err.to_string(), "could not decode a stored session field");
+    /// ```
+    pub fn decode(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: "could not decode a stored session field",
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Turns one field value into bytes and back.
+///
+/// A codec is chosen per schema (`#[session(codec = MyCodec)]`, default
+/// [`JsonCodec`]), so the format of stored bytes is part of the schema and
+/// the runtime never needs to know it: it stores, compares and returns bytes.
+/// A codec must be deterministic: encoding equal values must give equal bytes,
+/// because dirty detection compares encodings.
+///
+/// ```
+/// use typed_sessions::{Codec, CodecError};
+///
+/// /// Stores every field as pretty-printed JSON.
+/// struct PrettyJson;
+///
+/// impl Codec for PrettyJson {
+///     fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+///         serde_json::to_vec_pretty(value).map_err(CodecError::encode)
+///     }
+///     fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+///         serde_json::from_slice(bytes).map_err(CodecError::decode)
+///     }
+/// }
+///
+/// let bytes = PrettyJson::encode(&vec![1, 2]).unwrap();
+/// assert_eq!(PrettyJson::decode::<Vec<u8>>(&bytes).unwrap(), vec![1, 2]);
+/// ```
+pub trait Codec: 'static {
+    /// Encodes one value.
+    ///
+    /// # Errors
+    /// When the value cannot be represented (for `serde_json`: a map whose keys
+    /// are not strings, or a `Serialize` impl that fails).
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError>;
+
+    /// Decodes one value from bytes this codec produced.
+    ///
+    /// # Errors
+    /// When the bytes are not a valid encoding of `T`.
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>;
+}
+
+/// The default codec: compact JSON through `serde_json`.
+///
+/// ```
+/// use typed_sessions::{Codec, JsonCodec};
+/// assert_eq!(JsonCodec::encode(&("a", 1)).unwrap(), br#"["a",1]"#);
+/// assert!(JsonCodec::decode::<u8>(b"300").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+        serde_json::to_vec(value).map_err(CodecError::encode)
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        serde_json::from_slice(bytes).map_err(CodecError::decode)
+    }
+}

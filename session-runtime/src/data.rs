@@ -1,0 +1,228 @@
+//! The schema side: what `#[derive(SessionData)]` generates and the types it uses.
+
+use crate::codec::{Codec, CodecError};
+
+/// A typed session schema: one namespace of a session.
+///
+/// Implement it with `#[derive(SessionData)]`; a hand-written impl is
+/// possible but must keep the invariants the derive guarantees (stored names
+/// unique, `FIELDS[i]` describes what `encode_field(i)` encodes).
+///
+/// ```
+/// use typed_sessions::{SessionData, FieldMap};
+///
+/// #[derive(SessionData, Default, PartialEq, Debug)]
+/// struct Visits { count: u64 }
+///
+/// assert_eq!(Visits::NAMESPACE, "visits");
+/// let stored = Visits { count: 3 }.encode_fields().unwrap();
+/// assert_eq!(stored.get("count"), Some(&b"3"[..]));
+/// assert_eq!(Visits::decode_fields(1, &stored).unwrap(), Visits { count: 3 });
+/// assert_eq!(Visits { count: 4 }.changed_fields(&stored).unwrap(), ["count"]);
+/// ```
+pub trait SessionData: Sized + Send + 'static {
+    /// The slot of this schema inside a session.
+    const NAMESPACE: &'static str;
+    /// The schema version stored with the data (at least 1).
+    const VERSION: u32;
+    /// The stored fields, in declaration order (skipped fields are absent).
+    const FIELDS: &'static [FieldInfo];
+    /// The codec that turns each field into bytes.
+    type Codec: Codec;
+
+    /// Encodes the field described by `FIELDS[index]`.
+    ///
+    /// # Errors
+    /// When the codec fails, or `index` is out of range.
+    fn encode_field(&self, index: usize) -> Result<Vec<u8>, CodecError>;
+
+    /// Decodes a stored entry written at `version`, running the
+    /// `migrate_from` chain when `version` is older than [`Self::VERSION`].
+    /// Stored fields the schema does not know are ignored.
+    ///
+    /// # Errors
+    /// [`DecodeError::NewerVersion`] for a version newer than the code,
+    /// [`DecodeError::UnsupportedVersion`] for an older one no schema in the
+    /// chain covers, [`DecodeError::MissingField`] for an absent field without
+    /// `#[session(default)]`, [`DecodeError::Field`] when stored bytes do not
+    /// decode.
+    fn decode_fields(version: u32, fields: &FieldMap) -> Result<Self, DecodeError>;
+
+    /// Encodes every stored field.
+    ///
+    /// # Errors
+    /// When the codec fails on a field.
+    fn encode_fields(&self) -> Result<FieldMap, CodecError> {
+        let mut map = FieldMap::with_capacity(Self::FIELDS.len());
+        for (index, info) in Self::FIELDS.iter().enumerate() {
+            map.insert(info.name(), self.encode_field(index)?);
+        }
+        Ok(map)
+    }
+
+    /// The stored names of the fields whose encoding differs from `stored`
+    /// (a field absent from `stored` counts as changed), in declaration order.
+    ///
+    /// # Errors
+    /// When the codec fails on a field.
+    fn changed_fields(&self, stored: &FieldMap) -> Result<Vec<&'static str>, CodecError> {
+        let mut changed = Vec::new();
+        for (index, info) in Self::FIELDS.iter().enumerate() {
+            let bytes = self.encode_field(index)?;
+            if stored.get(info.name()) != Some(bytes.as_slice()) {
+                changed.push(info.name());
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// What the runtime knows about one stored field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldInfo {
+    name: &'static str,
+    sensitive: bool,
+    rotate_id: bool,
+}
+
+impl FieldInfo {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __new(name: &'static str, sensitive: bool, rotate_id: bool) -> Self {
+        Self {
+            name,
+            sensitive,
+            rotate_id,
+        }
+    }
+
+    /// The name the field is stored under (after `rename`).
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `#[session(sensitive)]`: the value is never logged and is redacted in `Debug`.
+    pub const fn sensitive(&self) -> bool {
+        self.sensitive
+    }
+
+    /// `#[session(rotate_id)]`: a change of this value regenerates the session id.
+    pub const fn rotate_id(&self) -> bool {
+        self.rotate_id
+    }
+}
+
+/// The encoded fields of one namespace, by stored name.
+///
+/// Small and ordered by insertion: a schema has a handful of fields, so a
+/// vector beats a hash map for both lookups and memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldMap {
+    entries: Vec<(Box<str>, Vec<u8>)>,
+}
+
+impl FieldMap {
+    /// An empty map.
+    pub const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+
+    /// An empty map with room for `capacity` fields.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// The bytes stored under `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|(key, _)| &**key == name)
+            .map(|(_, value)| value.as_slice())
+    }
+
+    /// Sets `name` to `value`, returning the previous bytes.
+    pub fn insert(&mut self, name: &str, value: Vec<u8>) -> Option<Vec<u8>> {
+        if let Some((_, slot)) = self.entries.iter_mut().find(|(key, _)| &**key == name) {
+            return Some(std::mem::replace(slot, value));
+        }
+        self.entries.push((name.into(), value));
+        None
+    }
+
+    /// Removes `name`, returning its bytes.
+    pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
+        let index = self.entries.iter().position(|(key, _)| &**key == name)?;
+        Some(self.entries.remove(index).1)
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The fields as `(name, bytes)` pairs.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
+        self.entries
+            .iter()
+            .map(|(key, value)| (&**key, value.as_slice()))
+    }
+
+    /// The sum of name and value lengths: what the fields weigh in storage.
+    pub fn byte_size(&self) -> usize {
+        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, Vec<u8>)> for FieldMap {
+    fn from_iter<I: IntoIterator<Item = (&'a str, Vec<u8>)>>(iter: I) -> Self {
+        let mut map = Self::new();
+        for (name, value) in iter {
+            map.insert(name, value);
+        }
+        map
+    }
+}
+
+/// Why a stored namespace could not be turned into the current schema.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The data was written by a newer version of the code.
+    #[error("stored version {found} is newer than the latest known version {latest}")]
+    NewerVersion {
+        /// The version found in storage.
+        found: u32,
+        /// The newest version this code knows.
+        latest: u32,
+    },
+    /// The data is older than every schema in the `migrate_from` chain.
+    #[error("no schema in the migration chain handles stored version {found}")]
+    UnsupportedVersion {
+        /// The version found in storage.
+        found: u32,
+    },
+    /// A field without `#[session(default)]` is absent from storage.
+    #[error("stored data lacks field `{field}`, which has no #[session(default)]")]
+    MissingField {
+        /// The stored name of the field.
+        field: &'static str,
+    },
+    /// A stored field did not decode.
+    #[error("stored field `{field}` does not decode")]
+    Field {
+        /// The stored name of the field.
+        field: &'static str,
+        /// The codec's error.
+        #[source]
+        source: CodecError,
+    },
+}
