@@ -1,0 +1,182 @@
+//! Request-time errors: rejections of the extractors and of `update`.
+
+use std::fmt;
+use std::time::Duration;
+
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::header::{HeaderValue, RETRY_AFTER};
+
+use crate::codec::CodecError;
+use crate::data::DecodeError;
+use crate::store::StoreError;
+
+/// Why a [`Session`](crate::Session) or [`SessionHandle`](crate::SessionHandle)
+/// could not be extracted.
+///
+/// Its response carries a status and a short generic text; the detail (and
+/// the source chain) goes to the log, never to the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionRejection {
+    /// The handler is not wrapped in a `SessionLayer` (500).
+    #[error(
+        "Session extractor used without a SessionLayer: add `.layer(SessionLayer::new(store))` around this route"
+    )]
+    MissingLayer,
+    /// The store could not be reached to load the session (503 + `Retry-After`).
+    #[error("session store unavailable while loading the session")]
+    StoreUnavailable {
+        /// The delay suggested to the client.
+        retry_after: Duration,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The store failed while loading the session (500).
+    #[error("session store failed while loading the session")]
+    StoreFailed(#[source] StoreError),
+    /// Stored data of namespace `namespace` was written by newer code (500,
+    /// [`NewerVersionPolicy::Reject`](crate::NewerVersionPolicy::Reject)).
+    #[error(
+        "namespace `{namespace}` holds data of a newer schema version; refusing to overwrite it"
+    )]
+    NewerVersion {
+        /// The namespace.
+        namespace: &'static str,
+        /// The decoder's error, with the versions.
+        #[source]
+        source: DecodeError,
+    },
+    /// A stored field of `namespace` does not decode (500,
+    /// [`DecodeFailurePolicy::Strict`](crate::DecodeFailurePolicy::Strict)).
+    #[error("namespace `{namespace}` holds data that does not decode")]
+    Undecodable {
+        /// The namespace.
+        namespace: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: DecodeError,
+    },
+    /// Two different schema types claim namespace `namespace` (500).
+    #[error("two schema types use the namespace `{namespace}`: `{first}` and `{second}`")]
+    NamespaceClash {
+        /// The namespace.
+        namespace: &'static str,
+        /// The type extracted first.
+        first: &'static str,
+        /// The type extracted second.
+        second: &'static str,
+    },
+    /// `Session<T>` for the same `T` is already held elsewhere in this request (500).
+    #[error(
+        "Session<{type_name}> is already extracted in this request; hold at most one at a time"
+    )]
+    AlreadyExtracted {
+        /// The schema type.
+        type_name: &'static str,
+    },
+}
+
+impl SessionRejection {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body the client receives: generic, with no internals.
+    pub fn body_text(&self) -> &'static str {
+        match self {
+            Self::StoreUnavailable { .. } => "session store unavailable, retry later",
+            _ => "session error",
+        }
+    }
+}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %ErrorChain(&self), "session rejected the request");
+        let mut response = (self.status(), self.body_text()).into_response();
+        if let Self::StoreUnavailable { retry_after, .. } = &self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, retry_after_value(*retry_after));
+        }
+        response
+    }
+}
+
+pub(crate) fn retry_after_value(delay: Duration) -> HeaderValue {
+    HeaderValue::from(delay.as_secs().max(1))
+}
+
+/// Why [`Session::update`](crate::Session::update) did not commit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// Concurrent writers kept winning until the deadline passed.
+    #[error("gave up after {attempts} conflicting attempts in {waited:?}")]
+    Contended {
+        /// How many times the closure ran.
+        attempts: u32,
+        /// How long it tried.
+        waited: Duration,
+    },
+    /// The session was destroyed by another request meanwhile.
+    #[error("the session was destroyed by another request")]
+    SessionGone,
+    /// The session was destroyed or cleared earlier in this request.
+    #[error("the session was destroyed earlier in this request")]
+    Destroyed,
+    /// The store failed.
+    #[error("session store failed during update")]
+    Store(#[from] StoreError),
+    /// The value could not be encoded.
+    #[error("could not encode the session value")]
+    Codec(#[from] CodecError),
+}
+
+impl UpdateError {
+    /// The status a handler should answer with: 503 when retrying may help
+    /// (contention, store down), 409 when the session is gone, 500 otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Contended { .. } | Self::Store(StoreError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::SessionGone | Self::Destroyed => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for UpdateError {
+    fn into_response(self) -> Response {
+        tracing::warn!(error = %ErrorChain(&self), "session update failed");
+        let status = self.status();
+        let body = match status {
+            StatusCode::CONFLICT => "session ended",
+            StatusCode::SERVICE_UNAVAILABLE => "session busy, retry later",
+            _ => "session error",
+        };
+        (status, body).into_response()
+    }
+}
+
+/// Formats an error with its whole source chain, for logs.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Session ids: random, never adopted from a client, never stored or logged raw.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// Length of a raw id: 128 bits from the OS CSPRNG.
+const ID_BYTES: usize = 16;
+/// Length of the base64url form of an id in the cookie.
+const ID_CHARS: usize = 22;
+
+/// A raw session id. Crate-private: it leaves the process only as a cookie
+/// value, and a store only ever sees its SHA-256 ([`SessionKey`]).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct RawId([u8; ID_BYTES]);
+
+impl RawId {
+    /// A fresh id from the operating system's CSPRNG.
+    pub(crate) fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// Parses the cookie form. Anything but exactly 22 canonical base64url
+    /// characters is `None`.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        if value.len() != ID_CHARS {
+            return None;
+        }
+        let mut bytes = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(value.as_bytes(), &mut bytes) {
+            Ok(ID_BYTES) => Some(Self(bytes)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub(crate) fn key(&self) -> SessionKey {
+        SessionKey(Sha256::digest(self.0).into())
+    }
+
+    /// A short keyed hash for logs: the first 8 bytes of HMAC-SHA256 under a
+    /// per-layer secret, in hex. It identifies a session across log lines
+    /// without being usable as (or reversible to) the id.
+    pub(crate) fn log_hash(&self, secret: &LogSecret) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&secret.0[..]).expect("HMAC takes any key length");
+        mac.update(&self.0);
+        let tag = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(16);
+        for byte in &tag[..8] {
+            use fmt::Write as _;
+            let _ = write!(out, "{byte:02x}");
+        }
+        out
+    }
+}
+
+impl fmt::Debug for RawId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RawId(<redacted>)")
+    }
+}
+
+/// The secret behind log hashes: random per layer.
+#[derive(Clone)]
+pub(crate) struct LogSecret(Arc<[u8; 32]>);
+
+impl LogSecret {
+    pub(crate) fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        // Without OS randomness ids cannot be made either; a zero secret
+        // only weakens log hashes, so do not fail here.
+        let _ = getrandom::fill(&mut bytes);
+        Self(Arc::new(bytes))
+    }
+}
+
+/// The key a store files a session under: the SHA-256 of the session id.
+///
+/// A store never sees the id itself, so a leaked store dump or a store log
+/// cannot be replayed as a cookie.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// The 32 bytes of the hash.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The hash in lowercase hex (64 characters), e.g. for a key-value store key.
+    pub fn to_hex(&self) -> String {
+        use fmt::Write as _;
+        let mut out = String::with_capacity(64);
+        for byte in &self.0 {
+            let _ = write!(out, "{byte:02x}");
+        }
+        out
+    }
+
+    /// A key from its bytes, for stores that read keys back.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({}…)", &self.to_hex()[..12])
+    }
+}
+
+/// The identity of a session as handlers may see it.
+///
+/// Its `Display` and `Debug` show only a short keyed hash of the id (the
+/// same one the runtime's logs carry), never the id itself. Two values are
+/// equal when they name the same session.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId {
+    hash: String,
+}
+
+impl SessionId {
+    pub(crate) fn new(raw: &RawId, secret: &LogSecret) -> Self {
+        Self {
+            hash: raw.log_hash(secret),
+        }
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hash)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_unique_and_round_trip() {
+        let a = RawId::generate().unwrap();
+        let b = RawId::generate().unwrap();
+        assert_ne!(a, b);
+        let encoded = a.encode();
+        assert_eq!(encoded.len(), ID_CHARS);
+        assert_eq!(RawId::parse(&encoded), Some(a));
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        let good = RawId::generate().unwrap().encode();
+        assert!(RawId::parse("").is_none());
+        assert!(RawId::parse(&good[..21]).is_none());
+        assert!(RawId::parse(&format!("{good}A")).is_none());
+        assert!(RawId::parse("!!!!!!!!!!!!!!!!!!!!!!").is_none());
+        // Non-canonical trailing bits: the last char of 16 bytes carries 2 bits.
+        let mut bad = good.clone();
+        bad.replace_range(21.., "B");
+        let canonical = RawId::parse(&bad).is_some_and(|id| id.encode() == bad);
+        assert!(RawId::parse(&bad).is_none() || canonical);
+    }
+
+    #[test]
+    fn log_hash_is_keyed_and_short() {
+        let id = RawId::generate().unwrap();
+        let (s1, s2) = (LogSecret::generate(), LogSecret::generate());
+        assert_eq!(id.log_hash(&s1).len(), 16);
+        assert_eq!(id.log_hash(&s1), id.log_hash(&s1));
+        assert_ne!(id.log_hash(&s1), id.log_hash(&s2));
+        assert!(!id.log_hash(&s1).contains(&id.encode()));
+    }
+}

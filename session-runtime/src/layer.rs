@@ -1,0 +1,562 @@
+//! The middleware: attaches a lazy per-request session, and writes it back
+//! after the handler.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::header::{COOKIE, HeaderValue, RETRY_AFTER, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
+
+use crate::clock::SharedClock;
+use crate::config::{
+    CookieConfig, DecodeFailurePolicy, ExpiryConfig, NewerVersionPolicy, SameSite,
+    SessionLayerBuilder, StoreDownPolicy,
+};
+use crate::error::{ErrorChain, retry_after_value};
+use crate::id::{LogSecret, RawId};
+use crate::state::{CookieState, RequestSession, elapsed_us};
+use crate::store::{
+    Changeset, DynStore, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionStore,
+    StoreError,
+};
+
+pub(crate) struct LayerInner {
+    pub(crate) store: Arc<dyn DynStore>,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) expiry: ExpiryConfig,
+    pub(crate) store_down: StoreDownPolicy,
+    pub(crate) decode_failure: DecodeFailurePolicy,
+    pub(crate) newer_version: NewerVersionPolicy,
+    pub(crate) update_deadline: Duration,
+    pub(crate) clock: SharedClock,
+    pub(crate) log_secret: LogSecret,
+}
+
+impl LayerInner {
+    /// The session's own deadline, `min(created + absolute, last_seen + idle)`,
+    /// or `None` for a browser-session cookie. `store_deadline` stands in for
+    /// `last_seen + idle` of a loaded record (the store keeps that deadline).
+    pub(crate) fn session_deadline(
+        &self,
+        created_at_ms: u64,
+        store_deadline_ms: u64,
+    ) -> Option<u64> {
+        let absolute = self
+            .expiry
+            .absolute_ms
+            .map(|a| created_at_ms.saturating_add(a));
+        let idle = self.expiry.idle_ms.map(|_| store_deadline_ms);
+        match (absolute, idle) {
+            (Some(a), Some(i)) => Some(a.min(i)),
+            (a, i) => a.or(i),
+        }
+    }
+
+    /// The store deadline for a write at `now`: the session's deadline when a
+    /// timeout is set, otherwise `now + store TTL`.
+    pub(crate) fn write_deadline(&self, created_at_ms: u64, now_ms: u64) -> u64 {
+        let absolute = self
+            .expiry
+            .absolute_ms
+            .map(|a| created_at_ms.saturating_add(a));
+        let idle = self.expiry.idle_ms.map(|i| now_ms.saturating_add(i));
+        match (absolute, idle) {
+            (Some(a), Some(i)) => a.min(i),
+            (Some(a), None) => a,
+            (None, Some(i)) => i,
+            (None, None) => now_ms.saturating_add(self.expiry.store_ttl_ms),
+        }
+    }
+
+    /// Whether the cookie carries `Max-Age` (a timeout is configured).
+    fn persistent_cookie(&self) -> bool {
+        self.expiry.idle_ms.is_some() || self.expiry.absolute_ms.is_some()
+    }
+
+    /// The `Set-Cookie` value for `id`, valid until `deadline_ms`.
+    fn session_cookie(&self, id: &RawId, deadline_ms: u64, now_ms: u64) -> HeaderValue {
+        let mut cookie = self.base_cookie(id.encode());
+        if self.persistent_cookie() {
+            let seconds = deadline_ms.saturating_sub(now_ms) / 1000;
+            cookie.set_max_age(cookie::time::Duration::seconds(
+                i64::try_from(seconds).unwrap_or(i64::MAX),
+            ));
+        }
+        header_value(&cookie)
+    }
+
+    /// A cookie that makes the browser drop the session cookie; it carries
+    /// the same Path and Domain, or the browser would keep the original.
+    fn removal_cookie(&self) -> HeaderValue {
+        let mut cookie = self.base_cookie(String::new());
+        cookie.make_removal();
+        header_value(&cookie)
+    }
+
+    fn base_cookie(&self, value: String) -> cookie::Cookie<'static> {
+        let config = &self.cookie;
+        let mut builder = cookie::Cookie::build((config.name.clone(), value))
+            .path(config.path.clone())
+            .secure(config.secure)
+            .http_only(config.http_only)
+            .same_site(match config.same_site {
+                SameSite::Strict => cookie::SameSite::Strict,
+                SameSite::Lax => cookie::SameSite::Lax,
+                SameSite::None => cookie::SameSite::None,
+            })
+            .partitioned(config.partitioned);
+        if let Some(domain) = &config.domain {
+            builder = builder.domain(domain.clone());
+        }
+        builder.build()
+    }
+
+    fn parse_cookie<B>(&self, request: &Request<B>) -> CookieState {
+        let mut state = CookieState::Absent;
+        for header in request.headers().get_all(COOKIE) {
+            let Ok(header) = header.to_str() else {
+                // Not visible ASCII: whatever it carries is not our id.
+                continue;
+            };
+            for cookie in cookie::Cookie::split_parse(header).flatten() {
+                if cookie.name() != self.cookie.name {
+                    continue;
+                }
+                match RawId::parse(cookie.value()) {
+                    Some(id) => return CookieState::Present(id),
+                    None => state = CookieState::Malformed,
+                }
+            }
+        }
+        state
+    }
+}
+
+fn header_value(cookie: &cookie::Cookie<'_>) -> HeaderValue {
+    // Every part was validated when the layer was built and ids are base64url.
+    HeaderValue::try_from(cookie.to_string())
+        .expect("validated cookie attributes form a valid header")
+}
+
+/// Adds typed sessions to every request of the service it wraps.
+///
+/// Nothing happens for a request whose handler does not extract a session:
+/// no store I/O, no cookie. See the crate docs for the whole lifecycle.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use typed_sessions::{SessionLayer, stores::MemoryStore};
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hi" }))
+///     .layer(SessionLayer::new(MemoryStore::new()));
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    inner: Arc<LayerInner>,
+}
+
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("cookie", &self.inner.cookie)
+            .field("expiry", &self.inner.expiry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionLayer {
+    /// A layer with the default configuration: cookie `session`, `Path=/`,
+    /// `HttpOnly`, `SameSite=Lax`, `Secure`; browser-session cookie with a
+    /// 24-hour store TTL; fail closed when the store is down.
+    ///
+    /// # Panics
+    /// Never: the default configuration is valid (a test pins this).
+    pub fn new<S: SessionStore>(store: S) -> Self {
+        SessionLayerBuilder::new(store)
+            .build()
+            .expect("the default configuration is valid")
+    }
+
+    /// A builder for cookie attributes, expiry and error policies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use typed_sessions::{SameSite, SessionLayer, stores::MemoryStore};
+    ///
+    /// let layer = SessionLayer::builder(MemoryStore::new())
+    ///     .cookie_name("__Host-sid")
+    ///     .same_site(SameSite::Strict)
+    ///     .idle_timeout(Duration::from_secs(30 * 60))
+    ///     .absolute_timeout(Duration::from_secs(12 * 60 * 60))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
+    pub fn builder<S: SessionStore>(store: S) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(store)
+    }
+
+    pub(crate) fn from_inner(inner: LayerInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    layer: Arc<LayerInner>,
+}
+
+impl<S> std::fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct SessionContext(pub(crate) Arc<RequestSession>);
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let cookie = self.layer.parse_cookie(&request);
+        let session = Arc::new(RequestSession::new(Arc::clone(&self.layer), cookie));
+        request
+            .extensions_mut()
+            .insert(SessionContext(Arc::clone(&session)));
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            finalize(&session, &mut response).await;
+            Ok(response)
+        })
+    }
+}
+
+/// What the end of a request does to the cookie.
+enum CookieAction {
+    None,
+    Set(HeaderValue),
+    Remove,
+}
+
+/// Writes the request's changes back and sets the cookie. Never touches a
+/// response whose status is 5xx; replaces the response with 503 when the
+/// store cannot keep the data.
+async fn finalize<B: Default>(session: &RequestSession, response: &mut Response<B>) {
+    if !session.was_loaded() || response.status().is_server_error() {
+        return;
+    }
+    match writeback(session).await {
+        Ok(CookieAction::None) => {}
+        Ok(CookieAction::Set(value)) => {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+        Ok(CookieAction::Remove) => {
+            let value = session.layer.removal_cookie();
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+        Err(Failure::Store(err)) => {
+            tracing::error!(error = %ErrorChain(&err), "session not saved; answering 503 instead of the handler's response");
+            let mut replacement = Response::new(B::default());
+            *replacement.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            let retry = match session.layer.store_down {
+                StoreDownPolicy::FailClosed { retry_after } => retry_after,
+                StoreDownPolicy::FailOpen => Duration::from_secs(5),
+            };
+            replacement
+                .headers_mut()
+                .insert(RETRY_AFTER, retry_after_value(retry));
+            *response = replacement;
+        }
+        Err(Failure::Internal(message)) => {
+            tracing::error!(error = %message, "session not saved; answering 500 instead of the handler's response");
+            let mut replacement = Response::new(B::default());
+            *replacement.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            *response = replacement;
+        }
+    }
+}
+
+enum Failure {
+    Store(StoreError),
+    Internal(String),
+}
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "one linear walk through the lifecycle table reads best in one place"
+)]
+async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
+    let layer = &*session.layer;
+    let client_cookie = !matches!(session.cookie, CookieState::Absent);
+    let now = layer.clock.now_ms();
+
+    // Everything synchronous happens under the lock; no lock is held across
+    // an await.
+    let (delete_first, current, changes, rotate, deleted, issue_cookie, destroyed) = {
+        let mut guard = session.lock();
+        let state = &mut *guard;
+        let mut changes = Vec::new();
+        let mut rotate = state.regenerate;
+        if !state.destroyed {
+            for index in 0..state.slots.len() {
+                let slot = &state.slots[index];
+                if !slot.dirty {
+                    continue;
+                }
+                let Some(value) = &slot.value else { continue };
+                let (base, replace, _) = state.base_fields(&slot.base);
+                let plan = value
+                    .plan(base, replace)
+                    .map_err(|e| Failure::Internal(ErrorChain(&e).to_string()))?;
+                if let Some(op) = plan.op {
+                    rotate |= plan.rotate;
+                    changes.push(NamespaceChange::new(
+                        slot.namespace,
+                        value.version(),
+                        None,
+                        op,
+                    ));
+                }
+            }
+        }
+        let current = state
+            .current
+            .as_ref()
+            .map(|c| (c.id.clone(), c.key, c.created_at_ms, c.expires_at_ms));
+        (
+            state.delete_pending.take(),
+            current,
+            changes,
+            rotate,
+            state.deleted,
+            state.issue_cookie,
+            state.destroyed,
+        )
+    };
+
+    if destroyed {
+        if let Some((id, key, ..)) = &current {
+            timed_delete(layer, id, key).await?;
+        }
+        if let Some(key) = delete_first {
+            layer.store.delete(&key).await.map_err(Failure::Store)?;
+        }
+        return Ok(if client_cookie || issue_cookie {
+            CookieAction::Remove
+        } else {
+            CookieAction::None
+        });
+    }
+    let cleared = delete_first.is_some();
+    if let Some(key) = delete_first {
+        layer.store.delete(&key).await.map_err(Failure::Store)?;
+    }
+
+    let Some((id, key, created_at, expires_at)) = current else {
+        // No stored session: create one only for values that are not all defaults.
+        let changes: Vec<_> = changes
+            .into_iter()
+            .filter(|c| c.op != NamespaceOp::Remove)
+            .collect();
+        if changes.is_empty() {
+            // A cookie that was malformed, or that named a session this
+            // request emptied or cleared, is cleared; an unknown id is left
+            // alone (nothing to clear, and no reason to answer it).
+            let stale = matches!(session.cookie, CookieState::Malformed)
+                || (client_cookie && (deleted || cleared));
+            return Ok(if stale {
+                CookieAction::Remove
+            } else {
+                CookieAction::None
+            });
+        }
+        let id = RawId::generate()
+            .map_err(|e| Failure::Internal(format!("no OS randomness for a session id: {e}")))?;
+        let deadline = layer.write_deadline(now, now);
+        let changeset = Changeset::new(SaveMode::Create, now, deadline, changes);
+        return match timed_save(layer, &id, &changeset).await? {
+            SaveOutcome::Saved { .. } => {
+                Ok(CookieAction::Set(layer.session_cookie(&id, deadline, now)))
+            }
+            other => Err(Failure::Internal(format!(
+                "creating a session returned {other:?}"
+            ))),
+        };
+    };
+
+    if changes.is_empty() && !rotate {
+        if issue_cookie {
+            return Ok(CookieAction::Set(layer.session_cookie(
+                &id,
+                cookie_deadline(layer, created_at, expires_at),
+                now,
+            )));
+        }
+        return Ok(refresh(layer, &id, &key, created_at, expires_at, now).await);
+    }
+
+    let (target, mode) = if rotate {
+        let fresh = RawId::generate()
+            .map_err(|e| Failure::Internal(format!("no OS randomness for a session id: {e}")))?;
+        (fresh, SaveMode::Rename { from: key })
+    } else {
+        (id, SaveMode::Update)
+    };
+    let deadline = layer.write_deadline(created_at, now);
+    let changeset = Changeset::new(mode, created_at, deadline, changes);
+    match timed_save(layer, &target, &changeset).await? {
+        SaveOutcome::Saved { .. } => Ok(CookieAction::Set(
+            layer.session_cookie(&target, deadline, now),
+        )),
+        // Emptied, or destroyed by a concurrent request (logout wins): the
+        // client's cookie no longer names anything.
+        SaveOutcome::Deleted | SaveOutcome::Missing => Ok(CookieAction::Remove),
+        SaveOutcome::Conflict { namespace } => Err(Failure::Internal(format!(
+            "store reported a conflict on `{namespace}` for a save without expected revisions"
+        ))),
+    }
+}
+
+/// The deadline the cookie's Max-Age counts down to.
+fn cookie_deadline(layer: &LayerInner, created_at: u64, store_deadline: u64) -> u64 {
+    layer
+        .session_deadline(created_at, store_deadline)
+        .unwrap_or(store_deadline)
+}
+
+/// Sliding refresh on a read-only request: moves the deadline without
+/// rewriting data, at most once per `refresh_share` of the period.
+async fn refresh(
+    layer: &LayerInner,
+    id: &RawId,
+    key: &crate::store::SessionKey,
+    created_at: u64,
+    expires_at: u64,
+    now: u64,
+) -> CookieAction {
+    let period = match (layer.expiry.idle_ms, layer.expiry.absolute_ms) {
+        (Some(idle), _) => idle,
+        (None, None) => layer.expiry.store_ttl_ms,
+        // Absolute only: the deadline never moves.
+        (None, Some(_)) => return CookieAction::None,
+    };
+    let new_deadline = layer.write_deadline(created_at, now);
+    let last_refresh = expires_at.saturating_sub(period);
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a share of a period in ms fits easily"
+    )]
+    let throttle = (period as f64 * layer.expiry.refresh_share) as u64;
+    if new_deadline <= expires_at || now < last_refresh.saturating_add(throttle) {
+        return CookieAction::None;
+    }
+    let span = tracing::debug_span!(
+        "session_touch",
+        session = tracing::field::Empty,
+        latency_us = tracing::field::Empty
+    );
+    if !span.is_disabled() {
+        span.record("session", id.log_hash(&layer.log_secret).as_str());
+    }
+    let started = Instant::now();
+    let touched = layer
+        .store
+        .touch(key, new_deadline)
+        .instrument(span.clone())
+        .await;
+    span.record("latency_us", elapsed_us(started));
+    match touched {
+        Ok(true) if layer.persistent_cookie() => CookieAction::Set(layer.session_cookie(
+            id,
+            cookie_deadline(layer, created_at, new_deadline),
+            now,
+        )),
+        Ok(_) => CookieAction::None,
+        Err(err) => {
+            // A missed refresh only shortens the session; the response stands.
+            tracing::warn!(parent: &span, error = %ErrorChain(&err), "session refresh failed");
+            CookieAction::None
+        }
+    }
+}
+
+async fn timed_save(
+    layer: &LayerInner,
+    id: &RawId,
+    changeset: &Changeset,
+) -> Result<SaveOutcome, Failure> {
+    let span = tracing::debug_span!(
+        "session_save",
+        session = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
+        namespaces = changeset.namespaces.len()
+    );
+    if !span.is_disabled() {
+        span.record("session", id.log_hash(&layer.log_secret).as_str());
+    }
+    let started = Instant::now();
+    let key = id.key();
+    let result = layer
+        .store
+        .save(&key, changeset)
+        .instrument(span.clone())
+        .await;
+    span.record("latency_us", elapsed_us(started));
+    result.map_err(Failure::Store)
+}
+
+async fn timed_delete(
+    layer: &LayerInner,
+    id: &RawId,
+    key: &crate::store::SessionKey,
+) -> Result<bool, Failure> {
+    let span = tracing::debug_span!(
+        "session_delete",
+        session = tracing::field::Empty,
+        latency_us = tracing::field::Empty
+    );
+    if !span.is_disabled() {
+        span.record("session", id.log_hash(&layer.log_secret).as_str());
+    }
+    let started = Instant::now();
+    let result = layer.store.delete(key).instrument(span.clone()).await;
+    span.record("latency_us", elapsed_us(started));
+    result.map_err(Failure::Store)
+}

@@ -1,0 +1,498 @@
+//! The per-request session: loaded at most once, shared by every extractor
+//! of the request, written back once after the handler.
+
+use std::any::{Any, TypeId};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::OnceCell;
+use tracing::Instrument as _;
+
+use crate::codec::CodecError;
+use crate::config::{DecodeFailurePolicy, NewerVersionPolicy, StoreDownPolicy};
+use crate::data::{DecodeError, FieldMap, SessionData};
+use crate::error::{ErrorChain, SessionRejection};
+use crate::id::{RawId, SessionKey};
+use crate::layer::LayerInner;
+use crate::store::{NamespaceOp, NamespaceRecord, Record, StoreError};
+
+/// What the request's cookie said.
+pub(crate) enum CookieState {
+    Absent,
+    /// Present but not an id we could have issued: never looked up.
+    Malformed,
+    Present(RawId),
+}
+
+/// The session as it exists in the store.
+pub(crate) struct Current {
+    pub(crate) id: RawId,
+    pub(crate) key: SessionKey,
+    pub(crate) created_at_ms: u64,
+    /// The store deadline.
+    pub(crate) expires_at_ms: u64,
+}
+
+/// What storage holds for one namespace, as the diff sees it.
+pub(crate) enum Base {
+    /// Not stored: reads as `Default`.
+    Absent,
+    /// `record.namespaces[i]`, at the schema's own version.
+    InRecord(usize),
+    /// A baseline computed in this request: after an `update` commit, or for
+    /// a namespace that was migrated or reset (`replace`: stored bytes are
+    /// not at this version, so a write replaces the namespace whole).
+    Owned { ns: NamespaceRecord, replace: bool },
+}
+
+pub(crate) struct Slot {
+    pub(crate) namespace: &'static str,
+    type_id: TypeId,
+    type_name: &'static str,
+    pub(crate) base: Base,
+    /// A value handed back by a dropped `Session<T>` that changed it.
+    pub(crate) value: Option<Box<dyn ErasedValue>>,
+    pub(crate) dirty: bool,
+    pub(crate) checked_out: bool,
+}
+
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent request flags, each read in one place of writeback"
+)]
+pub(crate) struct State {
+    pub(crate) current: Option<Current>,
+    pub(crate) record: Option<Record>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) destroyed: bool,
+    pub(crate) regenerate: bool,
+    /// Bumped by `clear()`: values extracted before it are discarded.
+    pub(crate) epoch: u64,
+    /// A record to delete at the end of the request (`clear()`).
+    pub(crate) delete_pending: Option<SessionKey>,
+    /// An `update` created or rewrote the session: the cookie must be (re)sent.
+    pub(crate) issue_cookie: bool,
+    /// An `update` emptied and so deleted the session: remove the cookie.
+    pub(crate) deleted: bool,
+}
+
+/// The change one namespace needs.
+pub(crate) struct Plan {
+    pub(crate) op: Option<NamespaceOp>,
+    pub(crate) rotate: bool,
+    /// The full current encoding: the new baseline once committed.
+    pub(crate) current: FieldMap,
+}
+
+/// A schema value with its type erased, so the layer can diff it.
+pub(crate) trait ErasedValue: Send {
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn plan(&self, base: Option<&FieldMap>, replace: bool) -> Result<Plan, CodecError>;
+    fn version(&self) -> u32;
+}
+
+pub(crate) struct Holder<T>(pub(crate) T);
+
+impl<T: SessionData + Default> ErasedValue for Holder<T> {
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        Box::new(self.0)
+    }
+
+    fn plan(&self, base: Option<&FieldMap>, replace: bool) -> Result<Plan, CodecError> {
+        plan(&self.0, base, replace)
+    }
+
+    fn version(&self) -> u32 {
+        T::VERSION
+    }
+}
+
+/// Field-level diff of `value` against what storage holds (`base`, `None`
+/// when absent). A value equal to `Default` is not stored: it becomes a
+/// removal (or nothing, when already absent).
+pub(crate) fn plan<T: SessionData + Default>(
+    value: &T,
+    base: Option<&FieldMap>,
+    replace: bool,
+) -> Result<Plan, CodecError> {
+    let current = value.encode_fields()?;
+    let rotate_of = |reference: &FieldMap| {
+        T::FIELDS
+            .iter()
+            .any(|f| f.rotate_id() && current.get(f.name()) != reference.get(f.name()))
+    };
+    let Some(base) = base else {
+        let default = T::default().encode_fields()?;
+        if current == default {
+            return Ok(Plan {
+                op: None,
+                rotate: false,
+                current,
+            });
+        }
+        let rotate = rotate_of(&default);
+        return Ok(Plan {
+            op: Some(NamespaceOp::Replace(current.clone())),
+            rotate,
+            current,
+        });
+    };
+    let changed: FieldMap = current
+        .iter()
+        .filter(|(name, bytes)| base.get(name) != Some(*bytes))
+        .map(|(name, bytes)| (name, bytes.to_vec()))
+        .collect();
+    if changed.is_empty() {
+        return Ok(Plan {
+            op: None,
+            rotate: false,
+            current,
+        });
+    }
+    let rotate = rotate_of(base);
+    let op = if current == T::default().encode_fields()? {
+        NamespaceOp::Remove
+    } else if replace {
+        NamespaceOp::Replace(current.clone())
+    } else {
+        NamespaceOp::Patch(changed)
+    };
+    Ok(Plan {
+        op: Some(op),
+        rotate,
+        current,
+    })
+}
+
+pub(crate) struct RequestSession {
+    pub(crate) layer: Arc<LayerInner>,
+    pub(crate) cookie: CookieState,
+    loaded: OnceCell<Result<(), LoadFailure>>,
+    state: Mutex<State>,
+}
+
+/// A load failure, kept so that every extractor of the request sees it.
+#[derive(Clone)]
+enum LoadFailure {
+    Unavailable(Arc<StoreError>),
+    Failed(Arc<StoreError>),
+}
+
+impl RequestSession {
+    pub(crate) fn new(layer: Arc<LayerInner>, cookie: CookieState) -> Self {
+        Self {
+            layer,
+            cookie,
+            loaded: OnceCell::new(),
+            state: Mutex::new(State {
+                current: None,
+                record: None,
+                slots: Vec::new(),
+                destroyed: false,
+                regenerate: false,
+                epoch: 0,
+                delete_pending: None,
+                issue_cookie: false,
+                deleted: false,
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // No code path panics while holding this lock with the state half
+        // updated; a poisoned lock still holds consistent data.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether any extractor asked for the session in this request.
+    pub(crate) fn was_loaded(&self) -> bool {
+        self.loaded.initialized()
+    }
+
+    /// Loads the session record once per request.
+    pub(crate) async fn ensure_loaded(&self) -> Result<(), SessionRejection> {
+        let result = self.loaded.get_or_init(|| self.load()).await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(LoadFailure::Unavailable(err)) => match self.layer.store_down {
+                StoreDownPolicy::FailClosed { retry_after } => {
+                    Err(SessionRejection::StoreUnavailable {
+                        retry_after,
+                        source: StoreError::unavailable(SharedError(Arc::clone(err))),
+                    })
+                }
+                // Fail open: the request continues as anonymous (load() left no session).
+                StoreDownPolicy::FailOpen => Ok(()),
+            },
+            Err(LoadFailure::Failed(err)) => Err(SessionRejection::StoreFailed(
+                StoreError::backend(SharedError(Arc::clone(err))),
+            )),
+        }
+    }
+
+    async fn load(&self) -> Result<(), LoadFailure> {
+        let CookieState::Present(id) = &self.cookie else {
+            return Ok(());
+        };
+        let key = id.key();
+        let span = tracing::debug_span!(
+            "session_load",
+            session = tracing::field::Empty,
+            latency_us = tracing::field::Empty
+        );
+        if !span.is_disabled() {
+            span.record("session", id.log_hash(&self.layer.log_secret).as_str());
+        }
+        let started = Instant::now();
+        let loaded = self.layer.store.load(&key).instrument(span.clone()).await;
+        span.record("latency_us", elapsed_us(started));
+        let record = match loaded {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::warn!(parent: &span, error = %ErrorChain(&err), "session store failed on load");
+                let err = Arc::new(err);
+                return Err(match *err {
+                    StoreError::Unavailable(_) => LoadFailure::Unavailable(err),
+                    _ => LoadFailure::Failed(err),
+                });
+            }
+        };
+        let Some(record) = record else {
+            return Ok(());
+        };
+        let now = self.layer.clock.now_ms();
+        let deadline = self
+            .layer
+            .session_deadline(record.created_at_ms, record.expires_at_ms);
+        if deadline
+            .unwrap_or(record.expires_at_ms)
+            .min(record.expires_at_ms)
+            <= now
+        {
+            tracing::debug!(parent: &span, "session expired");
+            return Ok(());
+        }
+        let mut state = self.lock();
+        state.current = Some(Current {
+            id: id.clone(),
+            key,
+            created_at_ms: record.created_at_ms,
+            expires_at_ms: record.expires_at_ms,
+        });
+        state.record = Some(record);
+        Ok(())
+    }
+
+    /// Takes the value of `T` out of the request state: the one a previous
+    /// extractor handed back, or a fresh decode of the stored namespace.
+    pub(crate) fn check_out<T: SessionData + Default>(&self) -> Result<(T, u64), SessionRejection> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let index = state.slot_index::<T>()?;
+        let slot = &mut state.slots[index];
+        if slot.checked_out {
+            return Err(SessionRejection::AlreadyExtracted {
+                type_name: std::any::type_name::<T>(),
+            });
+        }
+        let value = if let Some(value) = slot.value.take() {
+            *value
+                .into_any()
+                .downcast::<T>()
+                .expect("slot type is checked by slot_index")
+        } else {
+            let (value, base) = decode_slot::<T>(state.record.as_ref(), &self.layer)?;
+            state.slots[index].base = base;
+            value
+        };
+        state.slots[index].checked_out = true;
+        Ok((value, state.epoch))
+    }
+
+    /// Hands a value back when its `Session<T>` is dropped.
+    pub(crate) fn check_in<T: SessionData + Default>(&self, value: T, dirty: bool, epoch: u64) {
+        let mut state = self.lock();
+        let current_epoch = state.epoch;
+        let Some(slot) = state
+            .slots
+            .iter_mut()
+            .find(|s| s.type_id == TypeId::of::<T>())
+        else {
+            return;
+        };
+        if epoch != current_epoch {
+            // Cleared while this value was out: the value is stale. Only
+            // release a slot that this value still holds.
+            return;
+        }
+        slot.checked_out = false;
+        slot.dirty |= dirty;
+        if slot.dirty {
+            slot.value = Some(Box::new(Holder(value)));
+        }
+    }
+}
+
+/// Decodes `T` from the loaded record and applies the layer's policies.
+pub(crate) fn decode_slot<T: SessionData + Default>(
+    record: Option<&Record>,
+    layer: &LayerInner,
+) -> Result<(T, Base), SessionRejection> {
+    let Some((index, ns)) = record.and_then(|r| {
+        r.namespaces
+            .iter()
+            .enumerate()
+            .find(|(_, ns)| ns.name == T::NAMESPACE)
+    }) else {
+        return Ok((T::default(), Base::Absent));
+    };
+    let reset = |err: &DecodeError| -> Result<(T, Base), SessionRejection> {
+        tracing::warn!(namespace = T::NAMESPACE, error = %ErrorChain(err), "stored session namespace reset to its default");
+        let fields =
+            T::default()
+                .encode_fields()
+                .map_err(|source| SessionRejection::Undecodable {
+                    namespace: T::NAMESPACE,
+                    source: DecodeError::Field { field: "", source },
+                })?;
+        Ok((
+            T::default(),
+            Base::Owned {
+                ns: NamespaceRecord {
+                    name: ns.name.clone(),
+                    version: T::VERSION,
+                    revision: ns.revision,
+                    fields,
+                },
+                replace: true,
+            },
+        ))
+    };
+    match T::decode_fields(ns.version, &ns.fields) {
+        Ok(value) if ns.version == T::VERSION => Ok((value, Base::InRecord(index))),
+        Ok(value) => {
+            // Migrated in memory; the baseline is the migrated value, so only
+            // a real change writes (at the new version, replacing the old fields).
+            let fields = value
+                .encode_fields()
+                .map_err(|source| SessionRejection::Undecodable {
+                    namespace: T::NAMESPACE,
+                    source: DecodeError::Field { field: "", source },
+                })?;
+            let base = Base::Owned {
+                ns: NamespaceRecord {
+                    name: ns.name.clone(),
+                    version: T::VERSION,
+                    revision: ns.revision,
+                    fields,
+                },
+                replace: true,
+            };
+            Ok((value, base))
+        }
+        Err(err @ DecodeError::NewerVersion { .. }) => match layer.newer_version {
+            NewerVersionPolicy::Reject => Err(SessionRejection::NewerVersion {
+                namespace: T::NAMESPACE,
+                source: err,
+            }),
+            NewerVersionPolicy::Reset => reset(&err),
+        },
+        Err(err) => match layer.decode_failure {
+            DecodeFailurePolicy::Strict => Err(SessionRejection::Undecodable {
+                namespace: T::NAMESPACE,
+                source: err,
+            }),
+            DecodeFailurePolicy::Reset => reset(&err),
+        },
+    }
+}
+
+impl State {
+    /// The slot of `T`, created on first use. Two types claiming one
+    /// namespace are refused rather than overwriting each other.
+    fn slot_index<T: SessionData + Default>(&mut self) -> Result<usize, SessionRejection> {
+        if let Some(index) = self.slots.iter().position(|s| s.namespace == T::NAMESPACE) {
+            let slot = &self.slots[index];
+            if slot.type_id != TypeId::of::<T>() {
+                return Err(SessionRejection::NamespaceClash {
+                    namespace: T::NAMESPACE,
+                    first: slot.type_name,
+                    second: std::any::type_name::<T>(),
+                });
+            }
+            return Ok(index);
+        }
+        self.slots.push(Slot {
+            namespace: T::NAMESPACE,
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+            base: Base::Absent,
+            value: None,
+            dirty: false,
+            checked_out: false,
+        });
+        Ok(self.slots.len() - 1)
+    }
+
+    /// The stored fields behind a slot's baseline, and whether a write must
+    /// replace the namespace whole.
+    pub(crate) fn base_fields<'a>(&'a self, base: &'a Base) -> (Option<&'a FieldMap>, bool, u64) {
+        match base {
+            Base::Absent => (None, false, 0),
+            Base::InRecord(i) => {
+                let ns = &self
+                    .record
+                    .as_ref()
+                    .expect("InRecord implies a record")
+                    .namespaces[*i];
+                (Some(&ns.fields), false, ns.revision)
+            }
+            Base::Owned { ns, replace } => (Some(&ns.fields), *replace, ns.revision),
+        }
+    }
+
+    pub(crate) fn slot_ref<T: SessionData>(&self) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.type_id == TypeId::of::<T>())
+    }
+
+    pub(crate) fn slot_of<T: SessionData>(&mut self) -> Option<&mut Slot> {
+        self.slots
+            .iter_mut()
+            .find(|s| s.type_id == TypeId::of::<T>())
+    }
+
+    /// `clear()`: every namespace reads as `Default` from now on; values
+    /// extracted before are discarded; the stored record is deleted at the
+    /// end of the request.
+    pub(crate) fn clear(&mut self) {
+        self.epoch += 1;
+        if let Some(current) = self.current.take() {
+            self.delete_pending = Some(current.key);
+        }
+        self.record = None;
+        for slot in &mut self.slots {
+            slot.base = Base::Absent;
+            slot.value = None;
+            slot.dirty = false;
+            slot.checked_out = false;
+        }
+    }
+}
+
+/// An `Arc`ed store error that can be a source again.
+#[derive(Debug)]
+struct SharedError(Arc<StoreError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&ErrorChain(&*self.0), f)
+    }
+}
+
+impl std::error::Error for SharedError {}
+
+pub(crate) fn elapsed_us(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}

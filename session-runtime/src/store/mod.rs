@@ -1,0 +1,358 @@
+//! The storage contract and the built-in stores.
+//!
+//! A store keeps records by [`SessionKey`] (the SHA-256 of the session id)
+//! and applies [`Changeset`]s atomically. It never interprets field bytes:
+//! decoding, diffing and migration happen in the runtime.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::data::FieldMap;
+pub use crate::id::SessionKey;
+
+mod memory;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+/// One stored session.
+///
+/// Cloning is cheap: the namespaces sit behind an `Arc`, so a store can hand
+/// out its record without copying the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// When the session was created, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When the store may forget the session, in milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// The stored namespaces (a namespace at its `Default` is absent).
+    pub namespaces: Arc<Vec<NamespaceRecord>>,
+}
+
+impl Record {
+    /// The namespace named `name`.
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceRecord> {
+        self.namespaces.iter().find(|ns| ns.name == name)
+    }
+}
+
+/// One stored namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRecord {
+    /// The namespace (`SessionData::NAMESPACE`).
+    pub name: String,
+    /// The schema version the fields were written at.
+    pub version: u32,
+    /// Bumped by every write to this namespace; never reused within a record,
+    /// even after the namespace is removed and written again. Absent = 0.
+    pub revision: u64,
+    /// The encoded fields.
+    pub fields: FieldMap,
+}
+
+/// What to change in one save, applied all-or-nothing.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Changeset {
+    /// Which record the save applies to.
+    pub mode: SaveMode,
+    /// Creation time for [`SaveMode::Create`], in ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// The new store deadline, in ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// The namespace changes, at most one per namespace.
+    pub namespaces: Vec<NamespaceChange>,
+}
+
+/// Which record a [`Changeset`] applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveMode {
+    /// A new record under a fresh key. A record already under the key is an error.
+    Create,
+    /// The existing record; when it is absent (deleted, expired) nothing is
+    /// written and the outcome is [`SaveOutcome::Missing`]: a save never
+    /// re-creates a session that was deleted meanwhile.
+    Update,
+    /// The record under `from` moves to the new key (id regeneration), then
+    /// the changes apply; `from` no longer exists afterwards. When `from` is
+    /// absent nothing is written ([`SaveOutcome::Missing`]).
+    Rename {
+        /// The key the record lives under now.
+        from: SessionKey,
+    },
+}
+
+/// A change to one namespace.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NamespaceChange {
+    /// The namespace.
+    pub namespace: &'static str,
+    /// The schema version of the written fields.
+    pub version: u32,
+    /// Compare-and-swap: apply only when the namespace's revision equals this
+    /// (0 for an absent namespace); otherwise the whole save is a
+    /// [`SaveOutcome::Conflict`]. `None`: last writer wins, field by field.
+    pub expected_revision: Option<u64>,
+    /// What to do.
+    pub op: NamespaceOp,
+}
+
+impl NamespaceChange {
+    /// A change; see the fields for their meaning.
+    pub fn new(
+        namespace: &'static str,
+        version: u32,
+        expected_revision: Option<u64>,
+        op: NamespaceOp,
+    ) -> Self {
+        Self {
+            namespace,
+            version,
+            expected_revision,
+            op,
+        }
+    }
+}
+
+impl Changeset {
+    /// A changeset; see the fields for their meaning.
+    pub fn new(
+        mode: SaveMode,
+        created_at_ms: u64,
+        expires_at_ms: u64,
+        namespaces: Vec<NamespaceChange>,
+    ) -> Self {
+        Self {
+            mode,
+            created_at_ms,
+            expires_at_ms,
+            namespaces,
+        }
+    }
+}
+
+/// The operation on one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NamespaceOp {
+    /// Replace the namespace's fields (and version) entirely.
+    Replace(FieldMap),
+    /// Set these fields, keep the others; creates the namespace when absent.
+    Patch(FieldMap),
+    /// Remove the namespace. A record left with no namespace is deleted.
+    Remove,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveOutcome {
+    /// Written. `revisions[i]` is the new revision of `namespaces[i]` (0 for a removal).
+    Saved {
+        /// New revisions, in the order of the changeset's namespaces.
+        revisions: Vec<u64>,
+    },
+    /// Every namespace is gone, so the record was deleted.
+    Deleted,
+    /// The record to update or rename does not exist; nothing was written.
+    Missing,
+    /// An `expected_revision` did not match; nothing was written.
+    Conflict {
+        /// The first namespace whose revision differed.
+        namespace: &'static str,
+    },
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached (connection refused, timeout…): worth retrying.
+    #[error("session store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The backend answered with an error, or holds data it cannot read.
+    #[error("session store failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl StoreError {
+    /// A [`StoreError::Unavailable`] from any error.
+    pub fn unavailable(
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Unavailable(source.into())
+    }
+
+    /// A [`StoreError::Backend`] from any error.
+    pub fn backend(source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Backend(source.into())
+    }
+}
+
+/// Where sessions live.
+///
+/// Every method is one atomic operation. Implementations run the shared
+/// conformance suite (`session_runtime::conformance_tests!`, feature
+/// `conformance`) to prove the contract.
+///
+/// ```
+/// use typed_sessions::stores::{MemoryStore, SessionStore};
+/// fn takes_any_store(_store: impl SessionStore) {}
+/// takes_any_store(MemoryStore::new());
+/// ```
+pub trait SessionStore: Clone + Send + Sync + 'static {
+    /// The record under `key`, or `None` when there is none or it expired.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn load(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Applies `changes` atomically (see [`SaveMode`], [`NamespaceOp`]).
+    ///
+    /// # Errors
+    /// When the backend fails, or a [`SaveMode::Create`] key already exists.
+    fn save(
+        &self,
+        key: &SessionKey,
+        changes: &Changeset,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send;
+
+    /// Deletes the record; `true` when one existed. Deleting nothing is not an error.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Moves the record's deadline without touching its data; `true` when it existed.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn touch(
+        &self,
+        key: &SessionKey,
+        expires_at_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether an unexpired record exists under `key`.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn exists(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe face of a [`SessionStore`], so the layer and extractors
+/// need no store type parameter.
+pub(crate) trait DynStore: Send + Sync + 'static {
+    fn load<'a>(&'a self, key: &'a SessionKey)
+    -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn save<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        changes: &'a Changeset,
+    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>>;
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn touch<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        expires_at_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+impl<S: SessionStore> DynStore for S {
+    fn load<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(SessionStore::load(self, key))
+    }
+    fn save<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        changes: &'a Changeset,
+    ) -> BoxFuture<'a, Result<SaveOutcome, StoreError>> {
+        Box::pin(SessionStore::save(self, key, changes))
+    }
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::delete(self, key))
+    }
+    fn touch<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        expires_at_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::touch(self, key, expires_at_ms))
+    }
+}
+
+/// Applies `changes` to `namespaces` in place: the shared semantics of
+/// [`NamespaceOp`] for stores that hold records in memory. Returns the new
+/// revisions, or the conflicting namespace without changing anything.
+///
+/// `counter` is the record's revision counter; every write takes the next
+/// value, so a revision is never reused.
+///
+/// # Errors
+/// The first namespace whose expected revision differs.
+pub fn apply_changes(
+    namespaces: &mut Vec<NamespaceRecord>,
+    counter: &mut u64,
+    changes: &[NamespaceChange],
+) -> Result<Vec<u64>, &'static str> {
+    for change in changes {
+        if let Some(expected) = change.expected_revision {
+            let current = namespaces
+                .iter()
+                .find(|ns| ns.name == change.namespace)
+                .map_or(0, |ns| ns.revision);
+            if current != expected {
+                return Err(change.namespace);
+            }
+        }
+    }
+    let mut revisions = Vec::with_capacity(changes.len());
+    for change in changes {
+        let position = namespaces.iter().position(|ns| ns.name == change.namespace);
+        match &change.op {
+            NamespaceOp::Remove => {
+                if let Some(i) = position {
+                    namespaces.swap_remove(i);
+                }
+                revisions.push(0);
+            }
+            NamespaceOp::Replace(fields) | NamespaceOp::Patch(fields) => {
+                *counter += 1;
+                let revision = *counter;
+                let replace = matches!(change.op, NamespaceOp::Replace(_));
+                match position {
+                    Some(i) => {
+                        let ns = &mut namespaces[i];
+                        if replace {
+                            ns.fields = fields.clone();
+                        } else {
+                            for (name, value) in fields.iter() {
+                                ns.fields.insert(name, value.to_vec());
+                            }
+                        }
+                        ns.version = change.version;
+                        ns.revision = revision;
+                    }
+                    None => namespaces.push(NamespaceRecord {
+                        name: change.namespace.to_owned(),
+                        version: change.version,
+                        revision,
+                        fields: fields.clone(),
+                    }),
+                }
+                revisions.push(revision);
+            }
+        }
+    }
+    Ok(revisions)
+}

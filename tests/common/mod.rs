@@ -1,0 +1,245 @@
+//! Shared helpers for the integration tests: a manual clock, a request
+//! helper over `Router::oneshot`, and Set-Cookie parsing.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+use typed_sessions::Clock;
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new() -> Arc<Self> {
+        // A fixed, realistic start: 2026-01-01T00:00:00Z.
+        Arc::new(Self(AtomicU64::new(1_767_225_600_000)))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(u64::try_from(by.as_millis()).unwrap(), Ordering::SeqCst);
+    }
+
+    pub fn now_secs(&self) -> u64 {
+        self.0.load(Ordering::SeqCst) / 1000
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The only Set-Cookie of the reply, if any; more than one is a test failure.
+    pub fn set_cookie(&self) -> Option<&str> {
+        assert!(
+            self.set_cookies.len() <= 1,
+            "several Set-Cookie headers: {:?}",
+            self.set_cookies
+        );
+        self.set_cookies.first().map(String::as_str)
+    }
+
+    /// The `name=value` pair to send back, from the reply's Set-Cookie.
+    pub fn cookie(&self) -> String {
+        let set = self.set_cookie().expect("a Set-Cookie header");
+        set.split(';').next().unwrap().trim().to_owned()
+    }
+
+    pub fn has_removal(&self) -> bool {
+        self.set_cookie().is_some_and(is_removal)
+    }
+}
+
+pub fn is_removal(set_cookie: &str) -> bool {
+    attr(set_cookie, "Max-Age").as_deref() == Some("0")
+}
+
+/// The value of attribute `name` in a Set-Cookie string (case-insensitive name).
+pub fn attr(set_cookie: &str, name: &str) -> Option<String> {
+    set_cookie.split(';').skip(1).find_map(|part| {
+        let part = part.trim();
+        let (key, value) = part.split_once('=').unwrap_or((part, ""));
+        key.eq_ignore_ascii_case(name).then(|| value.to_owned())
+    })
+}
+
+pub fn has_flag(set_cookie: &str, name: &str) -> bool {
+    set_cookie.split(';').skip(1).any(|part| {
+        part.trim()
+            .split('=')
+            .next()
+            .unwrap()
+            .eq_ignore_ascii_case(name)
+    })
+}
+
+pub fn max_age(set_cookie: &str) -> Option<u64> {
+    attr(set_cookie, "Max-Age").map(|v| v.parse().expect("numeric Max-Age"))
+}
+
+pub async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let mut request = http::Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(http::header::COOKIE, cookie);
+    }
+    if body.is_some() {
+        request = request.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(Body::from(body.unwrap_or("").to_owned()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let set_cookies = headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        set_cookies,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+pub async fn fetch(app: &Router, uri: &str, cookie: Option<&str>) -> Reply {
+    send(app, "GET", uri, cookie, None).await
+}
+
+pub async fn submit(app: &Router, uri: &str, cookie: Option<&str>) -> Reply {
+    send(app, "POST", uri, cookie, None).await
+}
+
+use std::sync::atomic::AtomicBool;
+use typed_sessions::stores::{
+    Changeset, MemoryStore, Record, SaveOutcome, SessionKey, SessionStore, StoreError,
+};
+
+/// Operation counts of a [`CountingStore`].
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub loads: AtomicU64,
+    pub saves: AtomicU64,
+    pub deletes: AtomicU64,
+    pub touches: AtomicU64,
+    /// When set, every operation fails with `StoreError::Unavailable`.
+    pub down: AtomicBool,
+    /// When set, only saves fail.
+    pub saves_down: AtomicBool,
+    /// The changesets saved, as debug strings, for inspection.
+    pub last_save: std::sync::Mutex<Option<Changeset>>,
+}
+
+impl Counts {
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::SeqCst)
+    }
+    pub fn saves(&self) -> u64 {
+        self.saves.load(Ordering::SeqCst)
+    }
+    pub fn deletes(&self) -> u64 {
+        self.deletes.load(Ordering::SeqCst)
+    }
+    pub fn touches(&self) -> u64 {
+        self.touches.load(Ordering::SeqCst)
+    }
+    pub fn io(&self) -> u64 {
+        self.loads() + self.saves() + self.deletes() + self.touches()
+    }
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+    pub fn last_save(&self) -> Changeset {
+        self.last_save
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a save happened")
+    }
+}
+
+/// A `MemoryStore` that counts its operations and can be switched off.
+#[derive(Clone, Debug)]
+pub struct CountingStore {
+    pub inner: MemoryStore,
+    pub counts: Arc<Counts>,
+}
+
+impl CountingStore {
+    pub fn new(clock: Arc<ManualClock>) -> Self {
+        Self {
+            inner: MemoryStore::builder().clock(clock).build(),
+            counts: Arc::default(),
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.counts.down.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable("test store switched off"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl SessionStore for CountingStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
+        self.counts.saves.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        if self.counts.saves_down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("test store refuses writes"));
+        }
+        *self.counts.last_save.lock().unwrap() = Some(changes.clone());
+        self.inner.save(key, changes).await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.counts.deletes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.delete(key).await
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at_ms: u64) -> Result<bool, StoreError> {
+        self.counts.touches.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.touch(key, expires_at_ms).await
+    }
+
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.exists(key).await
+    }
+}

@@ -1,0 +1,489 @@
+//! The request lifecycle of DESIGN §4 and the error table of §7, through a
+//! real `Router`, one test per row.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use common::{CountingStore, ManualClock, fetch, max_age, submit};
+use serde::{Deserialize, Serialize};
+use typed_sessions::stores::NamespaceOp;
+use typed_sessions::{Session, SessionData, SessionHandle, SessionLayer, SessionLayerBuilder};
+
+#[derive(SessionData, Default, Debug)]
+struct Counter {
+    count: u64,
+}
+
+#[derive(SessionData, Default, Debug)]
+struct Prefs {
+    theme: String,
+    lang: String,
+}
+
+#[derive(SessionData, Default, Debug)]
+struct Auth {
+    #[session(rotate_id)]
+    user: Option<String>,
+    #[session(sensitive)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Item {
+    sku: String,
+}
+
+#[derive(SessionData, Default, Debug)]
+struct Cart {
+    items: Vec<Item>,
+}
+
+struct Fixture {
+    app: Router,
+    store: CountingStore,
+    clock: Arc<ManualClock>,
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|b| b)
+}
+
+fn fixture_with(configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder) -> Fixture {
+    let clock = ManualClock::new();
+    let store = CountingStore::new(Arc::clone(&clock));
+    let layer = configure(SessionLayer::builder(store.clone()).clock(clock.clone()))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/plain", get(|| async { "no session here" }))
+        .route("/count", get(|c: Session<Counter>| async move { c.count.to_string() }))
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move {
+                c.count += 1;
+                c.count.to_string()
+            }),
+        )
+        .route(
+            "/same",
+            post(|mut c: Session<Counter>| async move {
+                let n = c.count;
+                c.count = n;
+                n.to_string()
+            }),
+        )
+        .route(
+            "/reset",
+            post(|mut c: Session<Counter>| async move {
+                *c = Counter::default();
+                "reset"
+            }),
+        )
+        .route(
+            "/theme/{v}",
+            post(|axum::extract::Path(v): axum::extract::Path<String>, mut p: Session<Prefs>| async move {
+                p.theme = v;
+                "ok"
+            }),
+        )
+        .route(
+            "/lang/{v}",
+            post(|axum::extract::Path(v): axum::extract::Path<String>, mut p: Session<Prefs>| async move {
+                p.lang = v;
+                "ok"
+            }),
+        )
+        .route("/prefs", get(|p: Session<Prefs>| async move { format!("{}/{}", p.theme, p.lang) }))
+        .route(
+            "/login/{user}",
+            post(|axum::extract::Path(user): axum::extract::Path<String>, mut a: Session<Auth>| async move {
+                a.user = Some(user);
+                a.token = Some("secret-token".into());
+                "ok"
+            }),
+        )
+        .route("/me", get(|a: Session<Auth>| async move { a.user.clone().unwrap_or_default() }))
+        .route(
+            "/cart/add/{sku}",
+            post(|axum::extract::Path(sku): axum::extract::Path<String>, mut c: Session<Cart>| async move {
+                c.items.push(Item { sku });
+                c.items.len().to_string()
+            }),
+        )
+        .route(
+            "/both",
+            post(|mut c: Session<Counter>, mut cart: Session<Cart>| async move {
+                c.count += 10;
+                cart.items.push(Item { sku: "z".into() });
+                "ok"
+            }),
+        )
+        .route("/destroy", post(|h: SessionHandle| async move { h.destroy(); "bye" }))
+        .route("/clear", post(|h: SessionHandle| async move { h.clear(); "cleared" }))
+        .route("/regenerate", post(|h: SessionHandle| async move { h.regenerate_id(); "new id" }))
+        .route(
+            "/fail",
+            post(|mut c: Session<Counter>| async move {
+                c.count += 100;
+                (http::StatusCode::INTERNAL_SERVER_ERROR, "boom")
+            }),
+        )
+        .route(
+            "/atomic",
+            post(|mut c: Session<Counter>| async move {
+                match c.update(|c| { c.count += 1; c.count }).await {
+                    Ok(n) => n.to_string(),
+                    Err(e) => format!("error: {e}"),
+                }
+            }),
+        )
+        .layer(layer);
+    Fixture { app, store, clock }
+}
+
+fn session_value(cookie: &str) -> &str {
+    cookie.split_once('=').unwrap().1
+}
+
+#[tokio::test]
+async fn route_that_never_extracts_does_no_io_and_sets_no_cookie() {
+    let f = fixture();
+    let r = fetch(&f.app, "/plain", Some("session=AAAAAAAAAAAAAAAAAAAAAA")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(f.store.counts.io(), 0);
+}
+
+#[tokio::test]
+async fn no_cookie_read_only_gets_defaults_without_io_or_cookie() {
+    let f = fixture();
+    let r = fetch(&f.app, "/count", None).await;
+    assert_eq!(r.body, "0");
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(f.store.counts.io(), 0, "no cookie means nothing to load");
+}
+
+#[tokio::test]
+async fn unknown_cookie_read_only_loads_once_and_sets_no_cookie() {
+    let f = fixture();
+    let r = fetch(&f.app, "/count", Some("session=AAAAAAAAAAAAAAAAAAAAAA")).await;
+    assert_eq!(r.body, "0");
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(f.store.counts.loads(), 1);
+    assert_eq!(f.store.counts.saves(), 0);
+}
+
+#[tokio::test]
+async fn malformed_cookie_is_never_looked_up_and_is_cleared() {
+    let f = fixture();
+    for bad in [
+        "session=short",
+        "session=%%%%%%%%%%%%%%%%%%%%%%",
+        "session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let r = fetch(&f.app, "/count", Some(bad)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "0");
+        assert!(r.has_removal(), "{bad}: {:?}", r.set_cookies);
+    }
+    assert_eq!(f.store.counts.loads(), 0);
+}
+
+#[tokio::test]
+async fn first_write_creates_session_with_server_generated_id() {
+    let f = fixture();
+    let client_id = "session=AAAAAAAAAAAAAAAAAAAAAA";
+    let r = submit(&f.app, "/incr", Some(client_id)).await;
+    assert_eq!(r.body, "1");
+    let cookie = r.cookie();
+    assert_ne!(cookie, client_id, "a client-chosen id is never adopted");
+    assert_eq!(session_value(&cookie).len(), 22);
+    assert_eq!(f.store.counts.saves(), 1);
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "1");
+}
+
+#[tokio::test]
+async fn write_stores_only_the_changed_field() {
+    let f = fixture();
+    let r = submit(&f.app, "/theme/dark", None).await;
+    let cookie = r.cookie();
+    let saved = f.store.counts.last_save();
+    assert!(
+        matches!(&saved.namespaces[0].op, NamespaceOp::Replace(fields) if fields.len() == 2),
+        "a new namespace is stored whole"
+    );
+    submit(&f.app, "/lang/fr", Some(&cookie)).await;
+    let saved = f.store.counts.last_save();
+    match &saved.namespaces[0].op {
+        NamespaceOp::Patch(fields) => {
+            let names: Vec<_> = fields.iter().map(|(n, _)| n).collect();
+            assert_eq!(names, ["lang"]);
+        }
+        other => panic!("expected a patch, got {other:?}"),
+    }
+    assert_eq!(fetch(&f.app, "/prefs", Some(&cookie)).await.body, "dark/fr");
+}
+
+#[tokio::test]
+async fn valid_session_read_only_is_one_load_no_write_no_cookie() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let before = (f.store.counts.loads(), f.store.counts.saves());
+    let r = fetch(&f.app, "/count", Some(&cookie)).await;
+    assert_eq!(r.body, "1");
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(f.store.counts.loads() - before.0, 1);
+    assert_eq!(f.store.counts.saves() - before.1, 0);
+}
+
+#[tokio::test]
+async fn identical_assignment_writes_nothing() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let saves = f.store.counts.saves();
+    let r = submit(&f.app, "/same", Some(&cookie)).await;
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(f.store.counts.saves(), saves);
+}
+
+#[tokio::test]
+async fn every_namespace_back_at_default_deletes_session_and_removes_cookie() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let r = submit(&f.app, "/reset", Some(&cookie)).await;
+    assert!(r.has_removal(), "{:?}", r.set_cookies);
+    assert!(f.store.inner.is_empty());
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "0");
+}
+
+#[tokio::test]
+async fn one_namespace_back_at_default_keeps_the_others() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/both", None).await.cookie();
+    let r = submit(&f.app, "/reset", Some(&cookie)).await;
+    assert!(!r.has_removal());
+    assert!(matches!(
+        f.store.counts.last_save().namespaces[0].op,
+        NamespaceOp::Remove
+    ));
+    assert_eq!(f.store.inner.len(), 1);
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "0");
+}
+
+#[tokio::test]
+async fn writing_a_default_value_into_no_session_creates_nothing() {
+    let f = fixture();
+    let r = submit(&f.app, "/reset", None).await;
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(f.store.counts.saves(), 0);
+}
+
+#[tokio::test]
+async fn destroy_deletes_and_removes_cookie() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let r = submit(&f.app, "/destroy", Some(&cookie)).await;
+    assert!(r.has_removal());
+    assert_eq!(f.store.counts.deletes(), 1);
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn regenerate_keeps_data_and_kills_old_id() {
+    let f = fixture();
+    let old = submit(&f.app, "/incr", None).await.cookie();
+    let r = submit(&f.app, "/regenerate", Some(&old)).await;
+    let new = r.cookie();
+    assert_ne!(new, old);
+    assert_eq!(fetch(&f.app, "/count", Some(&new)).await.body, "1");
+    assert_eq!(fetch(&f.app, "/count", Some(&old)).await.body, "0");
+    assert_eq!(
+        f.store.inner.len(),
+        1,
+        "the old record was moved, not copied"
+    );
+}
+
+#[tokio::test]
+async fn rotate_id_field_change_regenerates_id() {
+    let f = fixture();
+    let anon = submit(&f.app, "/cart/add/a1", None).await.cookie();
+    let r = submit(&f.app, "/login/alice", Some(&anon)).await;
+    let logged_in = r.cookie();
+    assert_ne!(logged_in, anon, "login must not keep the pre-login id");
+    assert_eq!(fetch(&f.app, "/me", Some(&logged_in)).await.body, "alice");
+    assert_eq!(fetch(&f.app, "/me", Some(&anon)).await.body, "");
+    // The cart came along.
+    assert_eq!(
+        submit(&f.app, "/cart/add/b2", Some(&logged_in)).await.body,
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn handler_5xx_writes_nothing_and_response_is_untouched() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let saves = f.store.counts.saves();
+    let r = submit(&f.app, "/fail", Some(&cookie)).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.body, "boom");
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(f.store.counts.saves(), saves);
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "1");
+}
+
+#[tokio::test]
+async fn two_namespaces_in_one_request_load_once_and_save_once() {
+    let f = fixture();
+    let r = submit(&f.app, "/both", None).await;
+    let cookie = r.cookie();
+    assert_eq!(f.store.counts.saves(), 1);
+    assert_eq!(f.store.counts.last_save().namespaces.len(), 2);
+    let loads = f.store.counts.loads();
+    submit(&f.app, "/both", Some(&cookie)).await;
+    assert_eq!(
+        f.store.counts.loads() - loads,
+        1,
+        "one load shared by both extractors"
+    );
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "20");
+}
+
+#[tokio::test]
+async fn store_down_on_load_is_503_with_retry_after() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    f.store.counts.set_down(true);
+    let r = fetch(&f.app, "/count", Some(&cookie)).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers.get("retry-after").unwrap(), "5");
+    assert!(
+        !r.body.contains("test store"),
+        "no internals to the client: {}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn store_down_on_load_can_fail_open_as_anonymous() {
+    let f = fixture_with(|b| b.on_store_down(typed_sessions::StoreDownPolicy::FailOpen));
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    f.store.counts.set_down(true);
+    let r = fetch(&f.app, "/count", Some(&cookie)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "0");
+}
+
+#[tokio::test]
+async fn store_down_on_save_replaces_response_with_503() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    f.store
+        .counts
+        .saves_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = submit(&f.app, "/incr", Some(&cookie)).await;
+    assert_eq!(
+        r.status, 503,
+        "never report success for data that was not kept"
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.set_cookies.is_empty());
+}
+
+#[tokio::test]
+async fn session_without_layer_is_500() {
+    let app: Router = Router::new().route(
+        "/count",
+        get(|c: Session<Counter>| async move { c.count.to_string() }),
+    );
+    let r = fetch(&app, "/count", None).await;
+    assert_eq!(r.status, 500);
+    assert!(
+        !r.body.contains("SessionLayer"),
+        "the log names the layer, the client sees no internals"
+    );
+}
+
+#[tokio::test]
+async fn idle_timeout_expires_session_on_the_server() {
+    let f = fixture_with(|b| b.idle_timeout(Duration::from_secs(60)));
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    f.clock.advance(Duration::from_secs(59));
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "1");
+    f.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        fetch(&f.app, "/count", Some(&cookie)).await.body,
+        "0",
+        "expired despite the client sending the cookie"
+    );
+}
+
+#[tokio::test]
+async fn absolute_timeout_caps_an_active_session() {
+    let f = fixture_with(|b| {
+        b.idle_timeout(Duration::from_secs(60))
+            .absolute_timeout(Duration::from_secs(100))
+    });
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    for _ in 0..3 {
+        f.clock.advance(Duration::from_secs(30));
+        let r = submit(&f.app, "/incr", Some(&cookie)).await;
+        assert!(max_age(r.set_cookie().unwrap()).unwrap() <= 60);
+    }
+    // t = 90: Max-Age is the time left to the absolute deadline.
+    let r = submit(&f.app, "/incr", Some(&cookie)).await;
+    assert_eq!(max_age(r.set_cookie().unwrap()), Some(10));
+    f.clock.advance(Duration::from_secs(11));
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "0");
+}
+
+#[tokio::test]
+async fn sliding_refresh_is_throttled_and_never_rewrites_data() {
+    let f = fixture_with(|b| b.idle_timeout(Duration::from_secs(100)));
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let saves = f.store.counts.saves();
+    // A burst of reads within a quarter of the idle timeout: no refresh.
+    for _ in 0..10 {
+        f.clock.advance(Duration::from_secs(2));
+        let r = fetch(&f.app, "/count", Some(&cookie)).await;
+        assert!(r.set_cookies.is_empty());
+    }
+    assert_eq!(f.store.counts.touches(), 0);
+    // Past the quarter: one touch, the cookie's Max-Age is re-sent.
+    f.clock.advance(Duration::from_secs(6));
+    let r = fetch(&f.app, "/count", Some(&cookie)).await;
+    assert_eq!(max_age(r.set_cookie().unwrap()), Some(100));
+    assert_eq!(f.store.counts.touches(), 1);
+    assert_eq!(f.store.counts.saves(), saves, "refresh never rewrites data");
+    // An active client never expires.
+    for _ in 0..10 {
+        f.clock.advance(Duration::from_secs(50));
+        assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "1");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_atomic_updates_lose_nothing() {
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let app = f.app.clone();
+        let cookie = cookie.clone();
+        tasks.push(tokio::spawn(async move {
+            submit(&app, "/atomic", Some(&cookie)).await
+        }));
+    }
+    for task in tasks {
+        let r = task.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!r.body.starts_with("error"), "{}", r.body);
+    }
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "201");
+}
