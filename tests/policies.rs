@@ -382,3 +382,37 @@ async fn clear_discards_values_extracted_before_it_and_deletes_the_record() {
     assert!(r.has_removal(), "{:?}", r.set_cookies);
     assert!(store.is_empty());
 }
+
+#[tokio::test]
+async fn value_committed_by_update_in_middleware_is_what_the_handler_sees() {
+    use axum::middleware::{Next, from_fn};
+
+    #[derive(SessionData, Default)]
+    struct Seen {
+        n: u32,
+    }
+
+    async fn bump(request: axum::extract::Request, next: Next) -> axum::response::Response {
+        let (mut parts, body) = request.into_parts();
+        {
+            let mut seen = <Session<Seen> as axum::extract::FromRequestParts<()>>::from_request_parts(&mut parts, &())
+                .await
+                .expect("inside the layer");
+            seen.update(|s| s.n += 1).await.expect("committed");
+        }
+        next.run(axum::extract::Request::from_parts(parts, body)).await
+    }
+
+    let store = typed_sessions::stores::MemoryStore::new();
+    let app = Router::new()
+        .route("/", get(|s: Session<Seen>| async move { s.n.to_string() }))
+        .layer(from_fn(bump))
+        .layer(SessionLayer::new(store.clone()));
+    let r = fetch(&app, "/", None).await;
+    assert_eq!(r.body, "1");
+    let cookie = r.cookie();
+    let r = fetch(&app, "/", Some(&cookie)).await;
+    assert_eq!(r.body, "2", "the handler sees the committed value, not the stale record");
+    assert_eq!(fetch(&app, "/", Some(&cookie)).await.body, "3");
+    assert_eq!(store.len(), 1);
+}

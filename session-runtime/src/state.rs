@@ -329,7 +329,10 @@ impl RequestSession {
         }
         slot.checked_out = false;
         slot.dirty |= dirty;
-        if slot.dirty {
+        // A clean value can be decoded again from the record, unless its
+        // baseline was computed in this request (an `update` commit, a
+        // migration or a reset): then the record is stale, so keep the value.
+        if slot.dirty || matches!(slot.base, Base::Owned { .. }) {
             slot.value = Some(Box::new(Holder(value)));
         }
     }
