@@ -177,6 +177,28 @@ mod tests {
         assert!(RawId::parse(&bad).is_none() || canonical);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_string_parses_without_panic_and_only_canonically(value in ".{0,40}") {
+            if let Some(id) = RawId::parse(&value) {
+                proptest::prop_assert_eq!(id.encode(), value);
+            }
+        }
+
+        #[test]
+        fn any_id_round_trips_through_its_cookie_form(bytes in proptest::array::uniform16(proptest::prelude::any::<u8>())) {
+            let id = RawId(bytes);
+            proptest::prop_assert_eq!(RawId::parse(&id.encode()), Some(id));
+        }
+
+        #[test]
+        fn base64url_alphabet_strings_of_id_length_never_panic(value in "[A-Za-z0-9_-]{22}") {
+            if let Some(id) = RawId::parse(&value) {
+                proptest::prop_assert_eq!(id.encode(), value);
+            }
+        }
+    }
+
     #[test]
     fn log_hash_is_keyed_and_short() {
         let id = RawId::generate().unwrap();
