@@ -493,7 +493,10 @@ async fn refresh(
         latency_us = tracing::field::Empty
     );
     if !span.is_disabled() {
-        span.record("session", id.log_hash(&layer.log_secret).as_str());
+        span.record(
+            "session",
+            tracing::field::display(id.log_hash(&layer.log_secret)),
+        );
     }
     let started = Instant::now();
     let touched = layer
@@ -529,7 +532,10 @@ async fn timed_save(
         namespaces = changeset.namespaces.len()
     );
     if !span.is_disabled() {
-        span.record("session", id.log_hash(&layer.log_secret).as_str());
+        span.record(
+            "session",
+            tracing::field::display(id.log_hash(&layer.log_secret)),
+        );
     }
     let started = Instant::now();
     let key = id.key();
@@ -553,7 +559,10 @@ async fn timed_delete(
         latency_us = tracing::field::Empty
     );
     if !span.is_disabled() {
-        span.record("session", id.log_hash(&layer.log_secret).as_str());
+        span.record(
+            "session",
+            tracing::field::display(id.log_hash(&layer.log_secret)),
+        );
     }
     let started = Instant::now();
     let result = layer.store.delete(key).instrument(span.clone()).await;

@@ -243,7 +243,10 @@ impl RequestSession {
             latency_us = tracing::field::Empty
         );
         if !span.is_disabled() {
-            span.record("session", id.log_hash(&self.layer.log_secret).as_str());
+            span.record(
+                "session",
+                tracing::field::display(id.log_hash(&self.layer.log_secret)),
+            );
         }
         let started = Instant::now();
         let loaded = self.layer.store.load(&key).instrument(span.clone()).await;

@@ -1,0 +1,96 @@
+//! Every load and save runs in a `tracing` span with the store latency and a
+//! short keyed hash of the id; logs never carry the raw id or field values.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{get, post};
+use common::{fetch, submit};
+use tracing_subscriber::fmt::format::FmtSpan;
+use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[derive(SessionData, Default)]
+struct Account {
+    user: String,
+    #[session(sensitive)]
+    password_hint: String,
+}
+
+#[tokio::test]
+async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = Router::new()
+        .route(
+            "/set",
+            post(|mut a: Session<Account>| async move {
+                a.user = "ann".into();
+                a.password_hint = "blue-whale-42".into();
+                "ok"
+            }),
+        )
+        .route(
+            "/get",
+            get(|a: Session<Account>| async move { a.user.clone() }),
+        )
+        .layer(SessionLayer::new(MemoryStore::new()));
+    let cookie = submit(&app, "/set", None).await.cookie();
+    assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "ann");
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let raw_id = cookie.split_once('=').unwrap().1;
+    let save = log
+        .lines()
+        .find(|l| l.contains("session_save"))
+        .unwrap_or_else(|| panic!("no save span:\n{log}"));
+    let load = log
+        .lines()
+        .find(|l| l.contains("session_load"))
+        .unwrap_or_else(|| panic!("no load span:\n{log}"));
+    for line in [save, load] {
+        assert!(line.contains("latency_us="), "{line}");
+        let hash = line
+            .split("session=")
+            .nth(1)
+            .expect("hashed id field")
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .next()
+            .unwrap();
+        assert_eq!(hash.len(), 16, "{line}");
+    }
+    assert!(!log.contains(raw_id), "the raw id leaked into logs:\n{log}");
+    assert!(
+        !log.contains("blue-whale-42"),
+        "a field value leaked into logs:\n{log}"
+    );
+}
