@@ -487,3 +487,19 @@ async fn concurrent_atomic_updates_lose_nothing() {
     }
     assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "201");
 }
+
+#[tokio::test]
+async fn store_sees_only_the_sha256_of_the_id() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    let f = fixture();
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(session_value(&cookie))
+        .unwrap();
+    assert_eq!(raw.len(), 16, "128-bit ids");
+    let key = f.store.counts.last_key.lock().unwrap().expect("a save");
+    let expected: [u8; 32] = sha2::Sha256::digest(&raw).into();
+    assert_eq!(key.as_bytes(), &expected);
+}

@@ -155,6 +155,8 @@ pub struct Counts {
     pub saves_down: AtomicBool,
     /// The changesets saved, as debug strings, for inspection.
     pub last_save: std::sync::Mutex<Option<Changeset>>,
+    /// The key of the last save.
+    pub last_key: std::sync::Mutex<Option<SessionKey>>,
 }
 
 impl Counts {
@@ -223,6 +225,7 @@ impl SessionStore for CountingStore {
             return Err(StoreError::unavailable("test store refuses writes"));
         }
         *self.counts.last_save.lock().unwrap() = Some(changes.clone());
+        *self.counts.last_key.lock().unwrap() = Some(*key);
         self.inner.save(key, changes).await
     }
 
