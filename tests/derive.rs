@@ -74,23 +74,29 @@ fn metadata_comes_from_attributes_and_names() {
     assert_eq!(Cart::NAMESPACE, "cart");
     assert_eq!(Cart::VERSION, 3);
     assert_eq!(CartV1::VERSION, 1);
-    let names: Vec<_> = Cart::FIELDS.iter().map(|f| f.name()).collect();
+    let names: Vec<_> = Cart::FIELDS
+        .iter()
+        .map(typed_sessions::FieldInfo::name)
+        .collect();
     assert_eq!(names, ["items", "coupon"], "skipped fields are not stored");
 
     assert_eq!(Profile::NAMESPACE, "profile");
     assert_eq!(Profile::VERSION, 1);
-    let names: Vec<_> = Profile::FIELDS.iter().map(|f| f.name()).collect();
+    let names: Vec<_> = Profile::FIELDS
+        .iter()
+        .map(typed_sessions::FieldInfo::name)
+        .collect();
     assert_eq!(names, ["n", "age", "token", "user_id", "tags"]);
     let sensitive: Vec<_> = Profile::FIELDS
         .iter()
         .filter(|f| f.sensitive())
-        .map(|f| f.name())
+        .map(typed_sessions::FieldInfo::name)
         .collect();
     assert_eq!(sensitive, ["token"]);
     let rotating: Vec<_> = Profile::FIELDS
         .iter()
         .filter(|f| f.rotate_id())
-        .map(|f| f.name())
+        .map(typed_sessions::FieldInfo::name)
         .collect();
     assert_eq!(rotating, ["user_id"]);
 }

@@ -72,7 +72,7 @@ fn fixture_with(configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuild
             "/same",
             post(|mut c: Session<Counter>| async move {
                 let n = c.count;
-                c.count = n;
+                *c = Counter { count: n };
                 n.to_string()
             }),
         )
@@ -412,7 +412,7 @@ async fn session_without_layer_is_500() {
 
 #[tokio::test]
 async fn idle_timeout_expires_session_on_the_server() {
-    let f = fixture_with(|b| b.idle_timeout(Duration::from_secs(60)));
+    let f = fixture_with(|b| b.idle_timeout(Duration::from_mins(1)));
     let cookie = submit(&f.app, "/incr", None).await.cookie();
     f.clock.advance(Duration::from_secs(59));
     assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "1");
@@ -427,7 +427,7 @@ async fn idle_timeout_expires_session_on_the_server() {
 #[tokio::test]
 async fn absolute_timeout_caps_an_active_session() {
     let f = fixture_with(|b| {
-        b.idle_timeout(Duration::from_secs(60))
+        b.idle_timeout(Duration::from_mins(1))
             .absolute_timeout(Duration::from_secs(100))
     });
     let cookie = submit(&f.app, "/incr", None).await.cookie();

@@ -395,12 +395,17 @@ async fn value_committed_by_update_in_middleware_is_what_the_handler_sees() {
     async fn bump(request: axum::extract::Request, next: Next) -> axum::response::Response {
         let (mut parts, body) = request.into_parts();
         {
-            let mut seen = <Session<Seen> as axum::extract::FromRequestParts<()>>::from_request_parts(&mut parts, &())
+            let mut seen =
+                <Session<Seen> as axum::extract::FromRequestParts<()>>::from_request_parts(
+                    &mut parts,
+                    &(),
+                )
                 .await
                 .expect("inside the layer");
             seen.update(|s| s.n += 1).await.expect("committed");
         }
-        next.run(axum::extract::Request::from_parts(parts, body)).await
+        next.run(axum::extract::Request::from_parts(parts, body))
+            .await
     }
 
     let store = typed_sessions::stores::MemoryStore::new();
@@ -412,7 +417,10 @@ async fn value_committed_by_update_in_middleware_is_what_the_handler_sees() {
     assert_eq!(r.body, "1");
     let cookie = r.cookie();
     let r = fetch(&app, "/", Some(&cookie)).await;
-    assert_eq!(r.body, "2", "the handler sees the committed value, not the stale record");
+    assert_eq!(
+        r.body, "2",
+        "the handler sees the committed value, not the stale record"
+    );
     assert_eq!(fetch(&app, "/", Some(&cookie)).await.body, "3");
     assert_eq!(store.len(), 1);
 }

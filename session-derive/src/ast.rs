@@ -83,7 +83,7 @@ impl<'a> Container<'a> {
         }
     }
 
-    /// The namespace: the attribute, or the struct name in snake_case.
+    /// The namespace: the attribute, or the struct name in `snake_case`.
     pub(crate) fn namespace(&self) -> String {
         self.attrs
             .namespace

@@ -47,6 +47,9 @@ impl<'c, T> Attr<'c, T> {
 pub(crate) struct ContainerAttrs {
     pub(crate) namespace: Option<LitStr>,
     pub(crate) version: Option<(u32, LitInt)>,
+    /// `version` was written, even if its value was rejected: rules that
+    /// depend on the version then stay quiet instead of piling on.
+    pub(crate) version_written: bool,
     pub(crate) migrate_from: Option<syn::Type>,
     pub(crate) codec: Option<syn::Type>,
     pub(crate) krate: Option<syn::Path>,
@@ -61,8 +64,45 @@ pub(crate) struct FieldAttrs {
     pub(crate) rotate_id: Option<Span>,
 }
 
-const CONTAINER_KEYS: &str = "`namespace`, `version`, `migrate_from`, `codec`, `crate`";
-const FIELD_KEYS: &str = "`rename`, `default`, `skip`, `sensitive`, `rotate_id`";
+const CONTAINER_KEYS: &[&str] = &["namespace", "version", "migrate_from", "codec", "crate"];
+const FIELD_KEYS: &[&str] = &["rename", "default", "skip", "sensitive", "rotate_id"];
+
+/// Where a `#[session(...)]` attribute sits.
+#[derive(Clone, Copy)]
+enum Place {
+    Container,
+    Field,
+}
+
+impl Place {
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Container => CONTAINER_KEYS,
+            Self::Field => FIELD_KEYS,
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Self::Container => Self::Field,
+            Self::Field => Self::Container,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::Field => "field",
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Self::Container => "the struct",
+            Self::Field => "a field",
+        }
+    }
+}
 
 impl ContainerAttrs {
     pub(crate) fn from_ast(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
@@ -71,6 +111,7 @@ impl ContainerAttrs {
         let mut migrate_from = Attr::none(cx, "migrate_from");
         let mut codec = Attr::none(cx, "codec");
         let mut krate = Attr::none(cx, "crate");
+        let mut version_written = false;
 
         for attr in attrs.iter().filter(|a| a.path().is_ident("session")) {
             let result = attr.parse_nested_meta(|meta| {
@@ -80,6 +121,7 @@ impl ContainerAttrs {
                         namespace.set(&key, lit);
                     }
                 } else if key.is_ident("version") {
+                    version_written = true;
                     if let Some(lit) = parse_int(cx, &meta, "version = 2")? {
                         match lit.base10_parse::<u32>() {
                             Ok(0) => cx.error_spanned_by(&lit, "version must be at least 1"),
@@ -109,7 +151,7 @@ impl ContainerAttrs {
                         }
                     }
                 } else {
-                    unknown_key(cx, &meta, "container", CONTAINER_KEYS)?;
+                    unknown_key(cx, &meta, Place::Container)?;
                 }
                 Ok(())
             });
@@ -121,6 +163,7 @@ impl ContainerAttrs {
         Self {
             namespace: namespace.get(),
             version: version.get(),
+            version_written,
             migrate_from: migrate_from.get(),
             codec: codec.get(),
             krate: krate.get(),
@@ -162,7 +205,7 @@ impl FieldAttrs {
                 } else if key.is_ident("rotate_id") {
                     flag(&mut rotate_id, &meta)?;
                 } else {
-                    unknown_key(cx, &meta, "field", FIELD_KEYS)?;
+                    unknown_key(cx, &meta, Place::Field)?;
                 }
                 Ok(())
             });
@@ -182,18 +225,27 @@ impl FieldAttrs {
 }
 
 /// Reports an unknown key on the key itself, then consumes whatever value it
-/// carries so that the keys after it are still checked.
-fn unknown_key(
-    cx: &Ctxt,
-    meta: &ParseNestedMeta<'_>,
-    place: &str,
-    expected: &str,
-) -> syn::Result<()> {
+/// carries so that the keys after it are still checked. A key that belongs
+/// on the other place (`skip` on the struct, `version` on a field) says so.
+fn unknown_key(cx: &Ctxt, meta: &ParseNestedMeta<'_>, place: Place) -> syn::Result<()> {
     let name = meta.path.to_token_stream().to_string().replace(' ', "");
-    cx.error_spanned_by(
-        &meta.path,
-        format!("unknown #[session] {place} attribute `{name}`, expected one of {expected}"),
-    );
+    let other = place.other();
+    let message = if other.keys().contains(&name.as_str()) {
+        format!(
+            "#[session({name})] is a {} attribute and belongs on {}, not on {}",
+            other.name(),
+            other.target(),
+            place.target(),
+        )
+    } else {
+        let expected: Vec<String> = place.keys().iter().map(|k| format!("`{k}`")).collect();
+        format!(
+            "unknown #[session] {} attribute `{name}`, expected one of {}",
+            place.name(),
+            expected.join(", "),
+        )
+    };
+    cx.error_spanned_by(&meta.path, message);
     skip_value(meta)
 }
 
@@ -208,18 +260,22 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-/// A flag such as `default`: a value is an error on the value.
+/// A flag such as `default`: a value is an error on the value (`= true` or
+/// `(…)`), and the flag is then ignored.
 fn no_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, name: &str) -> syn::Result<bool> {
-    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
-        let start = meta.input.span();
-        skip_value(meta)?;
-        cx.syn_error(syn::Error::new(
-            start,
-            format!("#[session({name})] takes no value"),
-        ));
-        return Ok(false);
+    let message = format!("#[session({name})] takes no value");
+    if meta.input.peek(Token![=]) {
+        let value: Expr = meta.value()?.parse()?;
+        cx.error_spanned_by(&value, message);
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        let paren = syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+        cx.syn_error(syn::Error::new(paren.span.join(), message));
+    } else {
+        return Ok(true);
     }
-    Ok(true)
+    Ok(false)
 }
 
 fn parse_expr(cx: &Ctxt, meta: &ParseNestedMeta<'_>, form: &str) -> syn::Result<Option<Expr>> {

@@ -10,6 +10,7 @@ pub(crate) fn check(cx: &Ctxt, cont: &Container<'_>) {
     check_generics(cx, cont);
     check_namespace(cx, cont);
     check_migrate_from_version(cx, cont);
+    check_migrate_from_self(cx, cont);
     check_skip_conflicts(cx, cont);
     check_unique_stored_names(cx, cont);
 }
@@ -29,37 +30,59 @@ fn check_generics(cx: &Ctxt, cont: &Container<'_>) {
 
 /// A namespace names a slot in every store, so it is limited to characters
 /// that are safe in keys, cookies and logs: ASCII letters, digits, `_`, `-`
-/// and `.`, and at most 64 of them.
+/// and `.`, and at most 64 of them. This holds for a namespace derived from
+/// the struct name too, which then needs an explicit one.
 fn check_namespace(cx: &Ctxt, cont: &Container<'_>) {
-    let Some(lit) = &cont.attrs.namespace else {
-        return;
-    };
-    let value = lit.value();
+    const RULE: &str = "1 to 64 ASCII letters, digits, '_', '-' or '.'";
+    let value = cont.namespace();
     let valid = !value.is_empty()
         && value.len() <= 64
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if !valid {
-        cx.error_spanned_by(
-            lit,
-            "namespace must be 1 to 64 ASCII letters, digits, '_', '-' or '.'",
-        );
+    if valid {
+        return;
+    }
+    match &cont.attrs.namespace {
+        Some(lit) => cx.error_spanned_by(lit, format!("namespace must be {RULE}")),
+        None => cx.error_spanned_by(
+            cont.ident,
+            format!(
+                "the namespace derived from the struct name, \"{value}\", is not {RULE}; \
+                 set one with #[session(namespace = \"…\")]"
+            ),
+        ),
     }
 }
 
 /// `migrate_from` names an older schema, so the current one is at least
-/// version 2. (That the older one's version is lower and its namespace the
-/// same is checked by the compiler on the generated code, since only the
-/// compiler knows the other type's constants.)
+/// version 2; when `version` itself was rejected, that error is enough.
+/// (That the older one's version is lower and its namespace the same is
+/// checked by the compiler on the generated code, since only the compiler
+/// knows the other type's constants.)
 fn check_migrate_from_version(cx: &Ctxt, cont: &Container<'_>) {
     if let Some(prev) = &cont.attrs.migrate_from {
-        if cont.version() < 2 {
+        let version_rejected = cont.attrs.version_written && cont.attrs.version.is_none();
+        if cont.version() < 2 && !version_rejected {
             cx.error_spanned_by(
                 prev,
                 "#[session(migrate_from)] needs #[session(version)] of at least 2 on this schema",
             );
         }
+    }
+}
+
+/// `migrate_from` names the previous schema; naming this one (as `Self` or
+/// by its name) would make a schema migrate from itself.
+fn check_migrate_from_self(cx: &Ctxt, cont: &Container<'_>) {
+    let Some(syn::Type::Path(prev)) = &cont.attrs.migrate_from else {
+        return;
+    };
+    if prev.qself.is_none() && (prev.path.is_ident("Self") || prev.path.is_ident(cont.ident)) {
+        cx.error_spanned_by(
+            prev,
+            "#[session(migrate_from)] must name the previous schema, not this one",
+        );
     }
 }
 

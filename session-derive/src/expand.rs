@@ -1,7 +1,7 @@
 //! Code generation. Everything emitted is wrapped in `const _: () = { … };`,
 //! names every item by an absolute path through the runtime's hidden
-//! `__private` module, and uses `__`-prefixed locals, so the user's crate may
-//! shadow any prelude name.
+//! `__private` module (primitive types through `::core::primitive`), and uses
+//! `__`-prefixed locals, so the user's crate may shadow any prelude name.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -30,31 +30,54 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     }
 }
 
-fn crate_path(cont: &Container<'_>) -> TokenStream {
-    match &cont.attrs.krate {
-        Some(path) => quote!(#path),
-        None => quote!(::typed_sessions),
-    }
+/// A primitive type by absolute path: a user crate may declare its own
+/// `u32` or `str`, which a bare name in the generated code would pick up.
+fn primitive(name: &str) -> TokenStream {
+    let ident = syn::Ident::new(name, Span::call_site());
+    quote!(::core::primitive::#ident)
 }
 
+fn crate_path(cont: &Container<'_>) -> TokenStream {
+    cont.attrs
+        .krate
+        .as_ref()
+        .map_or_else(|| quote!(::typed_sessions), |path| quote!(#path))
+}
+
+/// An impl with the right shape and no behaviour, emitted next to the
+/// errors. Generic inputs (themselves an error) get one too, bounded by what
+/// the trait requires so that the stub adds no error of its own.
 fn stub_impl(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
-    if !input.generics.params.is_empty() {
-        return TokenStream::new();
-    }
     let ident = &input.ident;
     let p = quote!(#krate::__private);
+    let (u8_, u32_, usize_, str_) = (
+        primitive("u8"),
+        primitive("u32"),
+        primitive("usize"),
+        primitive("str"),
+    );
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let mut where_clause = where_clause.cloned().unwrap_or_else(|| syn::WhereClause {
+        where_token: syn::Token![where](Span::call_site()),
+        predicates: syn::punctuated::Punctuated::new(),
+    });
+    if !input.generics.params.is_empty() {
+        where_clause
+            .predicates
+            .push(syn::parse_quote!(Self: ::core::marker::Send + 'static));
+    }
     quote! {
         const _: () = {
             #[automatically_derived]
-            impl #p::SessionData for #ident {
-                const NAMESPACE: &'static str = "";
-                const VERSION: u32 = 1;
+            impl #impl_generics #p::SessionData for #ident #ty_generics #where_clause {
+                const NAMESPACE: &'static #str_ = "";
+                const VERSION: #u32_ = 1;
                 const FIELDS: &'static [#p::FieldInfo] = &[];
                 type Codec = #p::JsonCodec;
-                fn encode_field(&self, __index: usize) -> #p::Result<#p::Vec<u8>, #p::CodecError> {
+                fn encode_field(&self, __index: #usize_) -> #p::Result<#p::Vec<#u8_>, #p::CodecError> {
                     ::core::unreachable!()
                 }
-                fn decode_fields(__version: u32, __fields: &#p::FieldMap) -> #p::Result<Self, #p::DecodeError> {
+                fn decode_fields(__version: #u32_, __fields: &#p::FieldMap) -> #p::Result<Self, #p::DecodeError> {
                     ::core::unreachable!()
                 }
             }
@@ -64,13 +87,20 @@ fn stub_impl(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
 
 fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
     let p = quote!(#krate::__private);
+    let (u8_, u32_, usize_, str_) = (
+        primitive("u8"),
+        primitive("u32"),
+        primitive("usize"),
+        primitive("str"),
+    );
     let ident = cont.ident;
     let namespace = cont.namespace();
     let version = cont.version();
-    let codec = match &cont.attrs.codec {
-        Some(ty) => quote!(#ty),
-        None => quote!(#p::JsonCodec),
-    };
+    let codec = cont
+        .attrs
+        .codec
+        .as_ref()
+        .map_or_else(|| quote!(#p::JsonCodec), |ty| quote!(#ty));
     let stored: Vec<&Field<'_>> = cont.stored_fields().collect();
 
     let infos = stored.iter().map(|f| {
@@ -80,13 +110,16 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         quote!(#p::FieldInfo::__new(#name, #sensitive, #rotate))
     });
 
+    // The field calls name the codec as `__S::Codec` of a function generic
+    // over the schema, never as the concrete type: a codec type that is not a
+    // `Codec` is then reported once, on `type Codec`, and not once per call.
+    // Each call is spanned at the field's type, so a type that is not
+    // `Serialize`, `DeserializeOwned` or `Default` is reported there by rustc.
     let encode_arms = stored.iter().enumerate().map(|(index, f)| {
         let member = f.ident;
         let ty = f.ty;
-        // Spanned at the field's type: a type that is not `Serialize` is
-        // reported there by rustc itself.
-        let call = quote_spanned!(ty.span()=> #p::encode::<Self::Codec, #ty>);
-        quote!(#index => #call(&self.#member),)
+        let call = quote_spanned!(ty.span()=> #p::encode::<__S::Codec, #ty>);
+        quote!(#index => #call(&__value.#member),)
     });
 
     let field_inits = cont.fields.iter().map(|f| {
@@ -98,18 +131,18 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         } else {
             let name = LitStr::new(&f.stored_name(), f.ident.span());
             let call = if f.attrs.default.is_some() {
-                quote_spanned!(ty.span()=> #p::decode_or_default::<Self::Codec, #ty>)
+                quote_spanned!(ty.span()=> #p::decode_or_default::<__S::Codec, #ty>)
             } else {
-                quote_spanned!(ty.span()=> #p::decode::<Self::Codec, #ty>)
+                quote_spanned!(ty.span()=> #p::decode::<__S::Codec, #ty>)
             };
             quote!(#member: #call(__fields, #name)?,)
         }
     });
 
-    let older = match &cont.attrs.migrate_from {
-        Some(prev) => quote_spanned!(prev.span()=> #p::migrate::<#prev, Self>(__version, __fields)),
-        None => quote!(#p::Err(#p::unsupported_version(__version))),
-    };
+    let older = cont.attrs.migrate_from.as_ref().map_or_else(
+        || quote!(#p::Err(#p::unsupported_version(__version))),
+        |prev| quote_spanned!(prev.span()=> #p::migrate::<#prev, Self>(__version, __fields)),
+    );
 
     let migrate_checks = cont
         .attrs
@@ -121,21 +154,18 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         const _: () = {
             #[automatically_derived]
             impl #p::SessionData for #ident {
-                const NAMESPACE: &'static str = #namespace;
-                const VERSION: u32 = #version;
+                const NAMESPACE: &'static #str_ = #namespace;
+                const VERSION: #u32_ = #version;
                 const FIELDS: &'static [#p::FieldInfo] = &[#(#infos),*];
                 type Codec = #codec;
 
-                fn encode_field(&self, __index: usize) -> #p::Result<#p::Vec<u8>, #p::CodecError> {
-                    match __index {
-                        #(#encode_arms)*
-                        _ => #p::Err(#p::no_such_field(__index)),
-                    }
+                fn encode_field(&self, __index: #usize_) -> #p::Result<#p::Vec<#u8_>, #p::CodecError> {
+                    __encode_field::<Self>(self, __index)
                 }
 
-                fn decode_fields(__version: u32, __fields: &#p::FieldMap) -> #p::Result<Self, #p::DecodeError> {
+                fn decode_fields(__version: #u32_, __fields: &#p::FieldMap) -> #p::Result<Self, #p::DecodeError> {
                     if __version == #version {
-                        #p::Ok(Self { #(#field_inits)* })
+                        __decode_current::<Self>(__fields)
                     } else if __version > #version {
                         #p::Err(#p::newer_version(__version, #version))
                     } else {
@@ -143,6 +173,25 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
                     }
                 }
             }
+
+            #[inline]
+            fn __encode_field<__S: #p::SessionData>(
+                __value: &#ident,
+                __index: #usize_,
+            ) -> #p::Result<#p::Vec<#u8_>, #p::CodecError> {
+                match __index {
+                    #(#encode_arms)*
+                    _ => #p::Err(#p::no_such_field(__index)),
+                }
+            }
+
+            #[inline]
+            fn __decode_current<__S: #p::SessionData>(
+                __fields: &#p::FieldMap,
+            ) -> #p::Result<#ident, #p::DecodeError> {
+                #p::Ok(#ident { #(#field_inits)* })
+            }
+
             #migrate_checks
         };
     }
@@ -159,20 +208,26 @@ fn migrate_checks(
     version: u32,
 ) -> TokenStream {
     let span: Span = prev.span();
+    let mut cur = ident.clone();
+    cur.set_span(span);
     let ns_message = format!(
         "#[session(migrate_from)] must name a schema with the same namespace (\"{namespace}\")"
     );
     let version_message =
         format!("#[session(migrate_from)] must name a schema with a lower version than {version}");
+    // The first line repeats the bounds of the `migrate` call in
+    // `decode_fields`, with the same span and types (`Self` respanned as
+    // `cur`), so that a `Prev` that is not a schema or has no `From` impl
+    // yields one diagnostic that rustc prints once, and the lines after it,
+    // in the same body, add none of their own.
     quote_spanned! {span=>
-        #[allow(dead_code)]
-        fn __assert_migrates() {
-            #p::assert_migrates::<#prev, #ident>();
-        }
-        const _: () = ::core::assert!(
-            #p::str_eq(#p::namespace_of::<#prev>(), #namespace),
-            #ns_message
-        );
-        const _: () = ::core::assert!(#p::version_of::<#prev>() < #version, #version_message);
+        const _: () = {
+            let _ = #p::migrate::<#prev, #cur>;
+            ::core::assert!(
+                #p::str_eq(#p::namespace_of::<#prev>(), #namespace),
+                #ns_message
+            );
+            ::core::assert!(#p::version_of::<#prev>() < #version, #version_message);
+        };
     }
 }

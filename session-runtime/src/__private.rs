@@ -92,8 +92,6 @@ pub const fn version_of<T: SessionData>() -> u32 {
     T::VERSION
 }
 
-pub fn assert_migrates<Prev: SessionData, Cur: From<Prev>>() {}
-
 pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {

@@ -1,0 +1,292 @@
+//! The demo's command line, parsed by hand (no argument-parsing crate).
+//!
+//! Shared with `tests/demo.rs` through `#[path]`, so every rule here is
+//! unit-tested without starting a process.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use typed_sessions::stores::MemoryStore;
+use typed_sessions::{ConfigError, SessionLayer};
+
+/// Where the demo listens unless `--addr` says otherwise.
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
+
+/// The longest timeout accepted: 400 days, the longest cookie lifetime
+/// browsers keep (RFC 6265bis caps `Max-Age` there).
+pub const MAX_TIMEOUT_SECS: u64 = 400 * 24 * 60 * 60;
+
+/// The exit code for a command line that cannot be used.
+pub const USAGE_EXIT_CODE: u8 = 2;
+
+/// The text `--help` prints.
+pub const USAGE: &str = "\
+typed-sessions demo: a counter, a login and a cart, each a typed session namespace
+
+USAGE:
+    cargo run --example demo -- [OPTIONS]
+
+OPTIONS:
+    --addr HOST:PORT          where to listen; HOST is an IP address or localhost
+                              (default 127.0.0.1:3000; port 0 picks a free port)
+    --store KIND              where sessions live: memory (default); cookie and redis come later
+    --idle-timeout SECS       end a session after SECS seconds without a request
+    --absolute-timeout SECS   end a session SECS seconds after it began, however active
+    --insecure                leave the Secure flag off the cookie, for plain http
+                              on a host other than localhost
+    -h, --help                print this help
+
+Without a timeout the cookie lasts until the browser closes.
+";
+
+/// Which session store to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `MemoryStore`: sessions live in this process and vanish when it exits.
+    Memory,
+}
+
+/// What the demo was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Serve with these options.
+    Run(Options),
+    /// Print [`USAGE`] and exit successfully.
+    Help,
+}
+
+/// The options of a `Run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The address to listen on.
+    pub addr: SocketAddr,
+    /// The session store.
+    pub store: StoreKind,
+    /// `--idle-timeout`.
+    pub idle_timeout: Option<Duration>,
+    /// `--absolute-timeout`.
+    pub absolute_timeout: Option<Duration>,
+    /// Whether the cookie carries `Secure` (off with `--insecure`).
+    pub secure: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_ADDR,
+            store: StoreKind::Memory,
+            idle_timeout: None,
+            absolute_timeout: None,
+            secure: true,
+        }
+    }
+}
+
+impl Options {
+    /// The session layer these options describe.
+    ///
+    /// # Errors
+    /// The layer's [`ConfigError`]; the parser already rules out the values
+    /// that would cause one, so this is a safety net.
+    pub fn session_layer(&self) -> Result<SessionLayer, ConfigError> {
+        let store = match self.store {
+            StoreKind::Memory => MemoryStore::new(),
+        };
+        let mut builder = SessionLayer::builder(store).secure(self.secure);
+        if let Some(idle) = self.idle_timeout {
+            builder = builder.idle_timeout(idle);
+        }
+        if let Some(absolute) = self.absolute_timeout {
+            builder = builder.absolute_timeout(absolute);
+        }
+        builder.build()
+    }
+}
+
+/// A command line that cannot be used; the process should print it and
+/// exit with [`USAGE_EXIT_CODE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError(String);
+
+impl ArgError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message, without a trailing newline.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ArgError {}
+
+/// Parses the arguments that follow the program name.
+///
+/// `--help` (or `-h`) anywhere wins over everything else. Options take their
+/// value as the next argument or after `=` (`--addr=127.0.0.1:8080`); each
+/// may be given once.
+///
+/// # Errors
+/// An [`ArgError`] naming the offending argument and what was expected.
+pub fn parse<I>(args: I) -> Result<Command, ArgError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let args = args
+        .into_iter()
+        .map(|arg| {
+            arg.into().into_string().map_err(|bad| {
+                ArgError::new(format!("argument `{}` is not valid UTF-8", bad.display()))
+            })
+        })
+        .collect::<Result<Vec<String>, ArgError>>()?;
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        return Ok(Command::Help);
+    }
+
+    let mut addr = None;
+    let mut store = None;
+    let mut idle_timeout = None;
+    let mut absolute_timeout = None;
+    let mut insecure = false;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        match name.as_str() {
+            "--insecure" => {
+                if inline.is_some() {
+                    return Err(ArgError::new("`--insecure` takes no value"));
+                }
+                once(&name, insecure)?;
+                insecure = true;
+            }
+            "--addr" => {
+                once(&name, addr.is_some())?;
+                let value = value(&name, "HOST:PORT", inline, &mut args)?;
+                addr = Some(parse_addr(&value)?);
+            }
+            "--store" => {
+                once(&name, store.is_some())?;
+                let value = value(&name, "KIND", inline, &mut args)?;
+                store = Some(parse_store(&value)?);
+            }
+            "--idle-timeout" => {
+                once(&name, idle_timeout.is_some())?;
+                let value = value(&name, "SECS", inline, &mut args)?;
+                idle_timeout = Some(parse_secs(&name, &value)?);
+            }
+            "--absolute-timeout" => {
+                once(&name, absolute_timeout.is_some())?;
+                let value = value(&name, "SECS", inline, &mut args)?;
+                absolute_timeout = Some(parse_secs(&name, &value)?);
+            }
+            other if other.starts_with('-') => {
+                return Err(ArgError::new(format!("unknown option `{other}`")));
+            }
+            other => {
+                return Err(ArgError::new(format!(
+                    "unexpected argument `{other}`: the demo takes options only"
+                )));
+            }
+        }
+    }
+
+    let defaults = Options::default();
+    Ok(Command::Run(Options {
+        addr: addr.unwrap_or(defaults.addr),
+        store: store.unwrap_or(defaults.store),
+        idle_timeout,
+        absolute_timeout,
+        secure: !insecure,
+    }))
+}
+
+fn once(name: &str, seen: bool) -> Result<(), ArgError> {
+    if seen {
+        Err(ArgError::new(format!("`{name}` is given more than once")))
+    } else {
+        Ok(())
+    }
+}
+
+/// The value of option `name`: after `=`, or the next argument unless that
+/// is another option.
+fn value(
+    name: &str,
+    placeholder: &str,
+    inline: Option<String>,
+    rest: &mut impl Iterator<Item = String>,
+) -> Result<String, ArgError> {
+    let missing = || ArgError::new(format!("`{name}` needs a value: {name} {placeholder}"));
+    let value = match inline {
+        Some(value) => value,
+        None => rest.next().ok_or_else(missing)?,
+    };
+    if value.is_empty() || value.starts_with("--") {
+        return Err(missing());
+    }
+    Ok(value)
+}
+
+fn parse_addr(value: &str) -> Result<SocketAddr, ArgError> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    // The one host name worth accepting without a resolver.
+    if let Some(port) = value.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
+    }
+    Err(ArgError::new(format!(
+        "invalid `--addr` value `{value}`: expected HOST:PORT with an IP address or localhost, e.g. 127.0.0.1:3000 or [::1]:3000"
+    )))
+}
+
+fn parse_store(value: &str) -> Result<StoreKind, ArgError> {
+    match value {
+        "memory" => Ok(StoreKind::Memory),
+        "cookie" | "redis" => Err(ArgError::new(format!(
+            "store `{value}` is not available yet; use `--store memory`"
+        ))),
+        other => Err(ArgError::new(format!(
+            "unknown store `{other}`: expected `memory` (`cookie` and `redis` come later)"
+        ))),
+    }
+}
+
+fn parse_secs(name: &str, value: &str) -> Result<Duration, ArgError> {
+    let secs: u64 = value.parse().map_err(|_| {
+        ArgError::new(format!(
+            "invalid `{name}` value `{value}`: expected whole seconds, e.g. {name} 1800"
+        ))
+    })?;
+    if secs == 0 {
+        return Err(ArgError::new(format!(
+            "invalid `{name}` value `0`: a timeout must be at least 1 second (leave the option out for none)"
+        )));
+    }
+    if secs > MAX_TIMEOUT_SECS {
+        return Err(ArgError::new(format!(
+            "invalid `{name}` value `{value}`: at most {MAX_TIMEOUT_SECS} seconds (400 days, the longest cookie lifetime browsers keep)"
+        )));
+    }
+    Ok(Duration::from_secs(secs))
+}

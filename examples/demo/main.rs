@@ -1,0 +1,125 @@
+//! The typed-sessions demo: a counter, a login and a cart, each its own
+//! typed session namespace, as an HTML page and a JSON API.
+//!
+//! ```text
+//! cargo run --example demo                      # http://127.0.0.1:3000/
+//! cargo run --example demo -- --help
+//! cargo run --example demo -- --addr 127.0.0.1:8080 --idle-timeout 1800 --insecure
+//! ```
+//!
+//! Drive the API with curl and a cookie jar:
+//!
+//! ```text
+//! curl -c jar -b jar -X POST http://127.0.0.1:3000/api/counter/incr
+//! curl -c jar -b jar -X POST -H 'content-type: application/json' \
+//!      -d '{"user":"alice"}' http://127.0.0.1:3000/api/login
+//! curl -c jar -b jar http://127.0.0.1:3000/api/session
+//! ```
+//!
+//! Set `RUST_LOG` (default `info`) to see what the session layer logs.
+
+pub mod app;
+pub mod args;
+
+use std::process::ExitCode;
+
+use args::Command;
+
+fn main() -> ExitCode {
+    let options = match args::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(options)) => options,
+        Ok(Command::Help) => {
+            print!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("demo: {err}\nRun with --help for usage.");
+            return ExitCode::from(args::USAGE_EXIT_CODE);
+        }
+    };
+    let layer = match options.session_layer() {
+        Ok(layer) => layer,
+        Err(err) => {
+            eprintln!("demo: invalid session configuration: {err}");
+            return ExitCode::from(args::USAGE_EXIT_CODE);
+        }
+    };
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("demo: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(options, layer))
+}
+
+async fn serve(options: args::Options, layer: typed_sessions::SessionLayer) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(options.addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("demo: cannot listen on {}: {err}", options.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(options.addr);
+    println!("typed-sessions demo listening on http://{addr}/ (store: memory; Ctrl-C to stop)");
+    if options.secure && !addr.ip().is_loopback() {
+        println!(
+            "note: the session cookie is Secure; over plain http only localhost gets it back. \
+             Use https, or --insecure for a development host."
+        );
+    }
+
+    let served = axum::serve(listener, app::app(layer))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    match served {
+        Ok(()) => {
+            println!("demo: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("demo: server error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM on Unix (`kill PID`).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No handler could be installed: wait for the other signal.
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    println!("demo: shutting down, finishing open requests");
+}

@@ -1,0 +1,10 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+#[session(skip)]
+struct Cart {
+    #[session(version = 2)]
+    items: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+use serde::{Deserialize, Serialize};
+use typed_sessions::SessionData;
+
+#[derive(Serialize, Deserialize)]
+enum Currency {
+    Eur,
+    Usd,
+}
+
+#[derive(SessionData)]
+struct Cart {
+    items: Vec<String>,
+    #[session(default)]
+    currency: Currency,
+}
+
+fn main() {}

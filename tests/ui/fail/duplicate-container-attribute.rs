@@ -1,0 +1,10 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+#[session(version = 2)]
+#[session(namespace = "cart", version = 3)]
+struct Cart {
+    items: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,15 @@
+use serde::Deserialize;
+use typed_sessions::SessionData;
+
+#[derive(Deserialize)]
+struct Item {
+    sku: String,
+}
+
+#[derive(SessionData)]
+struct Cart {
+    count: u32,
+    items: Vec<Item>,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+struct Cart {
+    #[session(default = true)]
+    items: Vec<String>,
+}
+
+fn main() {}

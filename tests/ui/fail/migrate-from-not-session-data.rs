@@ -1,0 +1,19 @@
+use typed_sessions::SessionData;
+
+struct OldCart {
+    items: Vec<String>,
+}
+
+#[derive(SessionData)]
+#[session(version = 2, migrate_from = OldCart)]
+struct Cart {
+    items: Vec<String>,
+}
+
+impl From<OldCart> for Cart {
+    fn from(old: OldCart) -> Self {
+        Self { items: old.items }
+    }
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+#[session(version = 2, migrate_from = Self)]
+struct Cart {
+    items: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+struct Café {
+    items: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+#[session(namespace = "shopping cart!")]
+struct Cart {
+    items: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+#[session(namespace = 5)]
+struct Cart {
+    items: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+struct Cart {
+    items: Vec<String>,
+    #[session(skip, rename = "c", default, sensitive, rotate_id)]
+    cache: Vec<u8>,
+}
+
+fn main() {}

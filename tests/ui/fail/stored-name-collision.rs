@@ -1,0 +1,10 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+struct Cart {
+    items: Vec<String>,
+    #[session(rename = "items")]
+    legacy_items: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData)]
+#[session(version = 4294967296)]
+struct Cart {
+    items: Vec<String>,
+}
+
+fn main() {}
