@@ -503,3 +503,13 @@ async fn store_sees_only_the_sha256_of_the_id() {
     let expected: [u8; 32] = sha2::Sha256::digest(&raw).into();
     assert_eq!(key.as_bytes(), &expected);
 }
+
+#[tokio::test]
+async fn destroy_and_clear_leave_an_unknown_id_alone() {
+    let f = fixture();
+    for route in ["/destroy", "/clear"] {
+        let r = submit(&f.app, route, Some("session=AAAAAAAAAAAAAAAAAAAAAA")).await;
+        assert_eq!(r.status, 200);
+        assert!(r.set_cookies.is_empty(), "{route}: {:?}", r.set_cookies);
+    }
+}

@@ -353,7 +353,11 @@ impl SessionHandle {
         let current = state.current.as_ref()?;
         self.context
             .layer
-            .session_deadline(current.created_at_ms, current.expires_at_ms)
+            .session_deadline(
+                current.created_at_ms,
+                current.expires_at_ms,
+                self.context.layer.clock.now_ms(),
+            )
             .map(from_ms)
     }
 

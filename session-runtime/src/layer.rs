@@ -39,19 +39,25 @@ pub(crate) struct LayerInner {
 }
 
 impl LayerInner {
-    /// The session's own deadline, `min(created + absolute, last_seen + idle)`,
-    /// or `None` for a browser-session cookie. `store_deadline` stands in for
-    /// `last_seen + idle` of a loaded record (the store keeps that deadline).
+    /// The session's own deadline under the current configuration,
+    /// `min(created + absolute, last_seen + idle)`, or `None` for a
+    /// browser-session cookie. The store deadline of a loaded record stands
+    /// in for `last_seen + idle`, capped at `now + idle` so that a shorter
+    /// idle timeout configured since the record was written wins.
     pub(crate) fn session_deadline(
         &self,
         created_at_ms: u64,
         store_deadline_ms: u64,
+        now_ms: u64,
     ) -> Option<u64> {
         let absolute = self
             .expiry
             .absolute_ms
             .map(|a| created_at_ms.saturating_add(a));
-        let idle = self.expiry.idle_ms.map(|_| store_deadline_ms);
+        let idle = self
+            .expiry
+            .idle_ms
+            .map(|i| store_deadline_ms.min(now_ms.saturating_add(i)));
         match (absolute, idle) {
             (Some(a), Some(i)) => Some(a.min(i)),
             (a, i) => a.or(i),
@@ -376,7 +382,12 @@ async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
         if let Some(key) = delete_first {
             layer.store.delete(&key).await.map_err(Failure::Store)?;
         }
-        return Ok(if client_cookie || issue_cookie {
+        // Same rule as for an emptied session: clear a cookie that named a
+        // session or was malformed; an unknown id is left alone.
+        let named_something = current.is_some() || delete_first.is_some() || issue_cookie;
+        let stale =
+            matches!(session.cookie, CookieState::Malformed) || (client_cookie && named_something);
+        return Ok(if stale {
             CookieAction::Remove
         } else {
             CookieAction::None
@@ -423,7 +434,7 @@ async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
         if issue_cookie {
             return Ok(CookieAction::Set(layer.session_cookie(
                 &id,
-                cookie_deadline(layer, created_at, expires_at),
+                cookie_deadline(layer, created_at, expires_at, now),
                 now,
             )));
         }
@@ -453,9 +464,9 @@ async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
 }
 
 /// The deadline the cookie's Max-Age counts down to.
-fn cookie_deadline(layer: &LayerInner, created_at: u64, store_deadline: u64) -> u64 {
+fn cookie_deadline(layer: &LayerInner, created_at: u64, store_deadline: u64, now: u64) -> u64 {
     layer
-        .session_deadline(created_at, store_deadline)
+        .session_deadline(created_at, store_deadline, now)
         .unwrap_or(store_deadline)
 }
 
@@ -469,24 +480,33 @@ async fn refresh(
     expires_at: u64,
     now: u64,
 ) -> CookieAction {
-    let period = match (layer.expiry.idle_ms, layer.expiry.absolute_ms) {
-        (Some(idle), _) => idle,
-        (None, None) => layer.expiry.store_ttl_ms,
-        // Absolute only: the deadline never moves.
-        (None, Some(_)) => return CookieAction::None,
+    let target = layer.write_deadline(created_at, now);
+    // The deadline the current configuration asks for differs from the
+    // stored one: lower it at once (a shorter timeout was configured, and
+    // this access must count as the last one), raise it when it is fixed
+    // (absolute only: a longer timeout was configured), and slide it for an
+    // idle timeout or store TTL, throttled.
+    let due = match (layer.expiry.idle_ms, layer.expiry.absolute_ms) {
+        _ if target < expires_at => true,
+        _ if target == expires_at => false,
+        (None, Some(_)) => true,
+        (idle, _) => {
+            let period = idle.unwrap_or(layer.expiry.store_ttl_ms);
+            let last_refresh = expires_at.saturating_sub(period);
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss,
+                reason = "a share of a period in ms fits easily"
+            )]
+            let throttle = (period as f64 * layer.expiry.refresh_share) as u64;
+            now >= last_refresh.saturating_add(throttle)
+        }
     };
-    let new_deadline = layer.write_deadline(created_at, now);
-    let last_refresh = expires_at.saturating_sub(period);
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "a share of a period in ms fits easily"
-    )]
-    let throttle = (period as f64 * layer.expiry.refresh_share) as u64;
-    if new_deadline <= expires_at || now < last_refresh.saturating_add(throttle) {
+    if !due {
         return CookieAction::None;
     }
+    let new_deadline = target;
     let span = tracing::debug_span!(
         "session_touch",
         session = tracing::field::Empty,
@@ -508,7 +528,7 @@ async fn refresh(
     match touched {
         Ok(true) if layer.persistent_cookie() => CookieAction::Set(layer.session_cookie(
             id,
-            cookie_deadline(layer, created_at, new_deadline),
+            cookie_deadline(layer, created_at, new_deadline, now),
             now,
         )),
         Ok(_) => CookieAction::None,

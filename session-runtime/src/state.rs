@@ -268,7 +268,7 @@ impl RequestSession {
         let now = self.layer.clock.now_ms();
         let deadline = self
             .layer
-            .session_deadline(record.created_at_ms, record.expires_at_ms);
+            .session_deadline(record.created_at_ms, record.expires_at_ms, now);
         if deadline
             .unwrap_or(record.expires_at_ms)
             .min(record.expires_at_ms)
