@@ -69,6 +69,11 @@ impl CodecError {
 /// let bytes = PrettyJson::encode(&vec![1, 2]).unwrap();
 /// assert_eq!(PrettyJson::decode::<Vec<u8>>(&bytes).unwrap(), vec![1, 2]);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a session codec",
+    label = "not a session codec",
+    note = "implement `Codec` for `{Self}`, or drop `codec = …` to use the default `JsonCodec`"
+)]
 pub trait Codec: 'static {
     /// Encodes one value.
     ///

@@ -20,6 +20,11 @@ use crate::codec::{Codec, CodecError};
 /// assert_eq!(Visits::decode_fields(1, &stored).unwrap(), Visits { count: 3 });
 /// assert_eq!(Visits { count: 4 }.changed_fields(&stored).unwrap(), ["count"]);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a session schema",
+    label = "not a session schema",
+    note = "add `#[derive(SessionData)]` to `{Self}`"
+)]
 pub trait SessionData: Sized + Send + 'static {
     /// The slot of this schema inside a session.
     const NAMESPACE: &'static str;
