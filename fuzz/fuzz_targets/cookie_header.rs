@@ -45,9 +45,7 @@ fn fixture() -> &'static Fixture {
             // Read-only: the store never grows while fuzzing.
             .route(
                 "/",
-                get(|c: Session<Counter>| async move {
-                    format!("{} {:?}", c.count, c.label)
-                }),
+                get(|c: Session<Counter>| async move { format!("{} {:?}", c.count, c.label) }),
             )
             // Used once, to put a session into the store.
             .route(

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A source of wall-clock time for expiry decisions.
 ///
 /// The default is [`SystemClock`]. Tests can pass their own clock to both
-/// [`SessionLayer`](crate::SessionLayer) and [`MemoryStore`](crate::stores::MemoryStore)
+/// [`SessionLayer`](crate::SessionLayer) and [`MemoryStore`](crate::store::MemoryStore)
 /// to move time forward without sleeping.
 ///
 /// ```
