@@ -49,7 +49,9 @@ impl CodecError {
 /// [`JsonCodec`]), so the format of stored bytes is part of the schema and
 /// the runtime never needs to know it: it stores, compares and returns bytes.
 /// A codec must be deterministic: encoding equal values must give equal bytes,
-/// because dirty detection compares encodings.
+/// because dirty detection compares encodings. (With JSON, use `BTreeMap`
+/// rather than `HashMap` for map fields, whose iteration order varies, and
+/// note that `Option<Option<T>>` stores `Some(None)` and `None` alike.)
 ///
 /// ```
 /// use typed_sessions::{Codec, CodecError};
