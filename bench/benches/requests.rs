@@ -12,10 +12,10 @@ use std::sync::Mutex;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::routing::{get, post};
+use criterion::{Criterion, criterion_group};
 use http::{Request, header};
 use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
-use criterion::{Criterion, criterion_group};
 use std::hint::black_box;
 use tower::ServiceExt as _;
 
@@ -180,9 +180,15 @@ async fn typed_sessions() -> Peer {
         .route("/write", post(ours_write))
         .route("/login", post(ours_login))
         .layer(layer);
-    let login = Request::post("/login").body(Body::empty()).expect("request");
+    let login = Request::post("/login")
+        .body(Body::empty())
+        .expect("request");
     let response = app.clone().oneshot(login).await.expect("infallible");
-    assert!(response.status().is_success(), "login: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "login: {}",
+        response.status()
+    );
     let cookie = cookie_pair(&response);
     Peer {
         name: "typed_sessions",
@@ -233,9 +239,15 @@ async fn tower_sessions() -> Peer {
         .route("/write", post(theirs_write))
         .route("/login", post(theirs_login))
         .layer(layer);
-    let login = Request::post("/login").body(Body::empty()).expect("request");
+    let login = Request::post("/login")
+        .body(Body::empty())
+        .expect("request");
     let response = app.clone().oneshot(login).await.expect("infallible");
-    assert!(response.status().is_success(), "login: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "login: {}",
+        response.status()
+    );
     let cookie = cookie_pair(&response);
     Peer {
         name: "tower_sessions",
