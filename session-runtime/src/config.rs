@@ -289,9 +289,12 @@ impl SessionLayerBuilder {
         if !(self.refresh_share > 0.0 && self.refresh_share <= 1.0) {
             return Err(ConfigError::RefreshShare);
         }
+        let (cookie_attrs, removal_cookie) = crate::layer::render_cookie(&self.cookie);
         Ok(SessionLayer::from_inner(LayerInner {
             store: self.store,
             cookie: self.cookie,
+            cookie_attrs,
+            removal_cookie,
             expiry: ExpiryConfig {
                 idle_ms: idle.map(crate::clock::duration_ms),
                 absolute_ms: absolute.map(crate::clock::duration_ms),

@@ -98,7 +98,7 @@ fn key() -> SessionKey {
 fn fields(pairs: &[(&str, &str)]) -> FieldMap {
     pairs
         .iter()
-        .map(|(k, v)| (*k, v.as_bytes().to_vec()))
+        .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
         .collect()
 }
 
@@ -592,7 +592,7 @@ pub async fn concurrent_writes_to_different_fields_both_survive<S: SessionStore>
                 vec![change(
                     "prefs",
                     NamespaceOp::Patch(
-                        std::iter::once((name.as_str(), i.to_string().into_bytes())).collect(),
+                        std::iter::once((name.clone(), i.to_string().into_bytes())).collect(),
                     ),
                 )],
             );

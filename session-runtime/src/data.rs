@@ -1,5 +1,7 @@
 //! The schema side: what `#[derive(SessionData)]` generates and the types it uses.
 
+use std::borrow::Cow;
+
 use crate::codec::{Codec, CodecError};
 
 /// A typed session schema: one namespace of a session.
@@ -120,10 +122,21 @@ impl FieldInfo {
 /// The encoded fields of one namespace, by stored name.
 ///
 /// Small and ordered by insertion: a schema has a handful of fields, so a
-/// vector beats a hash map for both lookups and memory.
+/// vector beats a hash map for both lookups and memory. Names given as
+/// `&'static str` (a schema's own field names) are not copied.
+///
+/// ```
+/// use typed_sessions::FieldMap;
+/// let mut map = FieldMap::new();
+/// map.insert("count", b"1".to_vec());
+/// map.insert(String::from("owned"), b"2".to_vec());
+/// assert_eq!(map.get("count"), Some(&b"1"[..]));
+/// assert_eq!(map.insert("count", b"3".to_vec()), Some(b"1".to_vec()));
+/// assert_eq!(map.len(), 2);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldMap {
-    entries: Vec<(Box<str>, Vec<u8>)>,
+    entries: Vec<(Cow<'static, str>, Vec<u8>)>,
 }
 
 impl FieldMap {
@@ -150,18 +163,39 @@ impl FieldMap {
     }
 
     /// Sets `name` to `value`, returning the previous bytes.
-    pub fn insert(&mut self, name: &str, value: Vec<u8>) -> Option<Vec<u8>> {
-        if let Some((_, slot)) = self.entries.iter_mut().find(|(key, _)| &**key == name) {
+    pub fn insert(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let name = name.into();
+        if let Some((_, slot)) = self.entries.iter_mut().find(|(key, _)| *key == name) {
             return Some(std::mem::replace(slot, value));
         }
-        self.entries.push((name.into(), value));
+        self.entries.push((name, value));
         None
+    }
+
+    /// Sets every field of `other`, keeping the fields it does not name.
+    pub fn merge(&mut self, other: &FieldMap) {
+        for (name, value) in &other.entries {
+            if let Some((_, slot)) = self.entries.iter_mut().find(|(key, _)| key == name) {
+                slot.clone_from(value);
+            } else {
+                self.entries.push((name.clone(), value.clone()));
+            }
+        }
     }
 
     /// Removes `name`, returning its bytes.
     pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
         let index = self.entries.iter().position(|(key, _)| &**key == name)?;
         Some(self.entries.remove(index).1)
+    }
+
+    /// Keeps only the fields for which `keep(name, bytes)` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
+        self.entries.retain(|(name, value)| keep(name, value));
     }
 
     /// The number of fields.
@@ -187,8 +221,8 @@ impl FieldMap {
     }
 }
 
-impl<'a> FromIterator<(&'a str, Vec<u8>)> for FieldMap {
-    fn from_iter<I: IntoIterator<Item = (&'a str, Vec<u8>)>>(iter: I) -> Self {
+impl<K: Into<Cow<'static, str>>> FromIterator<(K, Vec<u8>)> for FieldMap {
+    fn from_iter<I: IntoIterator<Item = (K, Vec<u8>)>>(iter: I) -> Self {
         let mut map = Self::new();
         for (name, value) in iter {
             map.insert(name, value);

@@ -152,7 +152,7 @@ impl<T: SessionData + Default> Session<T> {
                 .slot_ref::<T>()
                 .expect("an extracted Session has a slot");
             let (fields, replace, revision) = state.base_fields(&slot.base);
-            let plan = plan(self.value(), fields, replace)?;
+            let plan = plan(self.value(), fields, replace, true)?;
             let target = state
                 .current
                 .as_ref()
@@ -187,7 +187,7 @@ impl<T: SessionData + Default> Session<T> {
                             name: T::NAMESPACE.to_owned(),
                             version: T::VERSION,
                             revision: revisions.first().copied().unwrap_or_default(),
-                            fields: plan.current,
+                            fields: plan.current.unwrap_or_default(),
                         },
                         replace: false,
                     }

@@ -39,8 +39,13 @@ impl RawId {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub(crate) fn encode_into(&self, out: &mut String) {
+        URL_SAFE_NO_PAD.encode_string(self.0, out);
     }
 
     pub(crate) fn key(&self) -> SessionKey {

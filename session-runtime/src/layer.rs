@@ -29,6 +29,9 @@ use crate::store::{
 pub(crate) struct LayerInner {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) cookie: CookieConfig,
+    /// `; HttpOnly; SameSite=…; Secure; Path=…`, rendered at build time.
+    pub(crate) cookie_attrs: String,
+    pub(crate) removal_cookie: HeaderValue,
     pub(crate) expiry: ExpiryConfig,
     pub(crate) store_down: StoreDownPolicy,
     pub(crate) decode_failure: DecodeFailurePolicy,
@@ -85,42 +88,33 @@ impl LayerInner {
         self.expiry.idle_ms.is_some() || self.expiry.absolute_ms.is_some()
     }
 
-    /// The `Set-Cookie` value for `id`, valid until `deadline_ms`.
+    /// The `Set-Cookie` value for `id`, valid until `deadline_ms`: the
+    /// name, the id, `Max-Age` when a timeout is set, and the attributes
+    /// rendered once when the layer was built.
     fn session_cookie(&self, id: &RawId, deadline_ms: u64, now_ms: u64) -> HeaderValue {
-        let mut cookie = self.base_cookie(id.encode());
+        use std::fmt::Write as _;
+        let mut value =
+            String::with_capacity(self.cookie.name.len() + 40 + self.cookie_attrs.len());
+        value.push_str(&self.cookie.name);
+        value.push('=');
+        id.encode_into(&mut value);
         if self.persistent_cookie() {
-            let seconds = deadline_ms.saturating_sub(now_ms) / 1000;
-            cookie.set_max_age(cookie::time::Duration::seconds(
-                i64::try_from(seconds).unwrap_or(i64::MAX),
-            ));
+            let _ = write!(
+                value,
+                "; Max-Age={}",
+                deadline_ms.saturating_sub(now_ms) / 1000
+            );
         }
-        header_value(&cookie)
+        value.push_str(&self.cookie_attrs);
+        // The name and attributes were validated when the layer was built,
+        // and ids are base64url.
+        HeaderValue::try_from(value).expect("validated cookie attributes form a valid header")
     }
 
     /// A cookie that makes the browser drop the session cookie; it carries
     /// the same Path and Domain, or the browser would keep the original.
     fn removal_cookie(&self) -> HeaderValue {
-        let mut cookie = self.base_cookie(String::new());
-        cookie.make_removal();
-        header_value(&cookie)
-    }
-
-    fn base_cookie(&self, value: String) -> cookie::Cookie<'static> {
-        let config = &self.cookie;
-        let mut builder = cookie::Cookie::build((config.name.clone(), value))
-            .path(config.path.clone())
-            .secure(config.secure)
-            .http_only(config.http_only)
-            .same_site(match config.same_site {
-                SameSite::Strict => cookie::SameSite::Strict,
-                SameSite::Lax => cookie::SameSite::Lax,
-                SameSite::None => cookie::SameSite::None,
-            })
-            .partitioned(config.partitioned);
-        if let Some(domain) = &config.domain {
-            builder = builder.domain(domain.clone());
-        }
-        builder.build()
+        self.removal_cookie.clone()
     }
 
     fn parse_cookie<B>(&self, request: &Request<B>) -> CookieState {
@@ -144,10 +138,30 @@ impl LayerInner {
     }
 }
 
-fn header_value(cookie: &cookie::Cookie<'_>) -> HeaderValue {
-    // Every part was validated when the layer was built and ids are base64url.
-    HeaderValue::try_from(cookie.to_string())
-        .expect("validated cookie attributes form a valid header")
+/// Renders the cookie attributes once: `(attributes, removal cookie)`,
+/// where `attributes` is everything after `name=value` (starting with `;`).
+pub(crate) fn render_cookie(config: &CookieConfig) -> (String, HeaderValue) {
+    let mut builder = cookie::Cookie::build((config.name.clone(), String::new()))
+        .path(config.path.clone())
+        .secure(config.secure)
+        .http_only(config.http_only)
+        .same_site(match config.same_site {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+        })
+        .partitioned(config.partitioned);
+    if let Some(domain) = &config.domain {
+        builder = builder.domain(domain.clone());
+    }
+    let cookie = builder.build();
+    let rendered = cookie.to_string();
+    let attrs = rendered[config.name.len() + 1..].to_owned();
+    let mut removal = cookie;
+    removal.make_removal();
+    let removal = HeaderValue::try_from(removal.to_string())
+        .expect("validated cookie attributes form a valid header");
+    (attrs, removal)
 }
 
 /// Adds typed sessions to every request of the service it wraps.
@@ -360,6 +374,14 @@ async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
                 }
             }
         }
+        if !changes.is_empty() {
+            // The plans are made; let go of the loaded record so that a store
+            // holding the only other reference can change it in place.
+            state.record = None;
+            for slot in &mut state.slots {
+                slot.base = crate::state::Base::Absent;
+            }
+        }
         let current = state
             .current
             .as_ref()
@@ -420,7 +442,7 @@ async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
             .map_err(|e| Failure::Internal(format!("no OS randomness for a session id: {e}")))?;
         let deadline = layer.write_deadline(now, now);
         let changeset = Changeset::new(SaveMode::Create, now, deadline, changes);
-        return match timed_save(layer, &id, &changeset).await? {
+        return match timed_save(layer, &id, &id.key(), &changeset).await? {
             SaveOutcome::Saved { .. } => {
                 Ok(CookieAction::Set(layer.session_cookie(&id, deadline, now)))
             }
@@ -441,16 +463,17 @@ async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
         return Ok(refresh(layer, &id, &key, created_at, expires_at, now).await);
     }
 
-    let (target, mode) = if rotate {
+    let (target, target_key, mode) = if rotate {
         let fresh = RawId::generate()
             .map_err(|e| Failure::Internal(format!("no OS randomness for a session id: {e}")))?;
-        (fresh, SaveMode::Rename { from: key })
+        let fresh_key = fresh.key();
+        (fresh, fresh_key, SaveMode::Rename { from: key })
     } else {
-        (id, SaveMode::Update)
+        (id, key, SaveMode::Update)
     };
     let deadline = layer.write_deadline(created_at, now);
     let changeset = Changeset::new(mode, created_at, deadline, changes);
-    match timed_save(layer, &target, &changeset).await? {
+    match timed_save(layer, &target, &target_key, &changeset).await? {
         SaveOutcome::Saved { .. } => Ok(CookieAction::Set(
             layer.session_cookie(&target, deadline, now),
         )),
@@ -543,6 +566,7 @@ async fn refresh(
 async fn timed_save(
     layer: &LayerInner,
     id: &RawId,
+    key: &crate::store::SessionKey,
     changeset: &Changeset,
 ) -> Result<SaveOutcome, Failure> {
     let span = tracing::debug_span!(
@@ -558,10 +582,9 @@ async fn timed_save(
         );
     }
     let started = Instant::now();
-    let key = id.key();
     let result = layer
         .store
-        .save(&key, changeset)
+        .save(key, changeset)
         .instrument(span.clone())
         .await;
     span.record("latency_us", elapsed_us(started));

@@ -2,7 +2,8 @@
 //! of the request, written back once after the handler.
 
 use std::any::{Any, TypeId};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use tokio::sync::OnceCell;
@@ -80,8 +81,8 @@ pub(crate) struct State {
 pub(crate) struct Plan {
     pub(crate) op: Option<NamespaceOp>,
     pub(crate) rotate: bool,
-    /// The full current encoding: the new baseline once committed.
-    pub(crate) current: FieldMap,
+    /// The full current encoding, when asked for: the new baseline once committed.
+    pub(crate) current: Option<FieldMap>,
 }
 
 /// A schema value with its type erased, so the layer can diff it.
@@ -99,12 +100,38 @@ impl<T: SessionData + Default> ErasedValue for Holder<T> {
     }
 
     fn plan(&self, base: Option<&FieldMap>, replace: bool) -> Result<Plan, CodecError> {
-        plan(&self.0, base, replace)
+        plan(&self.0, base, replace, false)
     }
 
     fn version(&self) -> u32 {
         T::VERSION
     }
+}
+
+/// The encoding of `T::default()`, computed once per type per process.
+///
+/// "Is this namespace at its default?" is asked on every write; encoding a
+/// fresh default each time would double the cost of a write. A schema's
+/// `Default` is expected to be deterministic (it is what "absent" reads as).
+fn default_fields<T: SessionData + Default>() -> Result<&'static FieldMap, CodecError> {
+    type Cache = RwLock<HashMap<TypeId, &'static FieldMap>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    let id = TypeId::of::<T>();
+    if let Some(fields) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+    {
+        return Ok(fields);
+    }
+    // One small allocation per schema type for the life of the process.
+    let fields: &'static FieldMap = Box::leak(Box::new(T::default().encode_fields()?));
+    Ok(*cache
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(id)
+        .or_insert(fields))
 }
 
 /// Field-level diff of `value` against what storage holds (`base`, `None`
@@ -114,53 +141,55 @@ pub(crate) fn plan<T: SessionData + Default>(
     value: &T,
     base: Option<&FieldMap>,
     replace: bool,
+    keep_current: bool,
 ) -> Result<Plan, CodecError> {
-    let current = value.encode_fields()?;
-    let rotate_of = |reference: &FieldMap| {
+    let mut current = value.encode_fields()?;
+    let default = default_fields::<T>()?;
+    let rotate_of = |current: &FieldMap, reference: &FieldMap| {
         T::FIELDS
             .iter()
             .any(|f| f.rotate_id() && current.get(f.name()) != reference.get(f.name()))
     };
     let Some(base) = base else {
-        let default = T::default().encode_fields()?;
-        if current == default {
+        if current == *default {
             return Ok(Plan {
                 op: None,
                 rotate: false,
-                current,
+                current: keep_current.then_some(current),
             });
         }
-        let rotate = rotate_of(&default);
+        let rotate = rotate_of(&current, default);
+        let kept = keep_current.then(|| current.clone());
         return Ok(Plan {
-            op: Some(NamespaceOp::Replace(current.clone())),
+            op: Some(NamespaceOp::Replace(current)),
             rotate,
-            current,
+            current: kept,
         });
     };
-    let changed: FieldMap = current
+    let unchanged = current
         .iter()
-        .filter(|(name, bytes)| base.get(name) != Some(*bytes))
-        .map(|(name, bytes)| (name, bytes.to_vec()))
-        .collect();
-    if changed.is_empty() {
+        .all(|(name, bytes)| base.get(name) == Some(bytes));
+    if unchanged {
         return Ok(Plan {
             op: None,
             rotate: false,
-            current,
+            current: keep_current.then_some(current),
         });
     }
-    let rotate = rotate_of(base);
-    let op = if current == T::default().encode_fields()? {
+    let rotate = rotate_of(&current, base);
+    let kept = keep_current.then(|| current.clone());
+    let op = if current == *default {
         NamespaceOp::Remove
     } else if replace {
-        NamespaceOp::Replace(current.clone())
+        NamespaceOp::Replace(current)
     } else {
-        NamespaceOp::Patch(changed)
+        current.retain(|name, bytes| base.get(name) != Some(bytes));
+        NamespaceOp::Patch(current)
     };
     Ok(Plan {
         op: Some(op),
         rotate,
-        current,
+        current: kept,
     })
 }
 

@@ -166,15 +166,7 @@ impl MemoryStore {
             SaveMode::Update => {
                 let mut shard = self.lock(target);
                 shard.evict_expired(now);
-                let Some(entry) = shard.remove(key) else {
-                    return Ok(SaveOutcome::Missing);
-                };
-                Ok(shard
-                    .commit(*key, entry, changes, None)
-                    .unwrap_or_else(|(entry, namespace)| {
-                        shard.insert(*key, entry, None);
-                        SaveOutcome::Conflict { namespace }
-                    }))
+                Ok(shard.update_in_place(key, changes))
             }
             SaveMode::Rename { from } => {
                 let source = self.shard_index(&from);
@@ -246,21 +238,47 @@ impl Shard {
         changes: &Changeset,
         capacity: Option<usize>,
     ) -> Result<SaveOutcome, (Entry, &'static str)> {
-        let mut counter = entry.counter;
-        let mut namespaces = Arc::clone(&entry.record.namespaces);
+        // `apply_changes` checks every expected revision before it changes
+        // anything, so on a conflict the entry is still as it was.
         match apply_changes(
-            Arc::make_mut(&mut namespaces),
-            &mut counter,
+            Arc::make_mut(&mut entry.record.namespaces),
+            &mut entry.counter,
             &changes.namespaces,
         ) {
             Err(namespace) => Err((entry, namespace)),
-            Ok(_) if namespaces.is_empty() => Ok(SaveOutcome::Deleted),
+            Ok(_) if entry.record.namespaces.is_empty() => Ok(SaveOutcome::Deleted),
             Ok(revisions) => {
-                entry.counter = counter;
-                entry.record.namespaces = namespaces;
                 entry.record.expires_at_ms = changes.expires_at_ms;
                 self.insert(key, entry, capacity);
                 Ok(SaveOutcome::Saved { revisions })
+            }
+        }
+    }
+
+    /// [`SaveMode::Update`] without taking the entry out of the map: the
+    /// record's namespaces are changed in place when no reader shares them.
+    fn update_in_place(&mut self, key: &SessionKey, changes: &Changeset) -> SaveOutcome {
+        let Some(entry) = self.map.get_mut(key) else {
+            return SaveOutcome::Missing;
+        };
+        let deadline = entry.record.expires_at_ms;
+        match apply_changes(
+            Arc::make_mut(&mut entry.record.namespaces),
+            &mut entry.counter,
+            &changes.namespaces,
+        ) {
+            Err(namespace) => SaveOutcome::Conflict { namespace },
+            Ok(_) if entry.record.namespaces.is_empty() => {
+                self.remove(key);
+                SaveOutcome::Deleted
+            }
+            Ok(revisions) => {
+                entry.record.expires_at_ms = changes.expires_at_ms;
+                if deadline != changes.expires_at_ms {
+                    self.by_deadline.remove(&(deadline, *key));
+                    self.by_deadline.insert((changes.expires_at_ms, *key));
+                }
+                SaveOutcome::Saved { revisions }
             }
         }
     }

@@ -334,11 +334,9 @@ pub fn apply_changes(
                     Some(i) => {
                         let ns = &mut namespaces[i];
                         if replace {
-                            ns.fields = fields.clone();
+                            ns.fields.clone_from(fields);
                         } else {
-                            for (name, value) in fields.iter() {
-                                ns.fields.insert(name, value.to_vec());
-                            }
+                            ns.fields.merge(fields);
                         }
                         ns.version = change.version;
                         ns.revision = revision;
