@@ -3,9 +3,9 @@
 pub use session_derive::SessionData;
 pub use session_runtime::{
     Clock, Codec, CodecError, ConfigError, DecodeError, DecodeFailurePolicy, FieldInfo, FieldMap,
-    JsonCodec, NewerVersionPolicy, SameSite, Session, SessionData, SessionHandle, SessionId,
-    SessionLayer, SessionLayerBuilder, SessionRejection, SessionService, StoreDownPolicy,
-    SystemClock, UpdateError,
+    JsonCodec, NewerVersionPolicy, ResponseFuture, SameSite, Session, SessionData, SessionHandle,
+    SessionId, SessionLayer, SessionLayerBuilder, SessionRejection, SessionService,
+    StoreDownPolicy, SystemClock, UpdateError,
 };
 
 /// Where sessions live: the [`SessionStore`](stores::SessionStore) contract and the built-in stores.

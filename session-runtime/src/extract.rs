@@ -356,7 +356,7 @@ impl SessionHandle {
             .session_deadline(
                 current.created_at_ms,
                 current.expires_at_ms,
-                self.context.layer.clock.now_ms(),
+                self.context.now_ms(),
             )
             .map(from_ms)
     }
@@ -364,7 +364,7 @@ impl SessionHandle {
     /// The time left until [`expires_at`](Self::expires_at).
     pub fn remaining(&self) -> Option<Duration> {
         let deadline = self.expires_at()?;
-        let now = crate::clock::from_ms(self.context.layer.clock.now_ms());
+        let now = crate::clock::from_ms(self.context.now_ms());
         Some(deadline.duration_since(now).unwrap_or_default())
     }
 

@@ -5,13 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{COOKIE, HeaderValue, RETRY_AFTER, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument as _;
 
 use crate::clock::SharedClock;
 use crate::config::{
@@ -20,7 +19,7 @@ use crate::config::{
 };
 use crate::error::{ErrorChain, retry_after_value};
 use crate::id::{LogSecret, RawId};
-use crate::state::{CookieState, RequestSession, elapsed_us};
+use crate::state::{CookieState, RequestSession, timed};
 use crate::store::{
     Changeset, DynStore, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionStore,
     StoreError,
@@ -260,12 +259,11 @@ pub(crate) struct SessionContext(pub(crate) Arc<RequestSession>);
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
     ResBody: Default + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -277,12 +275,66 @@ where
         request
             .extensions_mut()
             .insert(SessionContext(Arc::clone(&session)));
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            finalize(&session, &mut response).await;
-            Ok(response)
-        })
+        ResponseFuture {
+            inner: self.inner.call(request),
+            session: Some(session),
+            finishing: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`SessionService`]: the inner service's
+    /// response, then the session's write-back.
+    ///
+    /// The write-back runs only for requests that extracted a session; it is
+    /// boxed separately so that the (often large) inner future is never moved.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        inner: F,
+        session: Option<Arc<RequestSession>>,
+        finishing: Option<Pin<Box<dyn Future<Output = Response<B>> + Send>>>,
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default + Send + 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(finishing) = this.finishing.as_mut() {
+            return finishing.as_mut().poll(cx).map(Ok);
+        }
+        let response = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Ready(Ok(response)) => response,
+        };
+        let session = this.session.take().expect("polled after completion");
+        if !session.was_loaded() || response.status().is_server_error() {
+            return Poll::Ready(Ok(response));
+        }
+        let mut finishing: Pin<Box<dyn Future<Output = Response<B>> + Send>> =
+            Box::pin(async move {
+                let mut response = response;
+                finalize(&session, &mut response).await;
+                response
+            });
+        let poll = finishing.as_mut().poll(cx);
+        if poll.is_pending() {
+            *this.finishing = Some(finishing);
+        }
+        poll.map(Ok)
     }
 }
 
@@ -297,9 +349,6 @@ enum CookieAction {
 /// response whose status is 5xx; replaces the response with 503 when the
 /// store cannot keep the data.
 async fn finalize<B: Default>(session: &RequestSession, response: &mut Response<B>) {
-    if !session.was_loaded() || response.status().is_server_error() {
-        return;
-    }
     match writeback(session).await {
         Ok(CookieAction::None) => {}
         Ok(CookieAction::Set(value)) => {
@@ -343,7 +392,7 @@ enum Failure {
 async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
     let layer = &*session.layer;
     let client_cookie = !matches!(session.cookie, CookieState::Absent);
-    let now = layer.clock.now_ms();
+    let now = session.now_ms();
 
     // Everything synchronous happens under the lock; no lock is held across
     // an await.
@@ -535,19 +584,7 @@ async fn refresh(
         session = tracing::field::Empty,
         latency_us = tracing::field::Empty
     );
-    if !span.is_disabled() {
-        span.record(
-            "session",
-            tracing::field::display(id.log_hash(&layer.log_secret)),
-        );
-    }
-    let started = Instant::now();
-    let touched = layer
-        .store
-        .touch(key, new_deadline)
-        .instrument(span.clone())
-        .await;
-    span.record("latency_us", elapsed_us(started));
+    let touched = timed(&span, id, layer, layer.store.touch(key, new_deadline)).await;
     match touched {
         Ok(true) if layer.persistent_cookie() => CookieAction::Set(layer.session_cookie(
             id,
@@ -575,20 +612,9 @@ async fn timed_save(
         latency_us = tracing::field::Empty,
         namespaces = changeset.namespaces.len()
     );
-    if !span.is_disabled() {
-        span.record(
-            "session",
-            tracing::field::display(id.log_hash(&layer.log_secret)),
-        );
-    }
-    let started = Instant::now();
-    let result = layer
-        .store
-        .save(key, changeset)
-        .instrument(span.clone())
-        .await;
-    span.record("latency_us", elapsed_us(started));
-    result.map_err(Failure::Store)
+    timed(&span, id, layer, layer.store.save(key, changeset))
+        .await
+        .map_err(Failure::Store)
 }
 
 async fn timed_delete(
@@ -601,14 +627,7 @@ async fn timed_delete(
         session = tracing::field::Empty,
         latency_us = tracing::field::Empty
     );
-    if !span.is_disabled() {
-        span.record(
-            "session",
-            tracing::field::display(id.log_hash(&layer.log_secret)),
-        );
-    }
-    let started = Instant::now();
-    let result = layer.store.delete(key).instrument(span.clone()).await;
-    span.record("latency_us", elapsed_us(started));
-    result.map_err(Failure::Store)
+    timed(&span, id, layer, layer.store.delete(key))
+        .await
+        .map_err(Failure::Store)
 }

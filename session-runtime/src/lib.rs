@@ -26,4 +26,4 @@ pub use data::{DecodeError, FieldInfo, FieldMap, SessionData};
 pub use error::{SessionRejection, UpdateError};
 pub use extract::{Session, SessionHandle};
 pub use id::SessionId;
-pub use layer::{SessionLayer, SessionService};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};

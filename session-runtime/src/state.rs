@@ -197,6 +197,8 @@ pub(crate) struct RequestSession {
     pub(crate) layer: Arc<LayerInner>,
     pub(crate) cookie: CookieState,
     loaded: OnceCell<Result<(), LoadFailure>>,
+    /// The request's time, read once (expiry decisions of one request agree).
+    now_ms: std::sync::OnceLock<u64>,
     state: Mutex<State>,
 }
 
@@ -213,6 +215,7 @@ impl RequestSession {
             layer,
             cookie,
             loaded: OnceCell::new(),
+            now_ms: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 current: None,
                 record: None,
@@ -233,6 +236,11 @@ impl RequestSession {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The time of this request, in ms since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        *self.now_ms.get_or_init(|| self.layer.clock.now_ms())
     }
 
     /// Whether any extractor asked for the session in this request.
@@ -271,15 +279,7 @@ impl RequestSession {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        if !span.is_disabled() {
-            span.record(
-                "session",
-                tracing::field::display(id.log_hash(&self.layer.log_secret)),
-            );
-        }
-        let started = Instant::now();
-        let loaded = self.layer.store.load(&key).instrument(span.clone()).await;
-        span.record("latency_us", elapsed_us(started));
+        let loaded = timed(&span, id, &self.layer, self.layer.store.load(&key)).await;
         let record = match loaded {
             Ok(record) => record,
             Err(err) => {
@@ -294,7 +294,7 @@ impl RequestSession {
         let Some(record) = record else {
             return Ok(());
         };
-        let now = self.layer.clock.now_ms();
+        let now = self.now_ms();
         let deadline = self
             .layer
             .session_deadline(record.created_at_ms, record.expires_at_ms, now);
@@ -528,6 +528,27 @@ impl std::fmt::Display for SharedError {
 
 impl std::error::Error for SharedError {}
 
-pub(crate) fn elapsed_us(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+/// Runs one store operation inside `span`, recording the hashed id and the
+/// latency. With no subscriber interested in the span, it costs neither a
+/// hash nor a clock read.
+pub(crate) async fn timed<F: std::future::Future>(
+    span: &tracing::Span,
+    id: &RawId,
+    layer: &LayerInner,
+    operation: F,
+) -> F::Output {
+    if span.is_disabled() {
+        return operation.await;
+    }
+    span.record(
+        "session",
+        tracing::field::display(id.log_hash(&layer.log_secret)),
+    );
+    let started = Instant::now();
+    let output = operation.instrument(span.clone()).await;
+    span.record(
+        "latency_us",
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
+    output
 }
