@@ -14,9 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Body;
 use common::{Reply, fetch, has_flag, is_removal, max_age, send, submit};
-use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 use typed_sessions::SessionLayer;
 use typed_sessions::stores::MemoryStore;
 
@@ -64,25 +62,7 @@ async fn raw(
     if let Some(content_type) = content_type {
         request = request.header(http::header::CONTENT_TYPE, content_type);
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::from(body.to_vec())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let set_cookies = headers
-        .get_all(http::header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        set_cookies,
-        body: String::from_utf8(bytes.to_vec()).unwrap(),
-    }
+    common::reply(app, request.body(Body::from(body.to_vec())).unwrap()).await
 }
 
 /// A JSON `POST`.

@@ -17,10 +17,8 @@ use common::{
     CountingStore, ManualClock, Reply, attr, fetch, has_flag, is_removal, max_age, send, submit,
 };
 use http::HeaderValue;
-use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 use typed_sessions::stores::{
     Changeset, MemoryStore, NamespaceChange, NamespaceOp, Record, SaveMode, SaveOutcome,
     SessionKey, SessionStore, StoreError,
@@ -309,21 +307,7 @@ async fn fetch_raw_cookie(app: &Router, method: &str, uri: &str, cookie: HeaderV
         .header(http::header::COOKIE, cookie)
         .body(Body::empty())
         .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let set_cookies = headers
-        .get_all(http::header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        set_cookies,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    common::reply(app, request).await
 }
 
 /// Asserts the attributes every cookie of the default configuration carries.

@@ -112,6 +112,12 @@ pub async fn send(
     let request = request
         .body(Body::from(body.unwrap_or("").to_owned()))
         .unwrap();
+    reply(app, request).await
+}
+
+/// Sends `request` through `app` and collects the reply (the body decoded
+/// lossily, so that non-UTF-8 answers still show).
+pub async fn reply(app: &Router, request: http::Request<Body>) -> Reply {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -125,7 +131,7 @@ pub async fn send(
         status,
         headers,
         set_cookies,
-        body: String::from_utf8(bytes.to_vec()).unwrap(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 
