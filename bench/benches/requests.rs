@@ -152,6 +152,18 @@ async fn bare() -> Peer {
     }
 }
 
+/// Bare axum behind one pass-through tower layer: the floor that any
+/// session layer pays for being a layer (the request and response travel
+/// through one more service and future).
+async fn noop_layer() -> Peer {
+    let mut peer = bare().await;
+    peer.name = "noop_layer";
+    peer.app = peer
+        .app
+        .layer(tower::util::MapResponseLayer::new(|response: axum::response::Response| response));
+    peer
+}
+
 // ---------------------------------------------------------- typed-sessions
 
 async fn ours_read(profile: typed_sessions::Session<Profile>) -> String {
@@ -258,7 +270,12 @@ async fn tower_sessions() -> Peer {
 
 /// All peers, bare axum first.
 async fn peers() -> Vec<Peer> {
-    vec![bare().await, typed_sessions().await, tower_sessions().await]
+    vec![
+        bare().await,
+        noop_layer().await,
+        typed_sessions().await,
+        tower_sessions().await,
+    ]
 }
 
 /// Checks, outside any timed loop, that each peer behaves as the benchmark

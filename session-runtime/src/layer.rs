@@ -21,8 +21,8 @@ use crate::error::{ErrorChain, retry_after_value};
 use crate::id::{LogSecret, RawId};
 use crate::state::{CookieState, RequestSession, timed};
 use crate::store::{
-    Changeset, DynStore, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionStore,
-    StoreError,
+    Changeset, DynStore, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
+    SessionStore, StoreError,
 };
 
 pub(crate) struct LayerInner {
@@ -315,7 +315,7 @@ where
         if let Some(finishing) = this.finishing.as_mut() {
             return finishing.as_mut().poll(cx).map(Ok);
         }
-        let response = match this.inner.poll(cx) {
+        let mut response = match this.inner.poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
             Poll::Ready(Ok(response)) => response,
@@ -324,10 +324,21 @@ where
         if !session.was_loaded() || response.status().is_server_error() {
             return Poll::Ready(Ok(response));
         }
+        // Most requests need no store I/O at the end (read-only, no refresh
+        // due): they finish here, synchronously.
+        let io = match prepare(&session) {
+            Step::Done(outcome) => {
+                apply(&session.layer, outcome, &mut response);
+                return Poll::Ready(Ok(response));
+            }
+            Step::Io(io) => io,
+        };
+        let layer = Arc::clone(&session.layer);
+        drop(session);
         let mut finishing: Pin<Box<dyn Future<Output = Response<B>> + Send>> =
             Box::pin(async move {
-                let mut response = response;
-                finalize(&session, &mut response).await;
+                let outcome = io.run(&layer).await;
+                apply(&layer, outcome, &mut response);
                 response
             });
         let poll = finishing.as_mut().poll(cx);
@@ -345,24 +356,33 @@ enum CookieAction {
     Remove,
 }
 
-/// Writes the request's changes back and sets the cookie. Never touches a
-/// response whose status is 5xx; replaces the response with 503 when the
-/// store cannot keep the data.
-async fn finalize<B: Default>(session: &RequestSession, response: &mut Response<B>) {
-    match writeback(session).await {
+enum Failure {
+    Store(StoreError),
+    Internal(String),
+}
+
+/// Puts the outcome of the write-back on the response: a cookie, or a
+/// replacement response when the data could not be kept.
+fn apply<B: Default>(
+    layer: &LayerInner,
+    outcome: Result<CookieAction, Failure>,
+    response: &mut Response<B>,
+) {
+    match outcome {
         Ok(CookieAction::None) => {}
         Ok(CookieAction::Set(value)) => {
             response.headers_mut().append(SET_COOKIE, value);
         }
         Ok(CookieAction::Remove) => {
-            let value = session.layer.removal_cookie();
-            response.headers_mut().append(SET_COOKIE, value);
+            response
+                .headers_mut()
+                .append(SET_COOKIE, layer.removal_cookie());
         }
         Err(Failure::Store(err)) => {
             tracing::error!(error = %ErrorChain(&err), "session not saved; answering 503 instead of the handler's response");
             let mut replacement = Response::new(B::default());
             *replacement.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            let retry = match session.layer.store_down {
+            let retry = match layer.store_down {
                 StoreDownPolicy::FailClosed { retry_after } => retry_after,
                 StoreDownPolicy::FailOpen => Duration::from_secs(5),
             };
@@ -380,158 +400,257 @@ async fn finalize<B: Default>(session: &RequestSession, response: &mut Response<
     }
 }
 
-enum Failure {
-    Store(StoreError),
-    Internal(String),
+/// The end of a request, decided synchronously from the request state.
+enum Step {
+    /// Nothing to do in the store.
+    Done(Result<CookieAction, Failure>),
+    /// Store work to do, then a cookie.
+    Io(Io),
 }
 
+/// Store work at the end of a request: deletions first, then one final step.
+struct Io {
+    now: u64,
+    deletes: Vec<(RawId, SessionKey)>,
+    then: Then,
+}
+
+enum Then {
+    /// After the deletions, this cookie.
+    Cookie(CookieAction),
+    /// Save, then a cookie for `id` (or a removal when the record is gone).
+    Save {
+        id: RawId,
+        key: SessionKey,
+        changeset: Changeset,
+    },
+    /// Move the deadline (sliding refresh); a cookie when it has a Max-Age.
+    Touch {
+        id: RawId,
+        key: SessionKey,
+        created_at: u64,
+        deadline: u64,
+    },
+}
+
+impl Io {
+    async fn run(self, layer: &LayerInner) -> Result<CookieAction, Failure> {
+        for (id, key) in &self.deletes {
+            timed_delete(layer, id, key).await?;
+        }
+        let now = self.now;
+        match self.then {
+            Then::Cookie(action) => Ok(action),
+            Then::Save { id, key, changeset } => {
+                let create = changeset.mode == SaveMode::Create;
+                match timed_save(layer, &id, &key, &changeset).await? {
+                    SaveOutcome::Saved { .. } => Ok(CookieAction::Set(layer.session_cookie(
+                        &id,
+                        changeset.expires_at_ms,
+                        now,
+                    ))),
+                    // Emptied, or destroyed by a concurrent request (logout
+                    // wins): the client's cookie no longer names anything.
+                    SaveOutcome::Deleted | SaveOutcome::Missing if !create => {
+                        Ok(CookieAction::Remove)
+                    }
+                    other => Err(Failure::Internal(format!(
+                        "the store answered {other:?} to a {:?} without expected revisions",
+                        changeset.mode
+                    ))),
+                }
+            }
+            Then::Touch {
+                id,
+                key,
+                created_at,
+                deadline,
+            } => {
+                let span = tracing::debug_span!(
+                    "session_touch",
+                    session = tracing::field::Empty,
+                    latency_us = tracing::field::Empty
+                );
+                match timed(&span, &id, layer, layer.store.touch(&key, deadline)).await {
+                    Ok(true) if layer.persistent_cookie() => {
+                        Ok(CookieAction::Set(layer.session_cookie(
+                            &id,
+                            cookie_deadline(layer, created_at, deadline, now),
+                            now,
+                        )))
+                    }
+                    Ok(_) => Ok(CookieAction::None),
+                    Err(err) => {
+                        // A missed refresh only shortens the session; the response stands.
+                        tracing::warn!(parent: &span, error = %ErrorChain(&err), "session refresh failed");
+                        Ok(CookieAction::None)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Walks the lifecycle table (DESIGN §4) for this request: diffs every
+/// changed namespace and decides what the store and the cookie need. Runs
+/// under the request-state lock, which is released before any I/O.
 #[allow(
     clippy::too_many_lines,
     reason = "one linear walk through the lifecycle table reads best in one place"
 )]
-async fn writeback(session: &RequestSession) -> Result<CookieAction, Failure> {
+fn prepare(session: &RequestSession) -> Step {
     let layer = &*session.layer;
-    let client_cookie = !matches!(session.cookie, CookieState::Absent);
     let now = session.now_ms();
+    let client_cookie = !matches!(session.cookie, CookieState::Absent);
+    let malformed = matches!(session.cookie, CookieState::Malformed);
+    let mut guard = session.lock();
+    let state = &mut *guard;
 
-    // Everything synchronous happens under the lock; no lock is held across
-    // an await.
-    let (delete_first, current, changes, rotate, deleted, issue_cookie, destroyed) = {
-        let mut guard = session.lock();
-        let state = &mut *guard;
-        let mut changes = Vec::new();
-        let mut rotate = state.regenerate;
-        if !state.destroyed {
-            for index in 0..state.slots.len() {
-                let slot = &state.slots[index];
-                if !slot.dirty {
-                    continue;
-                }
-                let Some(value) = &slot.value else { continue };
-                let (base, replace, _) = state.base_fields(&slot.base);
-                let plan = value
-                    .plan(base, replace)
-                    .map_err(|e| Failure::Internal(ErrorChain(&e).to_string()))?;
-                if let Some(op) = plan.op {
-                    rotate |= plan.rotate;
-                    changes.push(NamespaceChange::new(
-                        slot.namespace,
-                        value.version(),
-                        None,
-                        op,
-                    ));
-                }
-            }
-        }
-        if !changes.is_empty() {
-            // The plans are made; let go of the loaded record so that a store
-            // holding the only other reference can change it in place.
-            state.record = None;
-            for slot in &mut state.slots {
-                slot.base = crate::state::Base::Absent;
-            }
-        }
-        let current = state
-            .current
-            .as_ref()
-            .map(|c| (c.id.clone(), c.key, c.created_at_ms, c.expires_at_ms));
-        (
-            state.delete_pending.take(),
-            current,
-            changes,
-            rotate,
-            state.deleted,
-            state.issue_cookie,
-            state.destroyed,
-        )
-    };
+    let mut deletes: Vec<(RawId, SessionKey)> = state.delete_pending.take().into_iter().collect();
+    let cleared = !deletes.is_empty();
+    let current = state
+        .current
+        .as_ref()
+        .map(|c| (c.id.clone(), c.key, c.created_at_ms, c.expires_at_ms));
 
-    if destroyed {
-        if let Some((id, key, ..)) = &current {
-            timed_delete(layer, id, key).await?;
-        }
-        if let Some(key) = delete_first {
-            layer.store.delete(&key).await.map_err(Failure::Store)?;
-        }
+    if state.destroyed {
         // Same rule as for an emptied session: clear a cookie that named a
         // session or was malformed; an unknown id is left alone.
-        let named_something = current.is_some() || delete_first.is_some() || issue_cookie;
-        let stale =
-            matches!(session.cookie, CookieState::Malformed) || (client_cookie && named_something);
-        return Ok(if stale {
+        let named_something = current.is_some() || cleared || state.issue_cookie;
+        let cookie = if malformed || (client_cookie && named_something) {
             CookieAction::Remove
         } else {
             CookieAction::None
-        });
+        };
+        if let Some((id, key, ..)) = current {
+            deletes.push((id, key));
+        }
+        return io_or_done(now, deletes, Then::Cookie(cookie));
     }
-    let cleared = delete_first.is_some();
-    if let Some(key) = delete_first {
-        layer.store.delete(&key).await.map_err(Failure::Store)?;
+
+    let mut changes = Vec::new();
+    let mut rotate = state.regenerate;
+    for slot in &state.slots {
+        let Some(value) = slot.value.as_ref().filter(|_| slot.dirty) else {
+            continue;
+        };
+        let (base, replace, _) = state.base_fields(&slot.base);
+        let plan = match value.plan(base, replace) {
+            Ok(plan) => plan,
+            Err(err) => return Step::Done(Err(Failure::Internal(ErrorChain(&err).to_string()))),
+        };
+        if let Some(op) = plan.op {
+            rotate |= plan.rotate;
+            changes.push(NamespaceChange::new(
+                slot.namespace,
+                value.version(),
+                None,
+                op,
+            ));
+        }
     }
+    if !changes.is_empty() {
+        // The plans are made; let go of the loaded record so that a store
+        // holding the only other reference can change it in place.
+        state.record = None;
+        for slot in &mut state.slots {
+            slot.base = crate::state::Base::Absent;
+        }
+    }
+    let (emptied, issue_cookie) = (state.deleted, state.issue_cookie);
+    drop(guard);
 
     let Some((id, key, created_at, expires_at)) = current else {
         // No stored session: create one only for values that are not all defaults.
-        let changes: Vec<_> = changes
-            .into_iter()
-            .filter(|c| c.op != NamespaceOp::Remove)
-            .collect();
+        changes.retain(|c| c.op != NamespaceOp::Remove);
         if changes.is_empty() {
             // A cookie that was malformed, or that named a session this
             // request emptied or cleared, is cleared; an unknown id is left
             // alone (nothing to clear, and no reason to answer it).
-            let stale = matches!(session.cookie, CookieState::Malformed)
-                || (client_cookie && (deleted || cleared));
-            return Ok(if stale {
+            let cookie = if malformed || (client_cookie && (emptied || cleared)) {
                 CookieAction::Remove
             } else {
                 CookieAction::None
-            });
+            };
+            return io_or_done(now, deletes, Then::Cookie(cookie));
         }
-        let id = RawId::generate()
-            .map_err(|e| Failure::Internal(format!("no OS randomness for a session id: {e}")))?;
-        let deadline = layer.write_deadline(now, now);
-        let changeset = Changeset::new(SaveMode::Create, now, deadline, changes);
-        return match timed_save(layer, &id, &id.key(), &changeset).await? {
-            SaveOutcome::Saved { .. } => {
-                Ok(CookieAction::Set(layer.session_cookie(&id, deadline, now)))
+        let id = match RawId::generate() {
+            Ok(id) => id,
+            Err(err) => {
+                return Step::Done(Err(Failure::Internal(format!(
+                    "no OS randomness for a session id: {err}"
+                ))));
             }
-            other => Err(Failure::Internal(format!(
-                "creating a session returned {other:?}"
-            ))),
         };
+        let changeset = Changeset::new(
+            SaveMode::Create,
+            now,
+            layer.write_deadline(now, now),
+            changes,
+        );
+        let key = id.key();
+        return Step::Io(Io {
+            now,
+            deletes,
+            then: Then::Save { id, key, changeset },
+        });
     };
 
     if changes.is_empty() && !rotate {
         if issue_cookie {
-            return Ok(CookieAction::Set(layer.session_cookie(
-                &id,
-                cookie_deadline(layer, created_at, expires_at, now),
+            let deadline = cookie_deadline(layer, created_at, expires_at, now);
+            return io_or_done(
                 now,
-            )));
+                deletes,
+                Then::Cookie(CookieAction::Set(layer.session_cookie(&id, deadline, now))),
+            );
         }
-        return Ok(refresh(layer, &id, &key, created_at, expires_at, now).await);
+        return match refresh_due(layer, created_at, expires_at, now) {
+            Some(deadline) => Step::Io(Io {
+                now,
+                deletes,
+                then: Then::Touch {
+                    id,
+                    key,
+                    created_at,
+                    deadline,
+                },
+            }),
+            None => io_or_done(now, deletes, Then::Cookie(CookieAction::None)),
+        };
     }
 
-    let (target, target_key, mode) = if rotate {
-        let fresh = RawId::generate()
-            .map_err(|e| Failure::Internal(format!("no OS randomness for a session id: {e}")))?;
+    let (id, key, mode) = if rotate {
+        let fresh = match RawId::generate() {
+            Ok(id) => id,
+            Err(err) => {
+                return Step::Done(Err(Failure::Internal(format!(
+                    "no OS randomness for a session id: {err}"
+                ))));
+            }
+        };
         let fresh_key = fresh.key();
         (fresh, fresh_key, SaveMode::Rename { from: key })
     } else {
         (id, key, SaveMode::Update)
     };
-    let deadline = layer.write_deadline(created_at, now);
-    let changeset = Changeset::new(mode, created_at, deadline, changes);
-    match timed_save(layer, &target, &target_key, &changeset).await? {
-        SaveOutcome::Saved { .. } => Ok(CookieAction::Set(
-            layer.session_cookie(&target, deadline, now),
-        )),
-        // Emptied, or destroyed by a concurrent request (logout wins): the
-        // client's cookie no longer names anything.
-        SaveOutcome::Deleted | SaveOutcome::Missing => Ok(CookieAction::Remove),
-        SaveOutcome::Conflict { namespace } => Err(Failure::Internal(format!(
-            "store reported a conflict on `{namespace}` for a save without expected revisions"
-        ))),
+    let changeset = Changeset::new(
+        mode,
+        created_at,
+        layer.write_deadline(created_at, now),
+        changes,
+    );
+    Step::Io(Io {
+        now,
+        deletes,
+        then: Then::Save { id, key, changeset },
+    })
+}
+
+fn io_or_done(now: u64, deletes: Vec<(RawId, SessionKey)>, then: Then) -> Step {
+    match then {
+        Then::Cookie(action) if deletes.is_empty() => Step::Done(Ok(action)),
+        then => Step::Io(Io { now, deletes, then }),
     }
 }
 
@@ -542,22 +661,14 @@ fn cookie_deadline(layer: &LayerInner, created_at: u64, store_deadline: u64, now
         .unwrap_or(store_deadline)
 }
 
-/// Sliding refresh on a read-only request: moves the deadline without
-/// rewriting data, at most once per `refresh_share` of the period.
-async fn refresh(
-    layer: &LayerInner,
-    id: &RawId,
-    key: &crate::store::SessionKey,
-    created_at: u64,
-    expires_at: u64,
-    now: u64,
-) -> CookieAction {
+/// Sliding refresh on a read-only request: the new store deadline when one
+/// is due. The deadline the current configuration asks for may differ from
+/// the stored one: it is lowered at once (a shorter timeout was configured,
+/// and this access counts as the last one), raised when it is fixed
+/// (absolute only: a longer timeout was configured), and slid for an idle
+/// timeout or store TTL at most once per `refresh_share` of the period.
+fn refresh_due(layer: &LayerInner, created_at: u64, expires_at: u64, now: u64) -> Option<u64> {
     let target = layer.write_deadline(created_at, now);
-    // The deadline the current configuration asks for differs from the
-    // stored one: lower it at once (a shorter timeout was configured, and
-    // this access must count as the last one), raise it when it is fixed
-    // (absolute only: a longer timeout was configured), and slide it for an
-    // idle timeout or store TTL, throttled.
     let due = match (layer.expiry.idle_ms, layer.expiry.absolute_ms) {
         _ if target < expires_at => true,
         _ if target == expires_at => false,
@@ -575,35 +686,13 @@ async fn refresh(
             now >= last_refresh.saturating_add(throttle)
         }
     };
-    if !due {
-        return CookieAction::None;
-    }
-    let new_deadline = target;
-    let span = tracing::debug_span!(
-        "session_touch",
-        session = tracing::field::Empty,
-        latency_us = tracing::field::Empty
-    );
-    let touched = timed(&span, id, layer, layer.store.touch(key, new_deadline)).await;
-    match touched {
-        Ok(true) if layer.persistent_cookie() => CookieAction::Set(layer.session_cookie(
-            id,
-            cookie_deadline(layer, created_at, new_deadline, now),
-            now,
-        )),
-        Ok(_) => CookieAction::None,
-        Err(err) => {
-            // A missed refresh only shortens the session; the response stands.
-            tracing::warn!(parent: &span, error = %ErrorChain(&err), "session refresh failed");
-            CookieAction::None
-        }
-    }
+    due.then_some(target)
 }
 
 async fn timed_save(
     layer: &LayerInner,
     id: &RawId,
-    key: &crate::store::SessionKey,
+    key: &SessionKey,
     changeset: &Changeset,
 ) -> Result<SaveOutcome, Failure> {
     let span = tracing::debug_span!(
@@ -617,11 +706,7 @@ async fn timed_save(
         .map_err(Failure::Store)
 }
 
-async fn timed_delete(
-    layer: &LayerInner,
-    id: &RawId,
-    key: &crate::store::SessionKey,
-) -> Result<bool, Failure> {
+async fn timed_delete(layer: &LayerInner, id: &RawId, key: &SessionKey) -> Result<bool, Failure> {
     let span = tracing::debug_span!(
         "session_delete",
         session = tracing::field::Empty,

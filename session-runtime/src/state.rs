@@ -70,7 +70,7 @@ pub(crate) struct State {
     /// Bumped by `clear()`: values extracted before it are discarded.
     pub(crate) epoch: u64,
     /// A record to delete at the end of the request (`clear()`).
-    pub(crate) delete_pending: Option<SessionKey>,
+    pub(crate) delete_pending: Option<(RawId, SessionKey)>,
     /// An `update` created or rewrote the session: the cookie must be (re)sent.
     pub(crate) issue_cookie: bool,
     /// An `update` emptied and so deleted the session: remove the cookie.
@@ -504,7 +504,7 @@ impl State {
     pub(crate) fn clear(&mut self) {
         self.epoch += 1;
         if let Some(current) = self.current.take() {
-            self.delete_pending = Some(current.key);
+            self.delete_pending = Some((current.id, current.key));
         }
         self.record = None;
         for slot in &mut self.slots {
