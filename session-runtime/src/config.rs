@@ -83,8 +83,8 @@ pub enum ConfigError {
     /// The domain must be a host name: no `;`, control characters or spaces.
     #[error("invalid cookie domain {0:?}")]
     InvalidDomain(String),
-    /// A timeout or TTL of zero would expire every session at once.
-    #[error("{0} must be greater than zero")]
+    /// A timeout or TTL under one millisecond would expire every session at once.
+    #[error("{0} must be at least one millisecond")]
     ZeroDuration(&'static str),
     /// The refresh share must be a fraction in (0, 1].
     #[error("refresh share must be greater than 0 and at most 1")]
@@ -275,8 +275,9 @@ impl SessionLayerBuilder {
     /// A [`ConfigError`] for any combination that cannot work.
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
         validate_cookie(&self.cookie)?;
+        // Durations are kept in whole milliseconds: anything shorter is zero.
         let nonzero = |d: Option<Duration>, what| match d {
-            Some(d) if d.is_zero() => Err(ConfigError::ZeroDuration(what)),
+            Some(d) if d.as_millis() == 0 => Err(ConfigError::ZeroDuration(what)),
             _ => Ok(d),
         };
         let idle = nonzero(self.idle, "idle timeout")?;

@@ -131,6 +131,10 @@ pub enum UpdateError {
     /// The session was destroyed or cleared earlier in this request.
     #[error("the session was destroyed earlier in this request")]
     Destroyed,
+    /// The stored data met on a retry is rejected by the layer's policies
+    /// (newer version, or undecodable under the strict policy).
+    #[error("the stored session data was rejected")]
+    Rejected(#[from] SessionRejection),
     /// The store failed.
     #[error("session store failed during update")]
     Store(#[from] StoreError),

@@ -109,14 +109,34 @@ impl<T: SessionData + Default> Session<T> {
     /// }
     /// ```
     ///
+    /// When `update` fails, the `Session` holds the value as last loaded
+    /// from the store (after a conflict) or `f`'s result (after a store
+    /// failure), and it is not written back unless changed again.
+    ///
     /// # Panics
     /// Never: the internal `expect`s state invariants of the request state.
     ///
     /// # Errors
     /// [`UpdateError::Contended`] when the deadline passes,
     /// [`UpdateError::SessionGone`] when another request destroyed the
-    /// session, [`UpdateError::Store`] when the store fails.
+    /// session, [`UpdateError::Destroyed`] after `destroy()` or `clear()` in
+    /// this request, [`UpdateError::Rejected`] when the stored data met on a
+    /// retry is rejected by the layer's policies, [`UpdateError::Store`] when
+    /// the store fails, [`UpdateError::Codec`] when the value does not encode.
     pub async fn update<R>(&mut self, mut f: impl FnMut(&mut T) -> R) -> Result<R, UpdateError> {
+        let result = self.update_loop(&mut f).await;
+        if result.is_err() {
+            // Whatever `f` did was not committed: never let the end-of-request
+            // write-back store it behind the caller's back.
+            self.dirty = false;
+            if let Some(slot) = self.context.lock().slot_of::<T>() {
+                slot.dirty = false;
+            }
+        }
+        result
+    }
+
+    async fn update_loop<R>(&mut self, f: &mut impl FnMut(&mut T) -> R) -> Result<R, UpdateError> {
         let deadline = self.context.layer.update_deadline;
         let started = Instant::now();
         let mut attempts: u32 = 0;
@@ -127,13 +147,14 @@ impl<T: SessionData + Default> Session<T> {
             let Some(conflict_key) = self.try_commit().await? else {
                 return Ok(output);
             };
+            // Wait first, then reload: the retry starts from the freshest state.
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+            self.reload(&conflict_key).await?;
             let waited = started.elapsed();
             if waited >= deadline {
                 return Err(UpdateError::Contended { attempts, waited });
             }
-            self.reload(&conflict_key).await?;
-            tokio::time::sleep(jitter(backoff)).await;
-            backoff = (backoff * 2).min(Duration::from_millis(50));
         }
     }
 
@@ -210,9 +231,8 @@ impl<T: SessionData + Default> Session<T> {
             }
             SaveOutcome::Deleted => {
                 let mut state = self.context.lock();
-                state.slot_of::<T>().expect("slot").base = Base::Absent;
+                state.forget_record();
                 state.current = None;
-                state.record = None;
                 state.deleted = true;
                 self.dirty = false;
                 Ok(None)
@@ -231,9 +251,7 @@ impl<T: SessionData + Default> Session<T> {
         };
         // Unreadable or newer data under the layer's policy: stop rather
         // than loop on data this code must not overwrite.
-        let Ok((fresh, base)) = decode_slot::<T>(Some(&record), &layer) else {
-            return Err(UpdateError::SessionGone);
-        };
+        let (fresh, base) = decode_slot::<T>(Some(&record), &layer)?;
         let base = match base {
             Base::InRecord(i) => Base::Owned {
                 ns: record.namespaces[i].clone(),

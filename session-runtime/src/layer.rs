@@ -119,11 +119,15 @@ impl LayerInner {
     fn parse_cookie<B>(&self, request: &Request<B>) -> CookieState {
         let mut state = CookieState::Absent;
         for header in request.headers().get_all(COOKIE) {
-            let Ok(header) = header.to_str() else {
-                // Not visible ASCII: whatever it carries is not our id.
-                continue;
-            };
-            for cookie in cookie::Cookie::split_parse(header).flatten() {
+            // Split on `;` before any UTF-8 check: another application's
+            // cookie with non-ASCII bytes must not hide ours.
+            for pair in header.as_bytes().split(|&b| b == b';') {
+                let Ok(pair) = std::str::from_utf8(pair) else {
+                    continue;
+                };
+                let Ok(cookie) = cookie::Cookie::parse(pair.trim()) else {
+                    continue;
+                };
                 if cookie.name() != self.cookie.name {
                     continue;
                 }
@@ -449,11 +453,13 @@ impl Io {
                         changeset.expires_at_ms,
                         now,
                     ))),
-                    // Emptied, or destroyed by a concurrent request (logout
-                    // wins): the client's cookie no longer names anything.
-                    SaveOutcome::Deleted | SaveOutcome::Missing if !create => {
-                        Ok(CookieAction::Remove)
-                    }
+                    // Emptied by this save: the cookie names nothing now.
+                    SaveOutcome::Deleted if !create => Ok(CookieAction::Remove),
+                    // Gone meanwhile (a concurrent logout wins, or a
+                    // concurrent login moved it to a new id whose cookie the
+                    // browser may hold by now): leave the cookie alone; a
+                    // stale one reads as an anonymous session.
+                    SaveOutcome::Missing if !create => Ok(CookieAction::None),
                     other => Err(Failure::Internal(format!(
                         "the store answered {other:?} to a {:?} without expected revisions",
                         changeset.mode
@@ -552,12 +558,10 @@ fn prepare(session: &RequestSession) -> Step {
     if !changes.is_empty() {
         // The plans are made; let go of the loaded record so that a store
         // holding the only other reference can change it in place.
-        state.record = None;
-        for slot in &mut state.slots {
-            slot.base = crate::state::Base::Absent;
-        }
+        state.forget_record();
     }
-    let (emptied, issue_cookie) = (state.deleted, state.issue_cookie);
+    let (emptied, issue_cookie, load_failed) =
+        (state.deleted, state.issue_cookie, state.load_failed);
     drop(guard);
 
     let Some((id, key, created_at, expires_at)) = current else {
@@ -573,6 +577,14 @@ fn prepare(session: &RequestSession) -> Step {
                 CookieAction::None
             };
             return io_or_done(now, deletes, Then::Cookie(cookie));
+        }
+        if load_failed {
+            // Failing open served this request as anonymous, but the
+            // client's own session may well exist: creating a new one would
+            // replace its cookie and lose that session.
+            return Step::Done(Err(Failure::Store(StoreError::unavailable(
+                "the session could not be loaded, so nothing is saved in its place",
+            ))));
         }
         let id = match RawId::generate() {
             Ok(id) => id,

@@ -75,6 +75,9 @@ pub(crate) struct State {
     pub(crate) issue_cookie: bool,
     /// An `update` emptied and so deleted the session: remove the cookie.
     pub(crate) deleted: bool,
+    /// The load failed and the layer failed open: the client's session may
+    /// still exist, so nothing may be created in its place.
+    pub(crate) load_failed: bool,
 }
 
 /// The change one namespace needs.
@@ -226,6 +229,7 @@ impl RequestSession {
                 delete_pending: None,
                 issue_cookie: false,
                 deleted: false,
+                load_failed: false,
             }),
         }
     }
@@ -261,7 +265,10 @@ impl RequestSession {
                     })
                 }
                 // Fail open: the request continues as anonymous (load() left no session).
-                StoreDownPolicy::FailOpen => Ok(()),
+                StoreDownPolicy::FailOpen => {
+                    self.lock().load_failed = true;
+                    Ok(())
+                }
             },
             Err(LoadFailure::Failed(err)) => Err(SessionRejection::StoreFailed(
                 StoreError::backend(SharedError(Arc::clone(err))),
@@ -405,7 +412,7 @@ pub(crate) fn decode_slot<T: SessionData + Default>(
             },
         ))
     };
-    match T::decode_fields(ns.version, &ns.fields) {
+    match T::decode_fields(ns.version, &ns.fields).map_err(withhold_values::<T>) {
         Ok(value) if ns.version == T::VERSION => Ok((value, Base::InRecord(index))),
         Ok(value) => {
             // Migrated in memory; the baseline is the migrated value, so only
@@ -443,6 +450,30 @@ pub(crate) fn decode_slot<T: SessionData + Default>(
         },
     }
 }
+
+/// A codec's message can quote the stored bytes it failed on. It is kept
+/// only for fields this schema knows and does not mark `sensitive`; for the
+/// others (sensitive ones, and fields of older versions whose markings this
+/// code cannot see) the value is withheld, so it never reaches a log.
+fn withhold_values<T: SessionData>(err: DecodeError) -> DecodeError {
+    match err {
+        DecodeError::Field { field, .. }
+            if !T::FIELDS
+                .iter()
+                .any(|f| f.name() == field && !f.sensitive()) =>
+        {
+            DecodeError::Field {
+                field,
+                source: CodecError::decode(Withheld),
+            }
+        }
+        other => other,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the stored value does not decode (detail withheld: the field may be sensitive)")]
+struct Withheld;
 
 impl State {
     /// The slot of `T`, created on first use. Two types claiming one
@@ -496,6 +527,17 @@ impl State {
         self.slots
             .iter_mut()
             .find(|s| s.type_id == TypeId::of::<T>())
+    }
+
+    /// Drops the loaded record; baselines that pointed into it become
+    /// absent (the record is gone or about to change under them).
+    pub(crate) fn forget_record(&mut self) {
+        self.record = None;
+        for slot in &mut self.slots {
+            if matches!(slot.base, Base::InRecord(_)) {
+                slot.base = Base::Absent;
+            }
+        }
     }
 
     /// `clear()`: every namespace reads as `Default` from now on; values

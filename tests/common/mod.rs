@@ -159,6 +159,8 @@ pub struct Counts {
     pub down: AtomicBool,
     /// When set, only saves fail.
     pub saves_down: AtomicBool,
+    /// When set, only loads fail.
+    pub down_for_loads_only: AtomicBool,
     /// The changesets saved, as debug strings, for inspection.
     pub last_save: std::sync::Mutex<Option<Changeset>>,
     /// The key of the last save.
@@ -221,6 +223,9 @@ impl SessionStore for CountingStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         self.counts.loads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
+        if self.counts.down_for_loads_only.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("test store refuses loads"));
+        }
         self.inner.load(key).await
     }
 

@@ -58,9 +58,10 @@ pub struct MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// Keep at most about `capacity` sessions (the bound applies per shard,
-    /// `capacity / 32` each, at least 1); beyond it the session closest to
-    /// its deadline is evicted.
+    /// Keep at most about `capacity` sessions; beyond it the session closest
+    /// to its deadline is evicted. The bound applies per shard (`capacity /
+    /// 32` each, at least 1), so the effective minimum is 32 sessions and a
+    /// shard may evict while others have room.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = Some(capacity);
         self

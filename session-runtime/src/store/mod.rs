@@ -20,6 +20,7 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 /// Cloning is cheap: the namespaces sit behind an `Arc`, so a store can hand
 /// out its record without copying the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// When the session was created, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
@@ -30,6 +31,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record; see the fields for their meaning.
+    pub fn new(created_at_ms: u64, expires_at_ms: u64, namespaces: Vec<NamespaceRecord>) -> Self {
+        Self {
+            created_at_ms,
+            expires_at_ms,
+            namespaces: Arc::new(namespaces),
+        }
+    }
+
     /// The namespace named `name`.
     pub fn namespace(&self, name: &str) -> Option<&NamespaceRecord> {
         self.namespaces.iter().find(|ns| ns.name == name)
@@ -38,6 +48,7 @@ impl Record {
 
 /// One stored namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NamespaceRecord {
     /// The namespace (`SessionData::NAMESPACE`).
     pub name: String,
@@ -48,6 +59,18 @@ pub struct NamespaceRecord {
     pub revision: u64,
     /// The encoded fields.
     pub fields: FieldMap,
+}
+
+impl NamespaceRecord {
+    /// A stored namespace; see the fields for their meaning.
+    pub fn new(name: impl Into<String>, version: u32, revision: u64, fields: FieldMap) -> Self {
+        Self {
+            name: name.into(),
+            version,
+            revision,
+            fields,
+        }
+    }
 }
 
 /// What to change in one save, applied all-or-nothing.
