@@ -13,7 +13,7 @@ use crate::data::SessionData;
 use crate::error::{SessionRejection, UpdateError};
 use crate::id::{RawId, SessionId};
 use crate::layer::SessionContext;
-use crate::state::{Base, Current, RequestSession, decode_slot, plan};
+use crate::state::{Base, Current, RequestSession, decode_slot, jitter, plan};
 use crate::store::{
     Changeset, NamespaceChange, NamespaceOp, NamespaceRecord, SaveMode, SaveOutcome, SessionKey,
     StoreError,
@@ -263,13 +263,6 @@ impl<T: SessionData + Default> Session<T> {
         self.value = Some(fresh);
         Ok(())
     }
-}
-
-/// A random delay in `[d/2, d]`, so that conflicting writers spread out.
-fn jitter(d: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let _ = getrandom::fill(&mut byte);
-    d / 2 + d / 2 * u32::from(byte[0]) / 255
 }
 
 impl<T: SessionData + Default> Deref for Session<T> {

@@ -17,9 +17,11 @@ use crate::config::{
     CookieConfig, DecodeFailurePolicy, ExpiryConfig, NewerVersionPolicy, SameSite,
     SessionLayerBuilder, StoreDownPolicy,
 };
+use crate::data::FieldMap;
 use crate::error::{ErrorChain, retry_after_value};
 use crate::id::{LogSecret, RawId};
-use crate::state::{CookieState, RequestSession, timed};
+use crate::state::{CookieState, Migrator, RequestSession, jitter, timed};
+use crate::store::Record;
 use crate::store::{
     Changeset, DynStore, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
     SessionStore, StoreError,
@@ -427,6 +429,8 @@ enum Then {
         id: RawId,
         key: SessionKey,
         changeset: Changeset,
+        /// Per change: how to rebase it after a conflict (whole-namespace writes only).
+        rebase: Vec<Option<Rebase>>,
     },
     /// Move the deadline (sliding refresh); a cookie when it has a Max-Age.
     Touch {
@@ -445,27 +449,12 @@ impl Io {
         let now = self.now;
         match self.then {
             Then::Cookie(action) => Ok(action),
-            Then::Save { id, key, changeset } => {
-                let create = changeset.mode == SaveMode::Create;
-                match timed_save(layer, &id, &key, &changeset).await? {
-                    SaveOutcome::Saved { .. } => Ok(CookieAction::Set(layer.session_cookie(
-                        &id,
-                        changeset.expires_at_ms,
-                        now,
-                    ))),
-                    // Emptied by this save: the cookie names nothing now.
-                    SaveOutcome::Deleted if !create => Ok(CookieAction::Remove),
-                    // Gone meanwhile (a concurrent logout wins, or a
-                    // concurrent login moved it to a new id whose cookie the
-                    // browser may hold by now): leave the cookie alone; a
-                    // stale one reads as an anonymous session.
-                    SaveOutcome::Missing if !create => Ok(CookieAction::None),
-                    other => Err(Failure::Internal(format!(
-                        "the store answered {other:?} to a {:?} without expected revisions",
-                        changeset.mode
-                    ))),
-                }
-            }
+            Then::Save {
+                id,
+                key,
+                changeset,
+                rebase,
+            } => save_with_rebase(layer, &id, &key, changeset, &rebase, now).await,
             Then::Touch {
                 id,
                 key,
@@ -495,6 +484,115 @@ impl Io {
             }
         }
     }
+}
+
+/// What a conflicting whole-namespace write needs to be rebased.
+struct Rebase {
+    /// The fields this request changed.
+    ours: FieldMap,
+    /// Reads stored fields of an older version at the current one.
+    migrate: Migrator,
+}
+
+/// Saves; when a whole-namespace write (a migrated, reset or new namespace)
+/// meets a concurrent write, reloads and rebases only this request's changed
+/// fields onto what is stored now, until the layer's update deadline.
+async fn save_with_rebase(
+    layer: &LayerInner,
+    id: &RawId,
+    key: &SessionKey,
+    mut changeset: Changeset,
+    rebase: &[Option<Rebase>],
+    now: u64,
+) -> Result<CookieAction, Failure> {
+    let create = changeset.mode == SaveMode::Create;
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match timed_save(layer, id, key, &changeset).await? {
+            SaveOutcome::Saved { .. } => {
+                return Ok(CookieAction::Set(layer.session_cookie(
+                    id,
+                    changeset.expires_at_ms,
+                    now,
+                )));
+            }
+            // Emptied by this save: the cookie names nothing now.
+            SaveOutcome::Deleted if !create => return Ok(CookieAction::Remove),
+            // Gone meanwhile (a concurrent logout wins, or a concurrent
+            // login moved it to a new id whose cookie the browser may hold
+            // by now): leave the cookie alone; a stale one reads as an
+            // anonymous session.
+            SaveOutcome::Missing if !create => return Ok(CookieAction::None),
+            SaveOutcome::Conflict { namespace } if !create => {
+                if started.elapsed() >= layer.update_deadline {
+                    return Err(Failure::Store(StoreError::unavailable(format!(
+                        "namespace `{namespace}` kept changing under a whole-namespace write"
+                    ))));
+                }
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+                let source = match changeset.mode {
+                    SaveMode::Rename { from } => from,
+                    _ => *key,
+                };
+                let Some(record) = layer.store.load(&source).await.map_err(Failure::Store)? else {
+                    return Ok(CookieAction::None);
+                };
+                rebase_changes(&mut changeset.namespaces, rebase, &record)?;
+            }
+            other => {
+                return Err(Failure::Internal(format!(
+                    "the store answered {other:?} to a {:?}",
+                    changeset.mode
+                )));
+            }
+        }
+    }
+}
+
+/// Re-plans the whole-namespace writes against `record`: at the same
+/// version only this request's changed fields are patched in; at an older
+/// version the stored data is migrated and this request's fields applied on
+/// top, under compare-and-swap again.
+fn rebase_changes(
+    changes: &mut [NamespaceChange],
+    rebase: &[Option<Rebase>],
+    record: &Record,
+) -> Result<(), Failure> {
+    for (change, rebase) in changes.iter_mut().zip(rebase) {
+        let (Some(rebase), NamespaceOp::Replace(_)) = (rebase, &change.op) else {
+            continue;
+        };
+        match record.namespace(change.namespace) {
+            None => change.expected_revision = Some(0),
+            Some(ns) if ns.version == change.version => {
+                change.op = NamespaceOp::Patch(rebase.ours.clone());
+                change.expected_revision = None;
+            }
+            Some(ns) if ns.version > change.version => {
+                return Err(Failure::Internal(format!(
+                    "namespace `{}` was written at version {} by newer code meanwhile; not overwriting it",
+                    change.namespace, ns.version
+                )));
+            }
+            Some(ns) => {
+                match (rebase.migrate)(ns.version, &ns.fields) {
+                    Ok(mut migrated) => {
+                        migrated.merge(&rebase.ours);
+                        change.op = NamespaceOp::Replace(migrated);
+                    }
+                    // Unreadable: this request's whole value replaces it,
+                    // as the reset policy that let it be read decided.
+                    Err(message) => {
+                        tracing::warn!(namespace = change.namespace, error = %message, "stored namespace replaced after a conflict");
+                    }
+                }
+                change.expected_revision = Some(ns.revision);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Walks the lifecycle table (DESIGN §4) for this request: diffs every
@@ -535,22 +633,31 @@ fn prepare(session: &RequestSession) -> Step {
     }
 
     let mut changes = Vec::new();
+    let mut rebase = Vec::new();
     let mut rotate = state.regenerate;
     for slot in &state.slots {
         let Some(value) = slot.value.as_ref().filter(|_| slot.dirty) else {
             continue;
         };
-        let (base, replace, _) = state.base_fields(&slot.base);
+        let (base, replace, revision) = state.base_fields(&slot.base);
         let plan = match value.plan(base, replace) {
             Ok(plan) => plan,
             Err(err) => return Step::Done(Err(Failure::Internal(ErrorChain(&err).to_string()))),
         };
         if let Some(op) = plan.op {
             rotate |= plan.rotate;
+            // A whole-namespace write replaces what is stored, so it is
+            // guarded by the baseline's revision (0: absent); field patches
+            // and removals are last-writer-wins per field.
+            let expected = matches!(op, NamespaceOp::Replace(_)).then_some(revision);
+            rebase.push(plan.changed.map(|ours| Rebase {
+                ours,
+                migrate: value.migrator(),
+            }));
             changes.push(NamespaceChange::new(
                 slot.namespace,
                 value.version(),
-                None,
+                expected,
                 op,
             ));
         }
@@ -604,7 +711,12 @@ fn prepare(session: &RequestSession) -> Step {
         return Step::Io(Io {
             now,
             deletes,
-            then: Then::Save { id, key, changeset },
+            then: Then::Save {
+                id,
+                key,
+                changeset,
+                rebase,
+            },
         });
     };
 
@@ -655,7 +767,12 @@ fn prepare(session: &RequestSession) -> Step {
     Step::Io(Io {
         now,
         deletes,
-        then: Then::Save { id, key, changeset },
+        then: Then::Save {
+            id,
+            key,
+            changeset,
+            rebase,
+        },
     })
 }
 

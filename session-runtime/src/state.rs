@@ -86,6 +86,23 @@ pub(crate) struct Plan {
     pub(crate) rotate: bool,
     /// The full current encoding, when asked for: the new baseline once committed.
     pub(crate) current: Option<FieldMap>,
+    /// For a [`NamespaceOp::Replace`]: the fields this request changed
+    /// (against the baseline, or against `Default` when nothing was
+    /// stored), so that a conflicting replace can be rebased onto what
+    /// another request wrote meanwhile.
+    pub(crate) changed: Option<FieldMap>,
+}
+
+/// Decodes stored fields of any version and re-encodes them at the current
+/// one (the `migrate_from` chain), with the error as a loggable text.
+pub(crate) type Migrator = fn(u32, &FieldMap) -> Result<FieldMap, String>;
+
+fn migrate_fields<T: SessionData>(version: u32, fields: &FieldMap) -> Result<FieldMap, String> {
+    let value = T::decode_fields(version, fields)
+        .map_err(|e| ErrorChain(&withhold_values::<T>(e)).to_string())?;
+    value
+        .encode_fields()
+        .map_err(|e| ErrorChain(&e).to_string())
 }
 
 /// A schema value with its type erased, so the layer can diff it.
@@ -93,6 +110,7 @@ pub(crate) trait ErasedValue: Send {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
     fn plan(&self, base: Option<&FieldMap>, replace: bool) -> Result<Plan, CodecError>;
     fn version(&self) -> u32;
+    fn migrator(&self) -> Migrator;
 }
 
 pub(crate) struct Holder<T>(pub(crate) T);
@@ -108,6 +126,10 @@ impl<T: SessionData + Default> ErasedValue for Holder<T> {
 
     fn version(&self) -> u32 {
         T::VERSION
+    }
+
+    fn migrator(&self) -> Migrator {
+        migrate_fields::<T>
     }
 }
 
@@ -146,53 +168,36 @@ pub(crate) fn plan<T: SessionData + Default>(
     replace: bool,
     keep_current: bool,
 ) -> Result<Plan, CodecError> {
-    let mut current = value.encode_fields()?;
+    let current = value.encode_fields()?;
     let default = default_fields::<T>()?;
-    let rotate_of = |current: &FieldMap, reference: &FieldMap| {
-        T::FIELDS
-            .iter()
-            .any(|f| f.rotate_id() && current.get(f.name()) != reference.get(f.name()))
-    };
-    let Some(base) = base else {
-        if current == *default {
-            return Ok(Plan {
-                op: None,
-                rotate: false,
-                current: keep_current.then_some(current),
-            });
-        }
-        let rotate = rotate_of(&current, default);
-        let kept = keep_current.then(|| current.clone());
-        return Ok(Plan {
-            op: Some(NamespaceOp::Replace(current)),
-            rotate,
-            current: kept,
-        });
-    };
-    let unchanged = current
-        .iter()
-        .all(|(name, bytes)| base.get(name) == Some(bytes));
-    if unchanged {
+    let reference = base.unwrap_or(default);
+    let mut changed = current.clone();
+    changed.retain(|name, bytes| reference.get(name) != Some(bytes));
+    if changed.is_empty() {
         return Ok(Plan {
             op: None,
             rotate: false,
             current: keep_current.then_some(current),
+            changed: None,
         });
     }
-    let rotate = rotate_of(&current, base);
+    let rotate = T::FIELDS
+        .iter()
+        .any(|f| f.rotate_id() && changed.get(f.name()).is_some());
     let kept = keep_current.then(|| current.clone());
-    let op = if current == *default {
-        NamespaceOp::Remove
-    } else if replace {
-        NamespaceOp::Replace(current)
+    let (op, changed) = if current == *default {
+        // Absent and default was handled above (nothing changed).
+        (NamespaceOp::Remove, None)
+    } else if base.is_none() || replace {
+        (NamespaceOp::Replace(current), Some(changed))
     } else {
-        current.retain(|name, bytes| base.get(name) != Some(bytes));
-        NamespaceOp::Patch(current)
+        (NamespaceOp::Patch(changed), None)
     };
     Ok(Plan {
         op: Some(op),
         rotate,
         current: kept,
+        changed,
     })
 }
 
@@ -593,4 +598,11 @@ pub(crate) async fn timed<F: std::future::Future>(
         u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
     output
+}
+
+/// A random delay in `[d/2, d]`, so that conflicting writers spread out.
+pub(crate) fn jitter(d: std::time::Duration) -> std::time::Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    d / 2 + d / 2 * u32::from(byte[0]) / 255
 }
