@@ -8,7 +8,7 @@ import os
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "target", "criterion")
-PEERS = ["bare_axum", "typed_sessions", "tower_sessions"]
+PEERS = ["bare_axum", "noop_layer", "typed_sessions", "tower_sessions"]
 TARGET = 0.25  # typed-sessions may add at most a quarter of tower-sessions' overhead
 
 

@@ -198,6 +198,18 @@ impl FieldMap {
         self.entries.retain(|(name, value)| keep(name, value));
     }
 
+    /// A copy of the fields for which `keep(name, bytes)` is true.
+    pub(crate) fn subset(&self, mut keep: impl FnMut(&str, &[u8]) -> bool) -> FieldMap {
+        FieldMap {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(name, value)| keep(name, value))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The number of fields.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -429,7 +429,8 @@ enum Then {
         id: RawId,
         key: SessionKey,
         changeset: Changeset,
-        /// Per change: how to rebase it after a conflict (whole-namespace writes only).
+        /// Per change (a shorter list means `None` for the rest): how to
+        /// rebase it after a conflict (whole-namespace writes only).
         rebase: Vec<Option<Rebase>>,
     },
     /// Move the deadline (sliding refresh); a cookie when it has a Max-Age.
@@ -506,7 +507,7 @@ async fn save_with_rebase(
     now: u64,
 ) -> Result<CookieAction, Failure> {
     let create = changeset.mode == SaveMode::Create;
-    let started = std::time::Instant::now();
+    let mut started = None;
     let mut backoff = Duration::from_millis(1);
     loop {
         match timed_save(layer, id, key, &changeset).await? {
@@ -525,7 +526,11 @@ async fn save_with_rebase(
             // anonymous session.
             SaveOutcome::Missing if !create => return Ok(CookieAction::None),
             SaveOutcome::Conflict { namespace } if !create => {
-                if started.elapsed() >= layer.update_deadline {
+                if started
+                    .get_or_insert_with(std::time::Instant::now)
+                    .elapsed()
+                    >= layer.update_deadline
+                {
                     return Err(Failure::Store(StoreError::unavailable(format!(
                         "namespace `{namespace}` kept changing under a whole-namespace write"
                     ))));
@@ -650,10 +655,14 @@ fn prepare(session: &RequestSession) -> Step {
             // guarded by the baseline's revision (0: absent); field patches
             // and removals are last-writer-wins per field.
             let expected = matches!(op, NamespaceOp::Replace(_)).then_some(revision);
-            rebase.push(plan.changed.map(|ours| Rebase {
-                ours,
-                migrate: value.migrator(),
-            }));
+            if let Some(ours) = plan.changed {
+                // Kept aligned with `changes`; most requests push nothing.
+                rebase.resize_with(changes.len(), || None);
+                rebase.push(Some(Rebase {
+                    ours,
+                    migrate: value.migrator(),
+                }));
+            }
             changes.push(NamespaceChange::new(
                 slot.namespace,
                 value.version(),

@@ -168,12 +168,11 @@ pub(crate) fn plan<T: SessionData + Default>(
     replace: bool,
     keep_current: bool,
 ) -> Result<Plan, CodecError> {
-    let current = value.encode_fields()?;
+    let mut current = value.encode_fields()?;
     let default = default_fields::<T>()?;
     let reference = base.unwrap_or(default);
-    let mut changed = current.clone();
-    changed.retain(|name, bytes| reference.get(name) != Some(bytes));
-    if changed.is_empty() {
+    let differs = |name: &str, bytes: &[u8]| reference.get(name) != Some(bytes);
+    if !current.iter().any(|(name, bytes)| differs(name, bytes)) {
         return Ok(Plan {
             op: None,
             rotate: false,
@@ -183,15 +182,17 @@ pub(crate) fn plan<T: SessionData + Default>(
     }
     let rotate = T::FIELDS
         .iter()
-        .any(|f| f.rotate_id() && changed.get(f.name()).is_some());
+        .any(|f| f.rotate_id() && current.get(f.name()) != reference.get(f.name()));
     let kept = keep_current.then(|| current.clone());
     let (op, changed) = if current == *default {
-        // Absent and default was handled above (nothing changed).
+        // Absent and default was handled above (nothing differs).
         (NamespaceOp::Remove, None)
     } else if base.is_none() || replace {
+        let changed = current.subset(differs);
         (NamespaceOp::Replace(current), Some(changed))
     } else {
-        (NamespaceOp::Patch(changed), None)
+        current.retain(differs);
+        (NamespaceOp::Patch(current), None)
     };
     Ok(Plan {
         op: Some(op),
