@@ -215,7 +215,9 @@ impl<T: SessionData + Default> Session<T> {
                 };
                 slot.dirty = false;
                 self.dirty = false;
-                state.regenerate |= plan.rotate;
+                // A session created by this very save already has a fresh,
+                // server-chosen id: rotating it again would only cost a write.
+                state.regenerate |= plan.rotate && mode != SaveMode::Create;
                 if mode == SaveMode::Create {
                     state.current = Some(Current {
                         id,
