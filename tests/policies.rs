@@ -424,3 +424,30 @@ async fn value_committed_by_update_in_middleware_is_what_the_handler_sees() {
     assert_eq!(fetch(&app, "/", Some(&cookie)).await.body, "3");
     assert_eq!(store.len(), 1);
 }
+
+#[tokio::test]
+async fn login_through_update_on_a_new_session_saves_once() {
+    #[derive(SessionData, Default)]
+    struct Login {
+        #[session(rotate_id)]
+        user: Option<String>,
+    }
+    let clock = ManualClock::new();
+    let store = CountingStore::new(clock.clone());
+    let app = Router::new()
+        .route(
+            "/login",
+            post(|mut l: Session<Login>| async move {
+                l.update(|l| l.user = Some("ann".into())).await.unwrap();
+                "ok"
+            }),
+        )
+        .route(
+            "/me",
+            get(|l: Session<Login>| async move { l.user.clone().unwrap_or_default() }),
+        )
+        .layer(layer(&store, &clock, |b| b));
+    let r = submit(&app, "/login", None).await;
+    assert_eq!(store.counts.saves(), 1, "the fresh id is not rotated again");
+    assert_eq!(fetch(&app, "/me", Some(&r.cookie())).await.body, "ann");
+}
