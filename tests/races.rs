@@ -2,8 +2,7 @@
 //! (DESIGN §4, §7) for a sequence that once broke it.
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -260,24 +259,6 @@ async fn another_cookie_with_non_ascii_bytes_does_not_hide_the_session() {
 // 5. A sensitive field's stored value ends up in the logs on decode failure.
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[derive(SessionData, Default)]
 #[session(namespace = "auth")]
 struct AuthOld {
@@ -294,7 +275,7 @@ struct AuthNew {
 
 #[tokio::test]
 async fn sensitive_value_never_reaches_the_log_when_it_does_not_decode() {
-    let captured = Captured::default();
+    let captured = common::Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_ansi(false)
@@ -320,7 +301,7 @@ async fn sensitive_value_never_reaches_the_log_when_it_does_not_decode() {
         );
     let cookie = submit(&old, "/", None).await.cookie();
     assert_eq!(fetch(&new, "/", Some(&cookie)).await.body, "0");
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("token"),
         "the reset is logged with the field name:\n{log}"

@@ -3,34 +3,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::routing::{get, post};
 use common::{fetch, submit};
 use tracing_subscriber::fmt::format::FmtSpan;
 use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[derive(SessionData, Default)]
 struct Account {
@@ -41,7 +18,7 @@ struct Account {
 
 #[tokio::test]
 async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
-    let captured = Captured::default();
+    let captured = common::Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_max_level(tracing::Level::DEBUG)
@@ -67,7 +44,7 @@ async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
     let cookie = submit(&app, "/set", None).await.cookie();
     assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "ann");
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let raw_id = cookie.split_once('=').unwrap().1;
     let save = log
         .lines()
