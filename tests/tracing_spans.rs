@@ -37,14 +37,27 @@ async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
             }),
         )
         .route(
+            "/bump",
+            post(|mut a: Session<Account>| async move {
+                a.update(|a| a.user.push('!')).await.unwrap();
+                "ok"
+            }),
+        )
+        .route(
             "/get",
             get(|a: Session<Account>| async move { a.user.clone() }),
         )
         .layer(SessionLayer::new(MemoryStore::new()));
     let cookie = submit(&app, "/set", None).await.cookie();
     assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "ann");
+    submit(&app, "/bump", Some(&cookie)).await;
 
     let log = captured.text();
+    assert_eq!(
+        log.lines().filter(|l| l.contains("session_save")).count(),
+        2,
+        "the write-back and the update each run in a save span:\n{log}"
+    );
     let raw_id = cookie.split_once('=').unwrap().1;
     let save = log
         .lines()

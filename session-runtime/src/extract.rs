@@ -13,7 +13,7 @@ use crate::data::SessionData;
 use crate::error::{SessionRejection, UpdateError};
 use crate::id::{RawId, SessionId};
 use crate::layer::SessionContext;
-use crate::state::{Base, Current, RequestSession, decode_slot, jitter, plan};
+use crate::state::{Base, Current, RequestSession, decode_slot, jitter, plan, timed};
 use crate::store::{
     Changeset, NamespaceChange, NamespaceOp, NamespaceRecord, SaveMode, SaveOutcome, SessionKey,
     StoreError,
@@ -177,7 +177,7 @@ impl<T: SessionData + Default> Session<T> {
             let target = state
                 .current
                 .as_ref()
-                .map(|c| (c.id.clone(), c.created_at_ms));
+                .map(|c| (c.id.clone(), c.key, c.created_at_ms));
             (plan, revision, target)
         };
         let Some(op) = plan.op else {
@@ -185,18 +185,22 @@ impl<T: SessionData + Default> Session<T> {
         };
         let removing = op == NamespaceOp::Remove;
         let change = NamespaceChange::new(T::NAMESPACE, T::VERSION, Some(revision), op);
-        let (id, mode, created_at) = match target {
-            Some((id, created_at)) => (id, SaveMode::Update, created_at),
-            None => (
-                RawId::generate().map_err(StoreError::backend)?,
-                SaveMode::Create,
-                now,
-            ),
+        let (id, key, mode, created_at) = if let Some((id, key, created_at)) = target {
+            (id, key, SaveMode::Update, created_at)
+        } else {
+            let id = RawId::generate().map_err(StoreError::backend)?;
+            let key = id.key();
+            (id, key, SaveMode::Create, now)
         };
         let deadline = layer.write_deadline(created_at, now);
         let changeset = Changeset::new(mode, created_at, deadline, vec![change]);
-        let key = id.key();
-        match layer.store.save(&key, &changeset).await? {
+        let span = tracing::debug_span!(
+            "session_save",
+            session = tracing::field::Empty,
+            latency_us = tracing::field::Empty,
+            namespaces = 1
+        );
+        match timed(&span, &id, &layer, layer.store.save(&key, &changeset)).await? {
             SaveOutcome::Saved { revisions } => {
                 let mut state = self.context.lock();
                 let slot = state.slot_of::<T>().expect("slot");

@@ -396,49 +396,33 @@ pub(crate) fn decode_slot<T: SessionData + Default>(
     }) else {
         return Ok((T::default(), Base::Absent));
     };
+    // A baseline computed here: the stored bytes are not at this version
+    // (migrated) or not readable (reset), so a write replaces them whole.
+    let replacing = |fields: FieldMap| Base::Owned {
+        ns: NamespaceRecord {
+            name: ns.name.clone(),
+            version: T::VERSION,
+            revision: ns.revision,
+            fields,
+        },
+        replace: true,
+    };
+    let unencodable = |source| SessionRejection::Undecodable {
+        namespace: T::NAMESPACE,
+        source: DecodeError::Field { field: "", source },
+    };
     let reset = |err: &DecodeError| -> Result<(T, Base), SessionRejection> {
         tracing::warn!(namespace = T::NAMESPACE, error = %ErrorChain(err), "stored session namespace reset to its default");
-        let fields =
-            T::default()
-                .encode_fields()
-                .map_err(|source| SessionRejection::Undecodable {
-                    namespace: T::NAMESPACE,
-                    source: DecodeError::Field { field: "", source },
-                })?;
-        Ok((
-            T::default(),
-            Base::Owned {
-                ns: NamespaceRecord {
-                    name: ns.name.clone(),
-                    version: T::VERSION,
-                    revision: ns.revision,
-                    fields,
-                },
-                replace: true,
-            },
-        ))
+        let fields = default_fields::<T>().map_err(unencodable)?.clone();
+        Ok((T::default(), replacing(fields)))
     };
     match T::decode_fields(ns.version, &ns.fields).map_err(withhold_values::<T>) {
         Ok(value) if ns.version == T::VERSION => Ok((value, Base::InRecord(index))),
         Ok(value) => {
             // Migrated in memory; the baseline is the migrated value, so only
             // a real change writes (at the new version, replacing the old fields).
-            let fields = value
-                .encode_fields()
-                .map_err(|source| SessionRejection::Undecodable {
-                    namespace: T::NAMESPACE,
-                    source: DecodeError::Field { field: "", source },
-                })?;
-            let base = Base::Owned {
-                ns: NamespaceRecord {
-                    name: ns.name.clone(),
-                    version: T::VERSION,
-                    revision: ns.revision,
-                    fields,
-                },
-                replace: true,
-            };
-            Ok((value, base))
+            let fields = value.encode_fields().map_err(unencodable)?;
+            Ok((value, replacing(fields)))
         }
         Err(err @ DecodeError::NewerVersion { .. }) => match layer.newer_version {
             NewerVersionPolicy::Reject => Err(SessionRejection::NewerVersion {
