@@ -513,3 +513,120 @@ async fn destroy_and_clear_leave_an_unknown_id_alone() {
         assert!(r.set_cookies.is_empty(), "{route}: {:?}", r.set_cookies);
     }
 }
+
+#[tokio::test]
+async fn shorter_idle_timeout_expires_sessions_already_idle_longer() {
+    let clock = ManualClock::new();
+    let store = CountingStore::new(Arc::clone(&clock));
+    let build = |idle: u64| {
+        Router::new()
+            .route("/incr", post(|mut c: Session<Counter>| async move { c.count += 1 }))
+            .route("/count", get(|c: Session<Counter>| async move { c.count.to_string() }))
+            .layer(
+                SessionLayer::builder(store.clone())
+                    .clock(clock.clone())
+                    .idle_timeout(Duration::from_mins(idle))
+                    .build()
+                    .unwrap(),
+            )
+    };
+    let cookie = submit(&build(30), "/incr", None).await.cookie();
+    clock.advance(Duration::from_mins(20));
+    // Redeployed with a 10-minute idle timeout: this session has been idle
+    // for 20 minutes, so it is over.
+    let shorter = build(10);
+    assert_eq!(fetch(&shorter, "/count", Some(&cookie)).await.body, "0");
+    // And a read does not revive it.
+    assert_eq!(fetch(&shorter, "/count", Some(&cookie)).await.body, "0");
+    // A session idle for less than the new timeout lives on.
+    let recent = submit(&shorter, "/incr", None).await.cookie();
+    clock.advance(Duration::from_mins(9));
+    assert_eq!(fetch(&shorter, "/count", Some(&recent)).await.body, "1");
+}
+
+#[tokio::test]
+async fn clearing_twice_deletes_both_sessions() {
+    let clock = ManualClock::new();
+    let store = CountingStore::new(Arc::clone(&clock));
+    let app = Router::new()
+        .route("/incr", post(|mut c: Session<Counter>| async move { c.count += 1 }))
+        .route(
+            "/clear-write-clear",
+            post(|h: SessionHandle, request: axum::extract::Request| async move {
+                use axum::extract::FromRequestParts as _;
+                h.clear();
+                let (mut parts, _) = request.into_parts();
+                let mut c = Session::<Counter>::from_request_parts(&mut parts, &())
+                    .await
+                    .unwrap();
+                // Creates a second session...
+                c.update(|c| c.count = 7).await.unwrap();
+                drop(c);
+                // ...which is cleared too.
+                h.clear();
+            }),
+        )
+        .layer(SessionLayer::builder(store.clone()).clock(clock).build().unwrap());
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    let reply = submit(&app, "/clear-write-clear", Some(&cookie)).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.has_removal(), "{:?}", reply.set_cookies);
+    assert!(
+        store.inner.is_empty(),
+        "a cleared session was left in the store ({} left)",
+        store.inner.len()
+    );
+}
+
+#[tokio::test]
+async fn responses_that_read_a_session_vary_on_cookie() {
+    let f = fixture();
+    let r = fetch(&f.app, "/count", None).await;
+    assert_eq!(r.headers.get("vary").unwrap(), "cookie");
+    let r = fetch(&f.app, "/plain", None).await;
+    assert!(r.headers.get("vary").is_none(), "no session, no Vary");
+}
+
+#[tokio::test]
+async fn responses_that_set_a_cookie_are_private_unless_the_app_says_otherwise() {
+    let f = fixture();
+    let r = submit(&f.app, "/incr", None).await;
+    assert!(r.set_cookie().is_some());
+    assert_eq!(r.headers.get("cache-control").unwrap(), "private");
+    let cookie = r.cookie();
+    // A read-only answer sets no cookie: its caching is the app's business.
+    let r = fetch(&f.app, "/count", Some(&cookie)).await;
+    assert!(r.headers.get("cache-control").is_none());
+    // Removal cookies are private too.
+    let r = submit(&f.app, "/destroy", Some(&cookie)).await;
+    assert!(r.has_removal());
+    assert_eq!(r.headers.get("cache-control").unwrap(), "private");
+
+    // The app's own Cache-Control and Vary are kept (Vary gains Cookie).
+    let app = Router::new()
+        .route(
+            "/own",
+            post(|mut c: Session<Counter>| async move {
+                c.count += 1;
+                (
+                    [("cache-control", "no-store"), ("vary", "accept-encoding")],
+                    "ok",
+                )
+            }),
+        )
+        .layer(SessionLayer::new(typed_sessions::stores::MemoryStore::new()));
+    let r = submit(&app, "/own", None).await;
+    assert_eq!(r.headers.get("cache-control").unwrap(), "no-store");
+    let vary: Vec<_> = r.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    assert!(vary.iter().any(|v| v == "accept-encoding"), "{vary:?}");
+    assert!(vary.iter().any(|v| v.eq_ignore_ascii_case("cookie")), "{vary:?}");
+}
+
+#[tokio::test]
+async fn cache_headers_can_be_turned_off() {
+    let f = fixture_with(|b| b.cache_headers(false));
+    let r = submit(&f.app, "/incr", None).await;
+    assert!(r.set_cookie().is_some());
+    assert!(r.headers.get("cache-control").is_none());
+    assert!(r.headers.get("vary").is_none());
+}

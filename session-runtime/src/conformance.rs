@@ -50,6 +50,10 @@ macro_rules! conformance_tests {
             concurrent_cas_increments_are_exact,
             concurrent_writes_to_different_fields_both_survive,
             save_racing_delete_never_recreates,
+            patch_of_a_missing_namespace_conflicts,
+            patch_at_another_version_conflicts,
+            remove_with_a_stale_revision_conflicts,
+            remove_at_another_version_conflicts,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -646,4 +650,107 @@ pub async fn save_racing_delete_never_recreates<S: SessionStore>(store: S) {
             "a save re-created a deleted session"
         );
     }
+}
+
+async fn save_one<S: SessionStore>(store: &S, key: &SessionKey, change: NamespaceChange) -> SaveOutcome {
+    store
+        .save(key, &set(SaveMode::Update, vec![change]))
+        .await
+        .unwrap()
+}
+
+/// A patch never creates a namespace with fields missing: patching an
+/// absent namespace is a conflict and writes nothing.
+pub async fn patch_of_a_missing_namespace_conflicts<S: SessionStore>(store: S) {
+    let k = key();
+    create(&store, &k, "a", &[("x", "1")]).await;
+    let outcome = save_one(
+        &store,
+        &k,
+        change("b", NamespaceOp::Patch(fields(&[("y", "2")]))),
+    )
+    .await;
+    assert_eq!(outcome, SaveOutcome::Conflict { namespace: "b" });
+    let record = store.load(&k).await.unwrap().expect("record");
+    assert!(record.namespace("b").is_none(), "a partial namespace was stored");
+}
+
+/// Older code never relabels newer data: a patch at a version other than
+/// the stored one is a conflict, and the stored namespace is untouched.
+pub async fn patch_at_another_version_conflicts<S: SessionStore>(store: S) {
+    let k = key();
+    let changes = set(
+        SaveMode::Create,
+        vec![NamespaceChange::new(
+            "prefs",
+            2,
+            None,
+            NamespaceOp::Replace(fields(&[("theme", "1"), ("lang", "2")])),
+        )],
+    );
+    store.save(&k, &changes).await.unwrap();
+    let outcome = save_one(
+        &store,
+        &k,
+        NamespaceChange::new("prefs", 1, None, NamespaceOp::Patch(fields(&[("theme", "9")]))),
+    )
+    .await;
+    assert_eq!(outcome, SaveOutcome::Conflict { namespace: "prefs" });
+    let record = store.load(&k).await.unwrap().expect("record");
+    let ns = record.namespace("prefs").expect("namespace");
+    assert_eq!(ns.version, 2);
+    assert_eq!(ns.fields.get("theme"), Some(&b"1"[..]));
+    // The same patch at the stored version applies.
+    let outcome = save_one(
+        &store,
+        &k,
+        NamespaceChange::new("prefs", 2, None, NamespaceOp::Patch(fields(&[("theme", "9")]))),
+    )
+    .await;
+    assert!(matches!(outcome, SaveOutcome::Saved { .. }), "{outcome:?}");
+}
+
+/// A guarded removal (the revision its request loaded) conflicts when the
+/// namespace was written meanwhile, so a concurrent write is never lost.
+pub async fn remove_with_a_stale_revision_conflicts<S: SessionStore>(store: S) {
+    let k = key();
+    let loaded = create(&store, &k, "a", &[("x", "1"), ("y", "0")]).await;
+    save_one(&store, &k, change("a", NamespaceOp::Patch(fields(&[("y", "5")])))).await;
+    let outcome = save_one(
+        &store,
+        &k,
+        NamespaceChange::new("a", 1, Some(loaded), NamespaceOp::Remove),
+    )
+    .await;
+    assert_eq!(outcome, SaveOutcome::Conflict { namespace: "a" });
+    assert_eq!(field(&store, &k, "a", "y").await.as_deref(), Some(&b"5"[..]));
+    // With the current revision it applies (and empties the record).
+    let current = store.load(&k).await.unwrap().unwrap().namespace("a").unwrap().revision;
+    let outcome = save_one(
+        &store,
+        &k,
+        NamespaceChange::new("a", 1, Some(current), NamespaceOp::Remove),
+    )
+    .await;
+    assert_eq!(outcome, SaveOutcome::Deleted);
+}
+
+/// A removal at a version other than the stored one is a conflict.
+pub async fn remove_at_another_version_conflicts<S: SessionStore>(store: S) {
+    let k = key();
+    create(&store, &k, "a", &[("x", "1")]).await;
+    create_or_patch_other(&store, &k).await;
+    let outcome = save_one(&store, &k, NamespaceChange::new("a", 2, None, NamespaceOp::Remove)).await;
+    assert_eq!(outcome, SaveOutcome::Conflict { namespace: "a" });
+    assert!(store.load(&k).await.unwrap().unwrap().namespace("a").is_some());
+}
+
+async fn create_or_patch_other<S: SessionStore>(store: &S, key: &SessionKey) {
+    let outcome = save_one(
+        store,
+        key,
+        change("other", NamespaceOp::Replace(fields(&[("n", "1")]))),
+    )
+    .await;
+    assert!(matches!(outcome, SaveOutcome::Saved { .. }), "{outcome:?}");
 }

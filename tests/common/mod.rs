@@ -287,3 +287,42 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
         self.clone()
     }
 }
+
+/// The store key of the session named by a `name=value` cookie pair: the
+/// SHA-256 of the id's bytes, as every store sees it.
+pub fn key_of(cookie: &str) -> SessionKey {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let raw = cookie.split_once('=').map_or(cookie, |(_, v)| v);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .expect("a session id");
+    SessionKey::from_bytes(sha2::Sha256::digest(bytes).into())
+}
+
+/// A pair of gates for holding one request between its load and its
+/// write-back while other requests run: the handler calls `reached()` and
+/// then `wait()`; the test awaits `loaded()` and later calls `release()`.
+#[derive(Clone, Default)]
+pub struct Gate {
+    loaded: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    pub async fn hold(&self) {
+        self.loaded.notify_one();
+        self.go.notified().await;
+    }
+    pub async fn loaded(&self) {
+        self.loaded.notified().await;
+    }
+    pub fn release(&self) {
+        self.go.notify_one();
+    }
+}
+
+/// The value part of a `name=value` cookie pair.
+pub fn session_value(cookie: &str) -> &str {
+    cookie.split_once('=').map_or(cookie, |(_, v)| v)
+}
