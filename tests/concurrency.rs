@@ -41,7 +41,10 @@ fn app(store: &CountingStore, clock: &Arc<ManualClock>, gate: &Gate) -> Router {
                 o.n = 1;
             }),
         )
-        .route("/seed-pair", post(|mut p: Session<Pair>| async move { p.x = 1 }))
+        .route(
+            "/seed-pair",
+            post(|mut p: Session<Pair>| async move { p.x = 1 }),
+        )
         .route(
             "/pair",
             get(|p: Session<Pair>| async move { format!("{},{}", p.x, p.y) }),
@@ -123,7 +126,10 @@ async fn patch_after_a_concurrent_removal_stores_a_whole_namespace() {
     let held = interleave(&app, &cookie, "/hold/y5", "/x0", &gate).await;
     assert_eq!(held.status, 200, "{}", held.body);
     let reply = fetch(&app, "/pair", Some(&cookie)).await;
-    assert_eq!(reply.status, 200, "a namespace with fields missing was stored");
+    assert_eq!(
+        reply.status, 200,
+        "a namespace with fields missing was stored"
+    );
     assert_eq!(reply.body, "0,5");
 }
 
@@ -187,7 +193,12 @@ async fn older_code_never_relabels_data_written_by_newer_code() {
                 p.theme = "dark".into();
             }),
         )
-        .layer(SessionLayer::builder(store.clone()).clock(clock.clone()).build().unwrap());
+        .layer(
+            SessionLayer::builder(store.clone())
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
     let new = Router::new()
         .route(
             "/lang",
@@ -197,7 +208,12 @@ async fn older_code_never_relabels_data_written_by_newer_code() {
             "/prefs",
             get(|p: Session<PrefsV2>| async move { format!("{},{}", p.theme, p.lang) }),
         )
-        .layer(SessionLayer::builder(store.clone()).clock(clock.clone()).build().unwrap());
+        .layer(
+            SessionLayer::builder(store.clone())
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
     let cookie = submit(&old, "/seed", None).await.cookie();
     let held = {
         let (old, cookie) = (old.clone(), cookie.clone());

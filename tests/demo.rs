@@ -1,5 +1,6 @@
 //! The demo example (`examples/demo`): every route through `oneshot`, the
-//! command line, and one round trip through a real listener.
+//! CSRF defences (form token, API `Origin` check), the command line, and
+//! one round trip through a real listener.
 
 mod common;
 
@@ -15,8 +16,8 @@ use axum::Router;
 use axum::body::Body;
 use common::{Reply, fetch, has_flag, is_removal, max_age, send, submit};
 use serde_json::{Value, json};
-use typed_sessions::SessionLayer;
 use typed_sessions::stores::MemoryStore;
+use typed_sessions::{Session, SessionData, SessionLayer};
 
 use args::{ArgError, Command, Options, StoreKind};
 
@@ -46,6 +47,21 @@ fn content_type(reply: &Reply) -> &str {
         .map_or("", |v| v.to_str().unwrap())
 }
 
+/// A request with any headers and body.
+async fn request(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(http::HeaderName, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut request = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(name, *value);
+    }
+    common::reply(app, request.body(Body::from(body.to_vec())).unwrap()).await
+}
+
 /// A request with any body and content type.
 async fn raw(
     app: &Router,
@@ -55,14 +71,14 @@ async fn raw(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Reply {
-    let mut request = http::Request::builder().method(method).uri(uri);
+    let mut headers = Vec::new();
     if let Some(cookie) = cookie {
-        request = request.header(http::header::COOKIE, cookie);
+        headers.push((http::header::COOKIE, cookie));
     }
     if let Some(content_type) = content_type {
-        request = request.header(http::header::CONTENT_TYPE, content_type);
+        headers.push((http::header::CONTENT_TYPE, content_type));
     }
-    common::reply(app, request.body(Body::from(body.to_vec())).unwrap()).await
+    request(app, method, uri, &headers, body).await
 }
 
 /// A JSON `POST`.
@@ -81,6 +97,36 @@ async fn post_form(app: &Router, uri: &str, cookie: Option<&str>, body: &str) ->
         body.as_bytes(),
     )
     .await
+}
+
+/// The form token of a rendered page: the value of its hidden `csrf`
+/// inputs, which must all be the same.
+fn page_token(page: &Reply) -> String {
+    token_in(&page.body)
+}
+
+/// The form token in a page's HTML (see [`page_token`]).
+fn token_in(html: &str) -> String {
+    const MARK: &str = r#"<input type="hidden" name="csrf" value=""#;
+    let tokens: Vec<&str> = html
+        .split(MARK)
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(!tokens.is_empty(), "no token on the page: {html}");
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "one token per page: {tokens:?}"
+    );
+    tokens[0].to_owned()
+}
+
+/// Opens the page without a cookie, as a browser's first visit: the
+/// session it starts and its form token.
+async fn open_page(app: &Router) -> (String, String) {
+    let page = fetch(app, "/", None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    (cookie_of(&page), page_token(&page))
 }
 
 /// The `name=value` of the cookie a reply set.
@@ -608,14 +654,26 @@ async fn wrong_methods_and_unknown_routes_are_client_errors() {
     assert_eq!(fetch(&app, "/api/logout", None).await.status, 405);
     assert_eq!(send(&app, "PUT", "/api/cart", None, None).await.status, 405);
     assert_eq!(fetch(&app, "/api/nope", None).await.status, 404);
+    // The form routes check their token on `POST` only.
+    for uri in FORM_ROUTES {
+        assert_eq!(fetch(&app, uri, None).await.status, 405, "{uri}");
+    }
 }
 
 // ---------------------------------------------------------------------------
 // HTML page and form routes.
 
+/// The `<form>` elements of a page, each up to its `</form>`.
+fn forms_of(body: &str) -> Vec<&str> {
+    body.split("<form ")
+        .skip(1)
+        .map(|rest| rest.split("</form>").next().unwrap())
+        .collect()
+}
+
 #[tokio::test]
-async fn page_renders_defaults_and_sets_no_cookie() {
-    let app = demo();
+async fn page_renders_defaults_and_starts_a_session_for_its_form_token() {
+    let (app, store) = demo_with_store();
     let r = fetch(&app, "/", None).await;
     assert_eq!(r.status, 200);
     assert!(content_type(&r).starts_with("text/html"));
@@ -624,17 +682,13 @@ async fn page_renders_defaults_and_sets_no_cookie() {
         "no-store"
     );
     assert!(
-        r.set_cookies.is_empty(),
-        "rendering the page stores nothing"
-    );
-    assert!(
         r.body.contains(r#"<strong id="count">0</strong>"#),
         "{}",
         r.body
     );
     assert!(r.body.contains("Not signed in"));
     assert!(r.body.contains("The cart is empty"));
-    assert!(r.body.contains("No session is stored yet"));
+    assert!(r.body.contains("A new session starts with this page"));
     for action in ["/incr", "/atomic-incr", "/login", "/cart", "/cart/clear"] {
         assert!(
             r.body
@@ -643,25 +697,67 @@ async fn page_renders_defaults_and_sets_no_cookie() {
         );
     }
     assert!(!r.body.contains("<script"), "no JavaScript needed");
+
+    // The token is session data: the first view stores it, which starts
+    // the session.
+    let cookie = cookie_of(&r);
+    assert_eq!(store.len(), 1);
+    let token = page_token(&r);
+    let forms = forms_of(&r.body);
+    assert_eq!(forms.len(), 5, "{}", r.body);
+    for form in forms {
+        assert!(
+            form.contains(&format!(
+                r#"<input type="hidden" name="csrf" value="{token}">"#
+            )),
+            "every form carries the token: {form}"
+        );
+    }
+
+    // Seen again: the same token, nothing written, the stored session shown.
+    let again = fetch(&app, "/", Some(&cookie)).await;
+    assert!(again.set_cookies.is_empty(), "{:?}", again.set_cookies);
+    assert_eq!(page_token(&again), token);
+    assert!(again.body.contains("a keyed hash, never the id"));
+    assert_eq!(store.len(), 1);
 }
 
 #[tokio::test]
 async fn form_routes_redirect_home_and_the_page_shows_the_state() {
     let app = demo();
-    let r = post_form(&app, "/incr", None, "").await;
-    assert_eq!(r.status, 303);
+    let (mut cookie, token) = open_page(&app).await;
+    let r = post_form(&app, "/incr", Some(&cookie), &format!("csrf={token}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.headers.get(http::header::LOCATION).unwrap(), "/");
-    let mut cookie = cookie_of(&r);
 
-    let r = post_form(&app, "/atomic-incr", Some(&cookie), "").await;
+    let r = post_form(
+        &app,
+        "/atomic-incr",
+        Some(&cookie),
+        &format!("csrf={token}"),
+    )
+    .await;
     assert_eq!(r.status, 303);
-    let r = post_form(&app, "/login", Some(&cookie), "user=alice").await;
+    let r = post_form(
+        &app,
+        "/login",
+        Some(&cookie),
+        &format!("csrf={token}&user=alice"),
+    )
+    .await;
     assert_eq!(r.status, 303);
     assert_eq!(r.headers.get(http::header::LOCATION).unwrap(), "/");
     let rotated = cookie_of(&r);
     assert_ne!(rotated, cookie, "the form login rotates the id too");
     cookie = rotated;
-    let r = post_form(&app, "/cart", Some(&cookie), "sku=a1&qty=2").await;
+    // The token came along with the rest of the data; here it is last.
+    let r = post_form(
+        &app,
+        "/cart",
+        Some(&cookie),
+        &format!("sku=a1&qty=2&csrf={token}"),
+    )
+    .await;
     assert_eq!(r.status, 303);
 
     let page = fetch(&app, "/", Some(&cookie)).await;
@@ -678,8 +774,9 @@ async fn form_routes_redirect_home_and_the_page_shows_the_state() {
         !page.body.contains(raw_id(&cookie)),
         "the page never shows the raw id"
     );
+    assert_eq!(page_token(&page), token, "one token for the session's life");
 
-    let r = post_form(&app, "/cart/clear", Some(&cookie), "").await;
+    let r = post_form(&app, "/cart/clear", Some(&cookie), &format!("csrf={token}")).await;
     assert_eq!(r.status, 303);
     assert!(
         fetch(&app, "/", Some(&cookie))
@@ -688,22 +785,28 @@ async fn form_routes_redirect_home_and_the_page_shows_the_state() {
             .contains("The cart is empty")
     );
 
-    let r = post_form(&app, "/logout", Some(&cookie), "").await;
+    let r = post_form(&app, "/logout", Some(&cookie), &format!("csrf={token}")).await;
     assert_eq!(r.status, 303);
     assert!(r.has_removal());
     let page = fetch(&app, "/", Some(&cookie)).await;
     assert!(page.body.contains("Not signed in"));
     assert!(page.body.contains(r#"<strong id="count">0</strong>"#));
+    assert_ne!(
+        page_token(&page),
+        token,
+        "logout ended the session and its token"
+    );
 }
 
 #[tokio::test]
 async fn page_escapes_user_provided_strings() {
     let app = demo();
+    let (cookie, token) = open_page(&app).await;
     let r = post_form(
         &app,
         "/login",
-        None,
-        "user=%3Cscript%3Ealert(%22x%22)%3C%2Fscript%3E%26%27",
+        Some(&cookie),
+        &format!("csrf={token}&user=%3Cscript%3Ealert(%22x%22)%3C%2Fscript%3E%26%27"),
     )
     .await;
     assert_eq!(r.status, 303, "{}", r.body);
@@ -735,6 +838,7 @@ async fn escape_html_covers_the_five_special_characters() {
 #[tokio::test]
 async fn form_routes_reject_bad_input_with_an_html_page() {
     let app = demo();
+    let (cookie, token) = open_page(&app).await;
     let cases = [
         ("/login", "user=", 422),
         ("/login", "user=%20%20", 422),
@@ -745,23 +849,512 @@ async fn form_routes_reject_bad_input_with_an_html_page() {
         ("/cart", "sku=a1", 422),
     ];
     for (uri, body, status) in cases {
-        let r = post_form(&app, uri, None, body).await;
+        let r = post_form(&app, uri, Some(&cookie), &format!("csrf={token}&{body}")).await;
         assert_eq!(r.status, status, "{uri} {body}: {}", r.body);
         assert!(content_type(&r).starts_with("text/html"), "{uri} {body}");
         assert!(r.body.contains("Invalid input"), "{uri} {body}");
         assert!(!r.body.contains("<b>"), "messages are escaped");
         assert!(r.set_cookies.is_empty(), "{uri} {body}");
     }
+    // A JSON body has no form token to find: refused before it is parsed.
     let r = raw(
         &app,
         "POST",
         "/login",
-        None,
+        Some(&cookie),
         Some("application/json"),
         br#"{"user":"a"}"#,
     )
     .await;
-    assert!(r.status.is_client_error(), "{}", r.status);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        body_json(&fetch(&app, "/api/me", Some(&cookie)).await)["user"].is_null(),
+        "nobody signed in"
+    );
+}
+
+#[tokio::test]
+async fn oversized_form_bodies_are_refused_with_413() {
+    let app = demo();
+    let (cookie, token) = open_page(&app).await;
+    let body = format!("csrf={token}&user={}", "a".repeat(app::MAX_FORM_BYTES));
+    let r = post_form(&app, "/login", Some(&cookie), &body).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(content_type(&r).starts_with("text/html"));
+    assert!(r.set_cookies.is_empty());
+    assert!(body_json(&fetch(&app, "/api/me", Some(&cookie)).await)["user"].is_null());
+}
+
+// ---------------------------------------------------------------------------
+// CSRF: the form token.
+
+/// Every form route of the page.
+const FORM_ROUTES: [&str; 6] = [
+    "/incr",
+    "/atomic-incr",
+    "/login",
+    "/logout",
+    "/cart",
+    "/cart/clear",
+];
+
+/// A body `uri` accepts, apart from the token.
+fn form_fields(uri: &str) -> &'static str {
+    match uri {
+        "/login" => "user=mallory",
+        "/cart" => "sku=zz&qty=9",
+        _ => "",
+    }
+}
+
+/// A session, opened on the page, with a count of 1, alice signed in and
+/// one cart line: the cookie and the form token.
+async fn session_with_state(app: &Router) -> (String, String) {
+    let (cookie, token) = open_page(app).await;
+    let csrf = format!("csrf={token}");
+    assert_eq!(
+        post_form(app, "/incr", Some(&cookie), &csrf).await.status,
+        303
+    );
+    let r = post_form(app, "/login", Some(&cookie), &format!("{csrf}&user=alice")).await;
+    assert_eq!(r.status, 303);
+    let cookie = cookie_of(&r);
+    let r = post_form(app, "/cart", Some(&cookie), &format!("{csrf}&sku=a1&qty=2")).await;
+    assert_eq!(r.status, 303);
+    (cookie, token)
+}
+
+/// Asserts that the session of [`session_with_state`] is as it left it.
+async fn assert_state_unchanged(app: &Router, cookie: &str, what: &str) {
+    assert_eq!(
+        fetch(app, "/api/counter", Some(cookie)).await.body,
+        r#"{"count":1}"#,
+        "{what}"
+    );
+    assert_eq!(
+        fetch(app, "/api/me", Some(cookie)).await.body,
+        r#"{"user":"alice"}"#,
+        "{what}"
+    );
+    assert_eq!(
+        fetch(app, "/api/cart", Some(cookie)).await.body,
+        r#"{"items":[{"sku":"a1","qty":2}]}"#,
+        "{what}"
+    );
+}
+
+/// Asserts a refused form: 403, a short HTML page, no cookie.
+fn assert_forbidden_form(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, 403, "{what}: {}", reply.body);
+    assert!(content_type(reply).starts_with("text/html"), "{what}");
+    assert!(reply.body.contains("CSRF token"), "{what}: {}", reply.body);
+    assert!(
+        reply.set_cookies.is_empty(),
+        "{what}: {:?}",
+        reply.set_cookies
+    );
+}
+
+#[tokio::test]
+async fn form_posts_without_the_token_are_refused_with_403_and_change_nothing() {
+    let app = demo();
+    let (cookie, token) = session_with_state(&app).await;
+    for uri in FORM_ROUTES {
+        let r = post_form(&app, uri, Some(&cookie), form_fields(uri)).await;
+        assert_forbidden_form(&r, uri);
+        assert_state_unchanged(&app, &cookie, uri).await;
+    }
+    // The same request with the token goes through: the token was missing,
+    // nothing else.
+    let r = post_form(&app, "/incr", Some(&cookie), &format!("csrf={token}")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        fetch(&app, "/api/counter", Some(&cookie)).await.body,
+        r#"{"count":2}"#
+    );
+}
+
+#[tokio::test]
+async fn form_posts_with_a_wrong_token_are_refused_with_403() {
+    let app = demo();
+    let (cookie, token) = session_with_state(&app).await;
+    let (_, other_session) = open_page(&app).await;
+    let mut flipped = token.clone().into_bytes();
+    flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let bodies = [
+        format!("csrf={other_session}"),
+        format!("csrf={flipped}"),
+        format!("csrf={}", &token[..token.len() - 1]),
+        format!("csrf={token}A"),
+        format!("csrf={}", token.to_ascii_lowercase()),
+        "csrf=".to_owned(),
+        "csrf".to_owned(),
+        // Given twice, even with the right value: ambiguous.
+        format!("csrf={token}&csrf={token}"),
+        format!("csrf={other_session}&csrf={token}"),
+        // A field that is not the token field.
+        format!("csrf_={token}"),
+    ];
+    for uri in FORM_ROUTES {
+        for body in &bodies {
+            let fields = form_fields(uri);
+            let body = if fields.is_empty() {
+                body.clone()
+            } else {
+                format!("{body}&{fields}")
+            };
+            let r = post_form(&app, uri, Some(&cookie), &body).await;
+            let what = format!("{uri} {body}");
+            assert_forbidden_form(&r, &what);
+            assert_state_unchanged(&app, &cookie, &what).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn form_posts_with_the_pages_token_work() {
+    for uri in FORM_ROUTES {
+        let app = demo();
+        let (cookie, token) = open_page(&app).await;
+        let fields = form_fields(uri);
+        let r = post_form(&app, uri, Some(&cookie), &format!("csrf={token}&{fields}")).await;
+        assert_eq!(r.status, 303, "{uri}: {}", r.body);
+        assert_eq!(r.headers.get(http::header::LOCATION).unwrap(), "/", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn cross_site_login_without_a_cookie_is_refused_and_creates_no_session() {
+    let (app, store) = demo_with_store();
+    // A cross-site form arrives without the cookie (SameSite=Lax), so with
+    // no session and no token to match.
+    for body in ["user=mallory", "csrf=&user=mallory", "csrf=x&user=mallory"] {
+        let r = post_form(&app, "/login", None, body).await;
+        assert_forbidden_form(&r, body);
+    }
+    assert!(store.is_empty(), "no session was created");
+
+    // Not even with a real token, from the attacker's own session.
+    let (_, attackers) = open_page(&app).await;
+    assert_eq!(store.len(), 1);
+    let r = post_form(
+        &app,
+        "/login",
+        None,
+        &format!("csrf={attackers}&user=mallory"),
+    )
+    .await;
+    assert_forbidden_form(&r, "the attacker's token");
+    assert_eq!(store.len(), 1, "still only the attacker's own session");
+}
+
+#[tokio::test]
+async fn a_session_started_by_the_api_gets_its_token_from_the_page() {
+    let app = demo();
+    let cookie = cookie_of(&submit(&app, "/api/counter/incr", None).await);
+    let r = post_form(&app, "/incr", Some(&cookie), "csrf=").await;
+    assert_forbidden_form(&r, "no token stored yet");
+
+    let page = fetch(&app, "/", Some(&cookie)).await;
+    assert!(page.body.contains(r#"<strong id="count">1</strong>"#));
+    let token = page_token(&page);
+    let r = post_form(&app, "/incr", Some(&cookie), &format!("csrf={token}")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        fetch(&app, "/api/counter", Some(&cookie)).await.body,
+        r#"{"count":2}"#
+    );
+}
+
+#[tokio::test]
+async fn csrf_tokens_are_random_per_session_and_stable_within_one() {
+    use base64::Engine as _;
+    let app = demo();
+    let (cookie, first) = open_page(&app).await;
+    let (_, second) = open_page(&app).await;
+    assert_ne!(first, second, "every session gets its own token");
+    for token in [&first, &second] {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .unwrap_or_else(|e| panic!("{token}: {e}"));
+        assert_eq!(bytes.len(), app::CSRF_TOKEN_BYTES, "{token}");
+    }
+
+    // Stable across views, and across the login's id rotation.
+    assert_eq!(page_token(&fetch(&app, "/", Some(&cookie)).await), first);
+    let r = post_form(
+        &app,
+        "/login",
+        Some(&cookie),
+        &format!("csrf={first}&user=alice"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let rotated = cookie_of(&r);
+    assert_eq!(page_token(&fetch(&app, "/", Some(&rotated)).await), first);
+    // The pre-login id names no session: its page starts a new one.
+    assert_ne!(page_token(&fetch(&app, "/", Some(&cookie)).await), first);
+}
+
+#[tokio::test]
+async fn csrf_token_is_a_sensitive_field_redacted_in_debug() {
+    let fields = <app::Csrf as SessionData>::FIELDS;
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0].name(), "token");
+    assert!(fields[0].sensitive());
+
+    let layer = SessionLayer::new(MemoryStore::new());
+    let app = app::app(layer.clone());
+    // A route of the test's own over the same layer: the `Debug` of the
+    // loaded `Session<Csrf>`, and the length of the token it holds.
+    let probe = Router::new()
+        .route(
+            "/probe",
+            axum::routing::get(|csrf: Session<app::Csrf>| async move {
+                format!(
+                    "{csrf:?} len={}",
+                    csrf.token.as_ref().map_or(0, String::len)
+                )
+            }),
+        )
+        .layer(layer);
+    let (cookie, token) = open_page(&app).await;
+    let r = fetch(&probe, "/probe", Some(&cookie)).await;
+    assert!(
+        r.body.ends_with(" len=43"),
+        "the session was loaded: {}",
+        r.body
+    );
+    assert!(r.body.contains("<redacted>"), "{}", r.body);
+    assert!(!r.body.contains(&token), "{}", r.body);
+
+    let value = app::Csrf {
+        token: Some(token.clone()),
+    };
+    let debug = format!("{value:?}");
+    assert!(!debug.contains(&token), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+}
+
+#[test]
+fn split_token_takes_the_csrf_field_out_of_a_form_body() {
+    let cases: &[(&[u8], Option<&str>, &[u8])] = &[
+        (b"csrf=abc&user=x", Some("abc"), b"user=x"),
+        (b"user=x&csrf=abc", Some("abc"), b"user=x"),
+        (b"a=1&csrf=abc&b=2", Some("abc"), b"a=1&b=2"),
+        (b"csrf=abc", Some("abc"), b""),
+        (b"csrf", Some(""), b""),
+        (b"csrf=%41", Some("%41"), b""),
+        (b"user=x", None, b"user=x"),
+        (b"", None, b""),
+        (b"csrf=a&csrf=a", None, b""),
+        (b"csrfx=1&xcsrf=2", None, b"csrfx=1&xcsrf=2"),
+        (b"a=1&&b=%20+", None, b"a=1&&b=%20+"),
+        (b"csrf=\xff&a=1", None, b"a=1"),
+    ];
+    for (body, token, rest) in cases {
+        let (got_token, got_rest) = app::split_token(body);
+        let what = String::from_utf8_lossy(body);
+        assert_eq!(got_token.as_deref(), *token, "{what}");
+        assert_eq!(got_rest, *rest, "{what}");
+    }
+}
+
+#[test]
+fn constant_time_eq_is_byte_equality() {
+    assert!(app::constant_time_eq(b"", b""));
+    assert!(app::constant_time_eq(b"token", b"token"));
+    assert!(!app::constant_time_eq(b"token", b"Token"));
+    assert!(!app::constant_time_eq(b"token", b"tokeN"));
+    assert!(!app::constant_time_eq(b"token", b"toke"));
+    assert!(!app::constant_time_eq(b"token", b"tokens"));
+    assert!(!app::constant_time_eq(b"", b"x"));
+}
+
+// ---------------------------------------------------------------------------
+// CSRF: the API's `Origin` check.
+
+/// The `Host` a browser sends to `http://localhost:3000/`.
+const HOST: &str = "localhost:3000";
+
+/// An API request with `Host: localhost:3000`, and `origin` and `cookie`
+/// when given; a JSON content type when there is a body.
+async fn api_call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    origin: Option<&str>,
+    cookie: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let mut headers = vec![(http::header::HOST, HOST)];
+    if let Some(origin) = origin {
+        headers.push((http::header::ORIGIN, origin));
+    }
+    if let Some(cookie) = cookie {
+        headers.push((http::header::COOKIE, cookie));
+    }
+    if body.is_some() {
+        headers.push((http::header::CONTENT_TYPE, "application/json"));
+    }
+    request(app, method, uri, &headers, body.unwrap_or("").as_bytes()).await
+}
+
+/// Every API call, with a body where it takes one.
+const API_CALLS: [(&str, &str, Option<&str>); 10] = [
+    ("POST", "/api/counter/incr", None),
+    ("POST", "/api/counter/atomic-incr", None),
+    ("POST", "/api/login", Some(r#"{"user":"mallory"}"#)),
+    ("POST", "/api/cart", Some(r#"{"sku":"zz","qty":9}"#)),
+    ("DELETE", "/api/cart", None),
+    ("POST", "/api/logout", None),
+    ("GET", "/api/counter", None),
+    ("GET", "/api/me", None),
+    ("GET", "/api/cart", None),
+    ("GET", "/api/session", None),
+];
+
+#[tokio::test]
+async fn api_refuses_a_cross_origin_request_with_403_and_changes_nothing() {
+    let (app, store) = demo_with_store();
+    let cookie = cookie_of(&post_json(&app, "/api/login", None, r#"{"user":"alice"}"#).await);
+    post_json(&app, "/api/cart", Some(&cookie), r#"{"sku":"a1","qty":2}"#).await;
+    submit(&app, "/api/counter/incr", Some(&cookie)).await;
+
+    let origins = [
+        "https://evil.example",
+        "http://evil.example",
+        "null",
+        "http://localhost:3001",
+        "http://localhost",
+        "http://evil.example:3000",
+        "https://localhost:3000.evil.example",
+        "http://user@localhost:3000",
+        "http://localhost:3000/",
+        "ftp://localhost:3000",
+        "localhost:3000",
+        "",
+    ];
+    for origin in origins {
+        for (method, uri, body) in API_CALLS {
+            for cookie in [Some(cookie.as_str()), None] {
+                let r = api_call(&app, method, uri, Some(origin), cookie, body).await;
+                assert_api_error(
+                    &r,
+                    403,
+                    &format!(
+                        "{method} {uri} Origin {origin:?} cookie {}",
+                        cookie.is_some()
+                    ),
+                );
+            }
+        }
+    }
+    assert_eq!(store.len(), 1, "no session was created or ended");
+    assert_eq!(
+        fetch(&app, "/api/me", Some(&cookie)).await.body,
+        r#"{"user":"alice"}"#
+    );
+    assert_eq!(
+        fetch(&app, "/api/counter", Some(&cookie)).await.body,
+        r#"{"count":1}"#
+    );
+    assert_eq!(
+        fetch(&app, "/api/cart", Some(&cookie)).await.body,
+        r#"{"items":[{"sku":"a1","qty":2}]}"#
+    );
+}
+
+#[tokio::test]
+async fn api_refuses_an_origin_it_cannot_compare_with_its_own() {
+    let app = demo();
+    // No `Host` and no authority in the URI: nothing says what this site is.
+    let r = request(
+        &app,
+        "POST",
+        "/api/counter/incr",
+        &[(http::header::ORIGIN, "http://localhost:3000")],
+        b"",
+    )
+    .await;
+    assert_api_error(&r, 403, "no Host");
+    // The URI's authority stands in for `Host` (HTTP/2).
+    let r = request(
+        &app,
+        "POST",
+        "http://localhost:3000/api/counter/incr",
+        &[(http::header::ORIGIN, "http://localhost:3000")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, r#"{"count":1}"#);
+}
+
+#[tokio::test]
+async fn api_accepts_a_same_origin_request() {
+    let app = demo();
+    for origin in [
+        "http://localhost:3000",
+        "https://localhost:3000",
+        "http://LocalHost:3000",
+    ] {
+        let r = api_call(&app, "POST", "/api/counter/incr", Some(origin), None, None).await;
+        assert_eq!(r.status, 200, "{origin}: {}", r.body);
+        assert_eq!(r.body, r#"{"count":1}"#, "{origin}");
+        let cookie = cookie_of(&r);
+        let r = api_call(
+            &app,
+            "POST",
+            "/api/login",
+            Some(origin),
+            Some(&cookie),
+            Some(r#"{"user":"alice"}"#),
+        )
+        .await;
+        assert_eq!(r.body, r#"{"user":"alice"}"#, "{origin}");
+        let cookie = cookie_of(&r);
+        let r = api_call(
+            &app,
+            "GET",
+            "/api/counter",
+            Some(origin),
+            Some(&cookie),
+            None,
+        )
+        .await;
+        assert_eq!(r.body, r#"{"count":1}"#, "{origin}");
+    }
+    // Any host, IPv6 included: the request's own `Host` is the reference.
+    for (host, origin) in [
+        ("[::1]:3000", "http://[::1]:3000"),
+        ("demo.example", "https://demo.example"),
+    ] {
+        let r = request(
+            &app,
+            "POST",
+            "/api/counter/incr",
+            &[(http::header::HOST, host), (http::header::ORIGIN, origin)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{origin}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn api_without_an_origin_works_as_before() {
+    // What curl sends: no `Origin`; body-less POSTs with no content type.
+    let app = demo();
+    let r = api_call(&app, "POST", "/api/counter/incr", None, None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, r#"{"count":1}"#);
+    let cookie = cookie_of(&r);
+    for (method, uri, body) in API_CALLS {
+        let r = api_call(&app, method, uri, None, Some(&cookie), body).await;
+        assert_eq!(r.status, 200, "{method} {uri}: {}", r.body);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -784,6 +1377,62 @@ async fn cookie_is_secure_by_default_and_insecure_on_request() {
     let set = r.set_cookie().unwrap();
     assert!(!has_flag(set, "Secure"), "{set}");
     assert!(has_flag(set, "HttpOnly"), "{set}");
+}
+
+#[tokio::test]
+async fn max_sessions_bounds_the_memory_store() {
+    // 32 over the store's 32 shards: one session per shard. A new session
+    // evicts the one in its shard, so the first session goes once a later
+    // one lands in its shard (1 in 32 each time).
+    let app = app::app(run(&["--max-sessions", "32"]).session_layer().unwrap());
+    let first = cookie_of(&submit(&app, "/api/counter/incr", None).await);
+    let alive = |cookie: String| {
+        let app = app.clone();
+        async move { fetch(&app, "/api/counter", Some(&cookie)).await.body == r#"{"count":1}"# }
+    };
+    assert!(alive(first.clone()).await);
+    let mut cookies = vec![first.clone()];
+    let mut first_evicted_after = None;
+    // (31/32)^2000 < 1e-27: a bound that is applied evicts well before.
+    for created in 1..=2000 {
+        cookies.push(cookie_of(&submit(&app, "/api/counter/incr", None).await));
+        if !alive(first.clone()).await {
+            first_evicted_after = Some(created);
+            break;
+        }
+    }
+    assert!(
+        first_evicted_after.is_some(),
+        "the first of 2001 sessions is still stored"
+    );
+    for _ in 0..200 {
+        cookies.push(cookie_of(&submit(&app, "/api/counter/incr", None).await));
+    }
+    let mut live = 0;
+    for cookie in cookies {
+        live += usize::from(alive(cookie).await);
+    }
+    assert!(
+        (1..=32).contains(&live),
+        "{live} sessions alive under --max-sessions 32"
+    );
+}
+
+#[tokio::test]
+async fn the_default_bound_keeps_every_session_of_a_small_load() {
+    // The contrast to `max_sessions_bounds_the_memory_store`: the same
+    // load under the default bound loses nothing.
+    let app = app::app(Options::default().session_layer().unwrap());
+    let mut cookies = Vec::new();
+    for _ in 0..300 {
+        cookies.push(cookie_of(&submit(&app, "/api/counter/incr", None).await));
+    }
+    for cookie in cookies {
+        assert_eq!(
+            fetch(&app, "/api/counter", Some(&cookie)).await.body,
+            r#"{"count":1}"#
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -815,6 +1464,8 @@ fn no_arguments_mean_the_defaults() {
     assert_eq!(options.idle_timeout, None);
     assert_eq!(options.absolute_timeout, None);
     assert!(options.secure);
+    assert_eq!(options.max_sessions, 100_000);
+    assert_eq!(args::DEFAULT_MAX_SESSIONS, 100_000);
 }
 
 #[test]
@@ -828,6 +1479,8 @@ fn every_option_is_parsed() {
         "1800",
         "--absolute-timeout",
         "43200",
+        "--max-sessions",
+        "5000",
         "--insecure",
     ]);
     assert_eq!(
@@ -838,9 +1491,11 @@ fn every_option_is_parsed() {
             idle_timeout: Some(Duration::from_mins(30)),
             absolute_timeout: Some(Duration::from_hours(12)),
             secure: false,
+            max_sessions: 5000,
         }
     );
     let same = run(&[
+        "--max-sessions=5000",
         "--insecure",
         "--absolute-timeout=43200",
         "--idle-timeout=1800",
@@ -882,6 +1537,7 @@ fn help_wins_over_everything() {
         "--store",
         "--idle-timeout",
         "--absolute-timeout",
+        "--max-sessions",
         "--insecure",
         "--help",
     ] {
@@ -939,6 +1595,26 @@ fn bad_values_are_clear_errors() {
             "`--idle-timeout` needs a value",
         ),
         (&["--insecure=yes"], "`--insecure` takes no value"),
+        (
+            &["--max-sessions", "0"],
+            "invalid `--max-sessions` value `0`: the store must hold at least 1 session",
+        ),
+        (
+            &["--max-sessions", "many"],
+            "invalid `--max-sessions` value `many`: expected a whole number",
+        ),
+        (&["--max-sessions", "-1"], "expected a whole number"),
+        (&["--max-sessions", "1.5"], "expected a whole number"),
+        (&["--max-sessions", "1e5"], "expected a whole number"),
+        (
+            &["--max-sessions", "999999999999999999999999"],
+            "expected a whole number",
+        ),
+        (&["--max-sessions"], "`--max-sessions` needs a value"),
+        (
+            &["--max-sessions", "10", "--max-sessions=20"],
+            "`--max-sessions` is given more than once",
+        ),
         (
             &["--addr", "127.0.0.1:1", "--addr", "127.0.0.1:2"],
             "given more than once",
@@ -1039,6 +1715,48 @@ async fn real_server_round_trip() {
         .await;
         assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
         assert!(page.contains("typed-sessions demo"));
+        let page_cookie = set_cookie_pair(&page);
+        let token = token_in(&page);
+
+        // A form with the page's token; the server forwards the body
+        // without it, with its length corrected.
+        let body = format!("csrf={token}");
+        let form = raw_http(
+            addr,
+            &format!(
+                "POST /incr HTTP/1.1\r\nHost: localhost\r\nCookie: {page_cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .await;
+        assert!(form.starts_with("HTTP/1.1 303 See Other\r\n"), "{form}");
+        let form = raw_http(
+            addr,
+            &format!(
+                "POST /incr HTTP/1.1\r\nHost: localhost\r\nCookie: {page_cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5\r\nConnection: close\r\n\r\ncsrf="
+            ),
+        )
+        .await;
+        assert!(form.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{form}");
+
+        // The API from another origin: refused, no session.
+        let evil = raw_http(
+            addr,
+            "POST /api/counter/incr HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(evil.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{evil}");
+        assert!(!evil.to_ascii_lowercase().contains("set-cookie:"), "{evil}");
+        // From its own origin: served.
+        let own = raw_http(
+            addr,
+            &format!(
+                "POST /api/counter/incr HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\nCookie: {page_cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(own.starts_with("HTTP/1.1 200 OK\r\n"), "{own}");
+        assert!(own.ends_with(r#"{"count":2}"#), "{own}");
 
         let incr = raw_http(
             addr,

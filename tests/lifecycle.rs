@@ -520,8 +520,14 @@ async fn shorter_idle_timeout_expires_sessions_already_idle_longer() {
     let store = CountingStore::new(Arc::clone(&clock));
     let build = |idle: u64| {
         Router::new()
-            .route("/incr", post(|mut c: Session<Counter>| async move { c.count += 1 }))
-            .route("/count", get(|c: Session<Counter>| async move { c.count.to_string() }))
+            .route(
+                "/incr",
+                post(|mut c: Session<Counter>| async move { c.count += 1 }),
+            )
+            .route(
+                "/count",
+                get(|c: Session<Counter>| async move { c.count.to_string() }),
+            )
             .layer(
                 SessionLayer::builder(store.clone())
                     .clock(clock.clone())
@@ -549,24 +555,34 @@ async fn clearing_twice_deletes_both_sessions() {
     let clock = ManualClock::new();
     let store = CountingStore::new(Arc::clone(&clock));
     let app = Router::new()
-        .route("/incr", post(|mut c: Session<Counter>| async move { c.count += 1 }))
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
         .route(
             "/clear-write-clear",
-            post(|h: SessionHandle, request: axum::extract::Request| async move {
-                use axum::extract::FromRequestParts as _;
-                h.clear();
-                let (mut parts, _) = request.into_parts();
-                let mut c = Session::<Counter>::from_request_parts(&mut parts, &())
-                    .await
-                    .unwrap();
-                // Creates a second session...
-                c.update(|c| c.count = 7).await.unwrap();
-                drop(c);
-                // ...which is cleared too.
-                h.clear();
-            }),
+            post(
+                |h: SessionHandle, request: axum::extract::Request| async move {
+                    use axum::extract::FromRequestParts as _;
+                    h.clear();
+                    let (mut parts, _) = request.into_parts();
+                    let mut c = Session::<Counter>::from_request_parts(&mut parts, &())
+                        .await
+                        .unwrap();
+                    // Creates a second session...
+                    c.update(|c| c.count = 7).await.unwrap();
+                    drop(c);
+                    // ...which is cleared too.
+                    h.clear();
+                },
+            ),
         )
-        .layer(SessionLayer::builder(store.clone()).clock(clock).build().unwrap());
+        .layer(
+            SessionLayer::builder(store.clone())
+                .clock(clock)
+                .build()
+                .unwrap(),
+        );
     let cookie = submit(&app, "/incr", None).await.cookie();
     let reply = submit(&app, "/clear-write-clear", Some(&cookie)).await;
     assert_eq!(reply.status, 200);
@@ -617,9 +633,17 @@ async fn responses_that_set_a_cookie_are_private_unless_the_app_says_otherwise()
         .layer(SessionLayer::new(typed_sessions::stores::MemoryStore::new()));
     let r = submit(&app, "/own", None).await;
     assert_eq!(r.headers.get("cache-control").unwrap(), "no-store");
-    let vary: Vec<_> = r.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let vary: Vec<_> = r
+        .headers
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
     assert!(vary.iter().any(|v| v == "accept-encoding"), "{vary:?}");
-    assert!(vary.iter().any(|v| v.eq_ignore_ascii_case("cookie")), "{vary:?}");
+    assert!(
+        vary.iter().any(|v| v.eq_ignore_ascii_case("cookie")),
+        "{vary:?}"
+    );
 }
 
 #[tokio::test]

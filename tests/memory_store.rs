@@ -26,6 +26,7 @@ fn create(now: u64, ttl: u64) -> Changeset {
     Changeset::new(
         SaveMode::Create,
         now,
+        now,
         now + ttl,
         vec![NamespaceChange::new(
             "a",

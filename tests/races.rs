@@ -66,8 +66,8 @@ impl SessionStore for AlwaysConflict {
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         self.0.delete(key).await
     }
-    async fn touch(&self, key: &SessionKey, at: u64) -> Result<bool, StoreError> {
-        self.0.touch(key, at).await
+    async fn touch(&self, key: &SessionKey, seen: u64, at: u64) -> Result<bool, StoreError> {
+        self.0.touch(key, seen, at).await
     }
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         self.0.exists(key).await
@@ -143,6 +143,7 @@ async fn update_emptying_the_record_then_writing_another_namespace_does_not_pani
                                 &key,
                                 &Changeset::new(
                                     SaveMode::Update,
+                                    0,
                                     0,
                                     u64::MAX,
                                     vec![NamespaceChange::new(

@@ -210,8 +210,13 @@ impl SessionStore for KeyLog {
         self.inner.delete(key).await
     }
 
-    async fn touch(&self, key: &SessionKey, expires_at_ms: u64) -> Result<bool, StoreError> {
-        self.inner.touch(key, expires_at_ms).await
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.touch(key, last_seen_ms, expires_at_ms).await
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
@@ -1330,6 +1335,7 @@ async fn s38_memory_store_round_trip_and_ttl() {
     let changes = Changeset::new(
         SaveMode::Create,
         now,
+        now,
         now + 10_000,
         vec![NamespaceChange::new(
             "bag",
@@ -1358,7 +1364,7 @@ async fn s38_memory_store_round_trip_and_ttl() {
     assert!(!store.delete(&key).await.unwrap(), "missing: Ok(false)");
     let never = SessionKey::from_bytes([9; 32]);
     assert!(!store.delete(&never).await.unwrap());
-    assert!(!store.touch(&never, now + 99_000).await.unwrap());
+    assert!(!store.touch(&never, now, now + 99_000).await.unwrap());
 }
 
 /// 38 (continued): through a router, a browser-session cookie's data lives in

@@ -64,13 +64,23 @@ async fn update_after_a_failed_load_under_fail_open_creates_nothing() {
     let store = CountingStore::new(Arc::clone(&clock));
     let app = app(&store, &clock, StoreDownPolicy::FailOpen);
     let cookie = submit(&app, "/incr", None).await.cookie();
-    store.counts.down_for_loads_only.store(true, Ordering::SeqCst);
+    store
+        .counts
+        .down_for_loads_only
+        .store(true, Ordering::SeqCst);
     let saves = store.counts.saves();
     let reply = submit(&app, "/atomic", Some(&cookie)).await;
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert!(reply.set_cookies.is_empty(), "{:?}", reply.set_cookies);
-    assert_eq!(store.counts.saves(), saves, "nothing was created in its place");
-    store.counts.down_for_loads_only.store(false, Ordering::SeqCst);
+    assert_eq!(
+        store.counts.saves(),
+        saves,
+        "nothing was created in its place"
+    );
+    store
+        .counts
+        .down_for_loads_only
+        .store(false, Ordering::SeqCst);
     assert_eq!(fetch(&app, "/count", Some(&cookie)).await.body, "1,");
 }
 
@@ -89,8 +99,14 @@ async fn a_write_after_update_deleted_the_record_stores_the_whole_namespace() {
     let reply = submit(&app, "/empty-then-write", Some(&cookie)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let fresh = reply.cookie();
-    assert_ne!(fresh, cookie, "the emptied session is gone; a new one holds the write");
+    assert_ne!(
+        fresh, cookie,
+        "the emptied session is gone; a new one holds the write"
+    );
     let read = fetch(&app, "/count", Some(&fresh)).await;
-    assert_eq!(read.status, 200, "a namespace with fields missing was stored");
+    assert_eq!(
+        read.status, 200,
+        "a namespace with fields missing was stored"
+    );
     assert_eq!(read.body, "0,x");
 }

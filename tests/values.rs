@@ -99,7 +99,11 @@ async fn non_finite_floats_are_refused_before_anything_is_written() {
     ] {
         let reply = submit(&app, path, Some(&cookie)).await;
         assert_eq!(reply.status, 500, "{path}: {}", reply.body);
-        assert!(reply.set_cookies.is_empty(), "{path}: {:?}", reply.set_cookies);
+        assert!(
+            reply.set_cookies.is_empty(),
+            "{path}: {:?}",
+            reply.set_cookies
+        );
     }
     assert_eq!(store.counts.saves(), saves, "nothing was written");
     let read = fetch(&app, "/get", Some(&cookie)).await;
@@ -127,13 +131,14 @@ async fn interior_mutability_is_saved_exactly_when_the_value_is_borrowed_mutably
     let clock = ManualClock::new();
     let store = CountingStore::new(Arc::clone(&clock));
     let app = Router::new()
-        .route(
-            "/shared",
-            post(|c: Session<Cell>| async move { bump(&c) }),
-        )
+        .route("/shared", post(|c: Session<Cell>| async move { bump(&c) }))
         .route(
             "/mutable",
-            post(|mut c: Session<Cell>| async move { bump(&mut *c) }),
+            post(|mut c: Session<Cell>| async move {
+                // A mutable borrow (DerefMut), even if only read through.
+                let cell: &mut Cell = &mut c;
+                bump(cell);
+            }),
         )
         .route(
             "/update",
@@ -143,12 +148,21 @@ async fn interior_mutability_is_saved_exactly_when_the_value_is_borrowed_mutably
             "/get",
             get(|c: Session<Cell>| async move { c.hits.lock().unwrap().to_string() }),
         )
-        .layer(SessionLayer::builder(store.clone()).clock(clock).build().unwrap());
+        .layer(
+            SessionLayer::builder(store.clone())
+                .clock(clock)
+                .build()
+                .unwrap(),
+        );
     let cookie = submit(&app, "/mutable", None).await.cookie();
     assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "1");
     let shared = submit(&app, "/shared", Some(&cookie)).await;
     assert!(shared.set_cookies.is_empty());
-    assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "1", "through &T: not saved");
+    assert_eq!(
+        fetch(&app, "/get", Some(&cookie)).await.body,
+        "1",
+        "through &T: not saved"
+    );
     submit(&app, "/mutable", Some(&cookie)).await;
     assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "2");
     submit(&app, "/update", Some(&cookie)).await;

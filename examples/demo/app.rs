@@ -10,17 +10,45 @@
 //! (forms); session errors (store down, a contended `update`) answer with
 //! the library's own short plain-text responses.
 //!
-//! The form routes need no CSRF token here because the session cookie is
-//! `SameSite=Lax`: browsers do not send it with a cross-site `POST`.
+//! # Cross-site request forgery
+//!
+//! The session cookie is `SameSite=Lax`: a browser does not send it with a
+//! cross-site `POST`. That alone does not make the forms safe:
+//!
+//! - Login CSRF. A cross-site `POST /login` needs no cookie: without a
+//!   token check it would create a session signed in as the attacker, and
+//!   the browser would accept the `Set-Cookie` of the answer. The victim
+//!   then works, and types, in the attacker's account.
+//! - `SameSite` is about the site (the registrable domain), not the origin:
+//!   a page on a sibling subdomain is same-site, and its forms arrive with
+//!   the cookie.
+//!
+//! So every HTML form carries a per-session token (namespace `csrf`, a
+//! `sensitive` field: never logged, redacted in `Debug`), and the form
+//! routes compare it in constant time before anything else. A form without
+//! the session's token, including any form sent without a session, is
+//! refused with 403 and changes nothing.
+//!
+//! The JSON API takes no token (curl and scripts have no page to read one
+//! from). It refuses, with 403, a request whose `Origin` header names
+//! another origin: browsers send `Origin` with every cross-origin `POST`,
+//! `PUT` and `DELETE` (and with cross-origin `fetch` reads), while curl and
+//! other non-browser clients send none and keep working unchanged.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::http::{StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Form, Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use typed_sessions::{Session, SessionData, SessionHandle, SessionLayer, UpdateError};
 
@@ -32,9 +60,16 @@ pub const MAX_SKU_CHARS: usize = 32;
 pub const MAX_QTY: u32 = 999;
 /// The most lines a cart holds.
 pub const MAX_CART_ITEMS: usize = 50;
+/// The largest form body accepted, in bytes: the page's forms send well
+/// under 1 KiB.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+/// The random bytes in a form token.
+pub const CSRF_TOKEN_BYTES: usize = 32;
+/// The name of the hidden form field that carries the token.
+pub const CSRF_FIELD: &str = "csrf";
 
 // ---------------------------------------------------------------------------
-// Schemas: three namespaces of one session.
+// Schemas: four namespaces of one session.
 
 /// Namespace `counter`: incremented directly (`DerefMut`) or atomically
 /// (`update`).
@@ -77,21 +112,45 @@ pub struct Cart {
     pub items: Vec<Item>,
 }
 
+/// Namespace `csrf`: the token the HTML forms of this session carry.
+#[derive(SessionData, Default)]
+#[session(namespace = "csrf", version = 1)]
+pub struct Csrf {
+    /// [`CSRF_TOKEN_BYTES`] bytes from the operating system's CSPRNG,
+    /// base64url. Made by the first `GET /` of a session and kept for the
+    /// session's life: a login rotates the session id and keeps the data,
+    /// token included; a logout ends the session and the token with it.
+    /// `sensitive`: the runtime never logs its value and the `Debug` of
+    /// `Session<Csrf>` redacts it.
+    #[session(sensitive)]
+    pub token: Option<String>,
+}
+
+/// Redacts the token, like the `Debug` of `Session<Csrf>`.
+impl fmt::Debug for Csrf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Csrf")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The application.
 
 /// The demo application, with `layer` around every route.
 pub fn app(layer: SessionLayer) -> Router {
-    Router::new()
-        // HTML page and its form routes (each answers 303 See Other to `/`).
-        .route("/", get(page))
-        .route("/incr", post(form_incr))
-        .route("/atomic-incr", post(form_atomic_incr))
-        .route("/login", post(form_login))
-        .route("/logout", post(form_logout))
-        .route("/cart", post(form_cart_add))
-        .route("/cart/clear", post(form_cart_clear))
-        // JSON API.
+    // The form routes (each answers 303 See Other to `/`), behind the token
+    // check.
+    let forms = Router::new()
+        .route("/incr", form_post(form_incr))
+        .route("/atomic-incr", form_post(form_atomic_incr))
+        .route("/login", form_post(form_login))
+        .route("/logout", form_post(form_logout))
+        .route("/cart", form_post(form_cart_add))
+        .route("/cart/clear", form_post(form_cart_clear));
+    // The JSON API, behind the `Origin` check.
+    let api = Router::new()
         .route("/api/counter", get(api_counter))
         .route("/api/counter/incr", post(api_incr))
         .route("/api/counter/atomic-incr", post(api_atomic_incr))
@@ -103,7 +162,187 @@ pub fn app(layer: SessionLayer) -> Router {
             get(api_cart).post(api_cart_add).delete(api_cart_clear),
         )
         .route("/api/session", get(api_session))
+        .route_layer(middleware::from_fn(same_origin_only));
+    Router::new()
+        // The HTML page: it makes the session's form token.
+        .route("/", get(page))
+        .merge(forms)
+        .merge(api)
+        // Outermost, so the checks above can read the session.
         .layer(layer)
+}
+
+// ---------------------------------------------------------------------------
+// Cross-site request forgery: the form token and the API's `Origin` check.
+
+/// `POST` to `handler` behind [`require_form_token`]. Other methods get 405
+/// as before: the check guards the handler, not the method fallback.
+fn form_post<H, T>(handler: H) -> MethodRouter
+where
+    H: Handler<T, ()>,
+    T: 'static,
+{
+    post(handler).route_layer(middleware::from_fn(require_form_token))
+}
+
+/// A new form token: [`CSRF_TOKEN_BYTES`] bytes from the operating system's
+/// CSPRNG, base64url without padding (43 characters).
+///
+/// # Errors
+/// The operating system's generator could not be read.
+pub fn new_csrf_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; CSRF_TOKEN_BYTES];
+    os_random(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Fills `bytes` from the operating system's CSPRNG.
+fn os_random(bytes: &mut [u8]) -> std::io::Result<()> {
+    getrandom::fill(bytes).map_err(std::io::Error::from)
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their
+/// lengths (which are public: every token has the same length), never on
+/// where they first differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
+}
+
+/// Whether the token sent with a form is the session's. No stored token
+/// (no session, or a session that never rendered the page) matches nothing.
+fn token_matches(stored: Option<&str>, sent: Option<&str>) -> bool {
+    match (stored, sent) {
+        (Some(stored), Some(sent)) => constant_time_eq(stored.as_bytes(), sent.as_bytes()),
+        _ => false,
+    }
+}
+
+/// Takes the [`CSRF_FIELD`] out of an `application/x-www-form-urlencoded`
+/// body: its value (`None` when absent, given more than once, or not
+/// UTF-8) and the rest of the body, byte for byte, for the handler's `Form`
+/// (whose input types deny unknown fields). The value is compared as sent,
+/// undecoded: a token is base64url, which a browser never percent-encodes.
+pub fn split_token(body: &[u8]) -> (Option<String>, Vec<u8>) {
+    let mut token = None;
+    let mut seen = 0_usize;
+    let mut rest = Vec::with_capacity(body.len());
+    let mut first = true;
+    for pair in body.split(|&b| b == b'&') {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &[][..]),
+        };
+        if name == CSRF_FIELD.as_bytes() {
+            seen += 1;
+            token = std::str::from_utf8(value).ok().map(str::to_owned);
+            continue;
+        }
+        if !first {
+            rest.push(b'&');
+        }
+        first = false;
+        rest.extend_from_slice(pair);
+    }
+    (if seen == 1 { token } else { None }, rest)
+}
+
+/// Middleware of the form routes: refuses (403, HTML) a form whose token is
+/// missing or not the session's, before the handler or anything else runs,
+/// so a refused form changes nothing and creates no session. A form that
+/// passes reaches its handler without the token field.
+async fn require_form_token(csrf: Session<Csrf>, request: Request, next: Next) -> Response {
+    // Only the stored token is needed: release the namespace before the
+    // handler runs. Read through `Deref`, so nothing is written back.
+    let stored = csrf.token.clone();
+    drop(csrf);
+
+    let (mut parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            let too_large = err.into_inner().is::<http_body_util::LengthLimitError>();
+            return if too_large {
+                form_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("a form holds at most {MAX_FORM_BYTES} bytes"),
+                )
+            } else {
+                form_error(StatusCode::BAD_REQUEST, "the form could not be read")
+            };
+        }
+    };
+    let (sent, rest) = split_token(&bytes);
+    if !token_matches(stored.as_deref(), sent.as_deref()) {
+        return html_message(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "This form did not come from this site's page, or the page is out of date \
+             (its CSRF token is missing or wrong). Reload the page and try again.",
+        );
+    }
+    if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(rest.len()));
+    }
+    next.run(Request::from_parts(parts, Body::from(rest))).await
+}
+
+/// Middleware of the JSON API: refuses (403, JSON) a request whose `Origin`
+/// header is present and names another origin. No `Origin` (curl, scripts,
+/// a browser's same-origin `GET`) passes unchanged.
+///
+/// The demo does not know the address its clients use (`--addr` may be
+/// `0.0.0.0`, a proxy may sit in front), so its own origin is the one the
+/// request names: the `Host` header, or the URI's authority (HTTP/2). An
+/// `Origin` matches when its `host[:port]` equals that, ASCII
+/// case-insensitively, with `http` or `https` as its scheme: the demo serves
+/// plain http and may be behind a TLS proxy, so the scheme is not compared;
+/// the host and port are what tell another site apart. A deployment that
+/// knows its public origin should compare with exactly that instead.
+/// `Origin: null` (sandboxed frames, some redirects) and anything
+/// unparsable count as another origin. (A DNS-rebinding page passes this
+/// check, but the browser files its requests under the attacker's host
+/// name: they carry no cookie of this site and their `Set-Cookie` does not
+/// reach it.)
+async fn same_origin_only(request: Request, next: Next) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let own = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or_else(|| {
+                request
+                    .uri()
+                    .authority()
+                    .map(axum::http::uri::Authority::as_str)
+            });
+        if !same_origin(origin, own) {
+            return ApiError {
+                status: StatusCode::FORBIDDEN,
+                message: "cross-origin request refused: the Origin header names another site"
+                    .into(),
+            }
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether `origin` is `http://` or `https://` followed by exactly `own`
+/// (ASCII case-insensitive). No `own` matches nothing.
+fn same_origin(origin: &HeaderValue, own: Option<&str>) -> bool {
+    let (Ok(origin), Some(own)) = (origin.to_str(), own) else {
+        return false;
+    };
+    let Some(authority) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    !authority.is_empty() && !authority.contains('/') && authority.eq_ignore_ascii_case(own)
 }
 
 // ---------------------------------------------------------------------------
@@ -361,28 +600,60 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// `GET /`: reads the three namespaces (one store load) and writes nothing.
+/// `GET /`: reads the four namespaces (one store load). Writes only the
+/// first time a session shows the page: it makes the session's form token,
+/// which starts a session (`Set-Cookie`) when there was none.
 async fn page(
     counter: Session<Counter>,
     auth: Session<Auth>,
     cart: Session<Cart>,
+    mut csrf: Session<Csrf>,
     session: SessionHandle,
 ) -> Response {
-    let html = render_page(&counter, &auth, &cart, &session);
+    let token = if let Some(token) = &csrf.token {
+        token.clone()
+    } else {
+        match new_csrf_token() {
+            Ok(token) => {
+                csrf.token = Some(token.clone());
+                token
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the OS random generator for a form token");
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot make a form token",
+                )
+                    .into_response();
+            }
+        }
+    };
+    let html = render_page(&counter, &auth, &cart, &token, &session);
     // Per-session content: never cached.
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
-fn render_page(counter: &Counter, auth: &Auth, cart: &Cart, session: &SessionHandle) -> String {
+fn render_page(
+    counter: &Counter,
+    auth: &Auth,
+    cart: &Cart,
+    token: &str,
+    session: &SessionHandle,
+) -> String {
+    // Every form carries it; `require_form_token` checks it.
+    let csrf = format!(
+        r#"<input type="hidden" name="{CSRF_FIELD}" value="{}">"#,
+        escape_html(token)
+    );
     let user_section = match &auth.user {
         Some(user) => format!(
             r#"<p>Signed in as <strong>{}</strong>.</p>
-<form method="post" action="/logout"><button type="submit">Log out (ends the whole session)</button></form>"#,
+<form method="post" action="/logout">{csrf}<button type="submit">Log out (ends the whole session)</button></form>"#,
             escape_html(user)
         ),
         None => format!(
             r#"<p>Not signed in.</p>
-<form method="post" action="/login">
+<form method="post" action="/login">{csrf}
   <label>User <input name="user" required maxlength="{MAX_USER_CHARS}" autocomplete="username"></label>
   <button type="submit">Log in</button>
 </form>"#
@@ -418,7 +689,7 @@ fn render_page(counter: &Counter, auth: &Auth, cart: &Cart, session: &SessionHan
                 expiry
             )
         }
-        None => "No session is stored yet: everything above is a default.".to_owned(),
+        None => "A new session starts with this page: it holds the form token; everything above is a default.".to_owned(),
     };
 
     format!(
@@ -442,8 +713,8 @@ footer {{ color: #555; font-size: .9rem; }}
 <section>
 <h2>Counter</h2>
 <p>Count: <strong id="count">{count}</strong></p>
-<form method="post" action="/incr"><button type="submit">+1</button></form>
-<form method="post" action="/atomic-incr"><button type="submit">+1 (atomic update)</button></form>
+<form method="post" action="/incr">{csrf}<button type="submit">+1</button></form>
+<form method="post" action="/atomic-incr">{csrf}<button type="submit">+1 (atomic update)</button></form>
 </section>
 
 <section>
@@ -454,17 +725,17 @@ footer {{ color: #555; font-size: .9rem; }}
 <section>
 <h2>Cart</h2>
 {cart_lines}
-<form method="post" action="/cart">
+<form method="post" action="/cart">{csrf}
   <label>SKU <input name="sku" required maxlength="{MAX_SKU_CHARS}" pattern="[A-Za-z0-9._\-]+"></label>
   <label>Qty <input name="qty" type="number" value="1" min="1" max="{MAX_QTY}" required></label>
   <button type="submit">Add</button>
 </form>
-<form method="post" action="/cart/clear"><button type="submit">Empty the cart</button></form>
+<form method="post" action="/cart/clear">{csrf}<button type="submit">Empty the cart</button></form>
 </section>
 
 <footer>
 <p>{session_info}</p>
-<p>JSON API: <code>/api/counter</code>, <code>/api/me</code>, <code>/api/cart</code>, <code>/api/session</code>.</p>
+<p>JSON API: <code>/api/counter</code>, <code>/api/me</code>, <code>/api/cart</code>, <code>/api/session</code> (it refuses requests from other origins).</p>
 </footer>
 </body>
 </html>
@@ -475,12 +746,18 @@ footer {{ color: #555; font-size: .9rem; }}
 
 /// A form that could not be used: its status and a small HTML page.
 fn form_error(status: StatusCode, message: &str) -> Response {
+    html_message(status, "Invalid input", message)
+}
+
+/// `status` with a small HTML page: `title` and `message`, escaped.
+fn html_message(status: StatusCode, title: &str, message: &str) -> Response {
     let html = format!(
         r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Invalid input</title></head>
-<body><h1>Invalid input</h1><p>{}</p><p><a href="/">Back</a></p></body></html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1><p>{message}</p><p><a href="/">Back</a></p></body></html>
 "#,
-        escape_html(message)
+        title = escape_html(title),
+        message = escape_html(message)
     );
     (status, Html(html)).into_response()
 }

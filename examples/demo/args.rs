@@ -19,6 +19,10 @@ pub const DEFAULT_ADDR: SocketAddr =
 /// browsers keep (RFC 6265bis caps `Max-Age` there).
 pub const MAX_TIMEOUT_SECS: u64 = 400 * 24 * 60 * 60;
 
+/// How many sessions the `MemoryStore` keeps unless `--max-sessions` says
+/// otherwise.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
 /// The exit code for a command line that cannot be used.
 pub const USAGE_EXIT_CODE: u8 = 2;
 
@@ -35,6 +39,9 @@ OPTIONS:
     --store KIND              where sessions live: memory (default); cookie and redis come later
     --idle-timeout SECS       end a session after SECS seconds without a request
     --absolute-timeout SECS   end a session SECS seconds after it began, however active
+    --max-sessions N          keep at most about N sessions in memory (default 100000);
+                              when full, the session nearest its deadline is evicted
+                              (the bound is per shard, N/32 each, so at least 32)
     --insecure                leave the Secure flag off the cookie, for plain http
                               on a host other than localhost
     -h, --help                print this help
@@ -71,6 +78,8 @@ pub struct Options {
     pub absolute_timeout: Option<Duration>,
     /// Whether the cookie carries `Secure` (off with `--insecure`).
     pub secure: bool,
+    /// `--max-sessions`: the capacity of the `MemoryStore`.
+    pub max_sessions: usize,
 }
 
 impl Default for Options {
@@ -81,6 +90,7 @@ impl Default for Options {
             idle_timeout: None,
             absolute_timeout: None,
             secure: true,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
@@ -93,7 +103,10 @@ impl Options {
     /// that would cause one, so this is a safety net.
     pub fn session_layer(&self) -> Result<SessionLayer, ConfigError> {
         let store = match self.store {
-            StoreKind::Memory => MemoryStore::new(),
+            // Bounded: every page view that starts a session (the form token
+            // does) costs memory, so an unbounded store would grow with
+            // every client that never sends its cookie back.
+            StoreKind::Memory => MemoryStore::builder().capacity(self.max_sessions).build(),
         };
         let mut builder = SessionLayer::builder(store).secure(self.secure);
         if let Some(idle) = self.idle_timeout {
@@ -159,6 +172,7 @@ where
     let mut store = None;
     let mut idle_timeout = None;
     let mut absolute_timeout = None;
+    let mut max_sessions = None;
     let mut insecure = false;
 
     let mut args = args.into_iter();
@@ -197,6 +211,11 @@ where
                 let value = value(&name, "SECS", inline, &mut args)?;
                 absolute_timeout = Some(parse_secs(&name, &value)?);
             }
+            "--max-sessions" => {
+                once(&name, max_sessions.is_some())?;
+                let value = value(&name, "N", inline, &mut args)?;
+                max_sessions = Some(parse_max_sessions(&value)?);
+            }
             other if other.starts_with('-') => {
                 return Err(ArgError::new(format!("unknown option `{other}`")));
             }
@@ -215,6 +234,7 @@ where
         idle_timeout,
         absolute_timeout,
         secure: !insecure,
+        max_sessions: max_sessions.unwrap_or(defaults.max_sessions),
     }))
 }
 
@@ -289,4 +309,18 @@ fn parse_secs(name: &str, value: &str) -> Result<Duration, ArgError> {
         )));
     }
     Ok(Duration::from_secs(secs))
+}
+
+fn parse_max_sessions(value: &str) -> Result<usize, ArgError> {
+    let max: usize = value.parse().map_err(|_| {
+        ArgError::new(format!(
+            "invalid `--max-sessions` value `{value}`: expected a whole number, e.g. --max-sessions 10000"
+        ))
+    })?;
+    if max == 0 {
+        return Err(ArgError::new(
+            "invalid `--max-sessions` value `0`: the store must hold at least 1 session",
+        ));
+    }
+    Ok(max)
 }

@@ -5,9 +5,11 @@
 //! cargo run --example demo                      # http://127.0.0.1:3000/
 //! cargo run --example demo -- --help
 //! cargo run --example demo -- --addr 127.0.0.1:8080 --idle-timeout 1800 --insecure
+//! cargo run --example demo -- --max-sessions 10000
 //! ```
 //!
-//! Drive the API with curl and a cookie jar:
+//! Drive the API with curl and a cookie jar (curl sends no `Origin`
+//! header; a browser request whose `Origin` names another site gets 403):
 //!
 //! ```text
 //! curl -c jar -b jar -X POST http://127.0.0.1:3000/api/counter/incr
@@ -74,7 +76,10 @@ async fn serve(options: args::Options, layer: typed_sessions::SessionLayer) -> E
         }
     };
     let addr = listener.local_addr().unwrap_or(options.addr);
-    println!("typed-sessions demo listening on http://{addr}/ (store: memory; Ctrl-C to stop)");
+    println!(
+        "typed-sessions demo listening on http://{addr}/ (store: memory, at most about {} sessions; Ctrl-C to stop)",
+        options.max_sessions
+    );
     if options.secure && !addr.ip().is_loopback() {
         println!(
             "note: the session cookie is Secure; over plain http only localhost gets it back. \

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod finite;
+
 /// The error of a [`Codec`]: the codec's own error, boxed so that the public
 /// API does not expose any codec crate's types.
 #[derive(Debug, thiserror::Error)]
@@ -93,20 +95,36 @@ pub trait Codec: 'static {
 
 /// The default codec: compact JSON through `serde_json`.
 ///
+/// JSON has no NaN or infinity: `serde_json` would write them as `null`,
+/// which does not read back as a float. `JsonCodec` refuses such a value
+/// with a [`CodecError`] instead, so nothing is written and the stored data
+/// stays readable (the request answers 500, or [`UpdateError::Codec`](crate::UpdateError::Codec)).
+///
 /// ```
 /// use typed_sessions::{Codec, JsonCodec};
 /// assert_eq!(JsonCodec::encode(&("a", 1)).unwrap(), br#"["a",1]"#);
 /// assert!(JsonCodec::decode::<u8>(b"300").is_err());
+/// assert!(JsonCodec::encode(&f64::NAN).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonCodec;
 
 impl Codec for JsonCodec {
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-        serde_json::to_vec(value).map_err(CodecError::encode)
+        let bytes = serde_json::to_vec(value).map_err(CodecError::encode)?;
+        // A non-finite float is written as `null`: only output holding that
+        // word needs the walk that tells a float from a `None` or a string.
+        if contains_null(&bytes) {
+            finite::check(value).map_err(CodecError::encode)?;
+        }
+        Ok(bytes)
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         serde_json::from_slice(bytes).map_err(CodecError::decode)
     }
+}
+
+fn contains_null(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w == b"null")
 }

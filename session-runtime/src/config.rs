@@ -124,6 +124,7 @@ pub struct SessionLayerBuilder {
     newer_version: NewerVersionPolicy,
     update_deadline: Duration,
     clock: SharedClock,
+    cache_headers: bool,
 }
 
 impl std::fmt::Debug for SessionLayerBuilder {
@@ -160,6 +161,7 @@ impl SessionLayerBuilder {
             newer_version: NewerVersionPolicy::Reject,
             update_deadline: Duration::from_secs(2),
             clock: SharedClock::system(),
+            cache_headers: true,
         }
     }
 
@@ -263,6 +265,18 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Whether responses carry the caching headers a session needs (default
+    /// `true`): `Vary: Cookie` on every response of a request that loaded
+    /// the session, and `Cache-Control: private` on every response that
+    /// sets or removes the session cookie, unless the handler set its own
+    /// `Cache-Control`. Without them a shared cache (a CDN, a proxy) may
+    /// serve one user's page, or cookie, to another. Turn them off only
+    /// when something else in the stack sets them.
+    pub fn cache_headers(mut self, enabled: bool) -> Self {
+        self.cache_headers = enabled;
+        self
+    }
+
     /// The clock for expiry (default: the system clock). For tests.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = SharedClock(clock);
@@ -308,6 +322,7 @@ impl SessionLayerBuilder {
             update_deadline: self.update_deadline,
             clock: self.clock,
             log_secret: LogSecret::generate(),
+            cache_headers: self.cache_headers,
         }))
     }
 }

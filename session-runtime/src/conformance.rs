@@ -112,7 +112,7 @@ fn change(ns: &'static str, op: NamespaceOp) -> NamespaceChange {
 
 fn set(mode: SaveMode, changes: Vec<NamespaceChange>) -> Changeset {
     let now = now_ms();
-    Changeset::new(mode, now, now + 60_000, changes)
+    Changeset::new(mode, now, now, now + 60_000, changes)
 }
 
 async fn create<S: SessionStore>(
@@ -165,6 +165,7 @@ pub async fn create_then_load_round_trips<S: SessionStore>(store: S) {
     };
     let record = store.load(&k).await.unwrap().expect("record");
     assert_eq!(record.created_at_ms, changes.created_at_ms);
+    assert_eq!(record.last_seen_ms, changes.last_seen_ms);
     assert_eq!(record.expires_at_ms, changes.expires_at_ms);
     let ns = record.namespace("cart").expect("namespace");
     assert_eq!(ns.version, 3);
@@ -312,18 +313,20 @@ pub async fn exists_follows_the_record<S: SessionStore>(store: S) {
     assert!(!store.exists(&k).await.unwrap());
 }
 
-/// `touch` moves the deadline and nothing else.
+/// `touch` moves `last_seen_ms` and the deadline, and nothing else.
 pub async fn touch_moves_the_deadline_without_changing_data<S: SessionStore>(store: S) {
     let k = key();
     let revision = create(&store, &k, "a", &[("x", "1")]).await;
+    let seen = now_ms() + 1_000;
     let later = now_ms() + 3_600_000;
-    assert!(store.touch(&k, later).await.unwrap());
+    assert!(store.touch(&k, seen, later).await.unwrap());
     let record = store.load(&k).await.unwrap().unwrap();
     assert_eq!(record.expires_at_ms, later);
+    assert_eq!(record.last_seen_ms, seen);
     let ns = record.namespace("a").unwrap();
     assert_eq!(ns.revision, revision, "a touch is not a write");
     assert_eq!(ns.fields.get("x"), Some(&b"1"[..]));
-    assert!(!store.touch(&key(), later).await.unwrap());
+    assert!(!store.touch(&key(), seen, later).await.unwrap());
 }
 
 /// A record is readable before its deadline and gone after it.
@@ -332,6 +335,7 @@ pub async fn expired_record_reads_as_none<S: SessionStore>(store: S) {
     let now = now_ms();
     let changes = Changeset::new(
         SaveMode::Create,
+        now,
         now,
         now + 300,
         vec![change("a", NamespaceOp::Replace(fields(&[("x", "1")])))],
@@ -552,14 +556,16 @@ pub async fn concurrent_cas_increments_are_exact<S: SessionStore>(store: S) {
                     )
                 });
                 let next = (count + 1).to_string();
+                let fields: FieldMap = std::iter::once(("n", next.into_bytes())).collect();
+                // A patch needs the namespace to exist; the first write replaces.
+                let op = if revision == 0 {
+                    NamespaceOp::Replace(fields)
+                } else {
+                    NamespaceOp::Patch(fields)
+                };
                 let changes = set(
                     SaveMode::Update,
-                    vec![NamespaceChange::new(
-                        "counter",
-                        1,
-                        Some(revision),
-                        NamespaceOp::Patch(std::iter::once(("n", next.into_bytes())).collect()),
-                    )],
+                    vec![NamespaceChange::new("counter", 1, Some(revision), op)],
                 );
                 match store.save(&k, &changes).await.unwrap() {
                     SaveOutcome::Saved { .. } => break,
@@ -652,7 +658,11 @@ pub async fn save_racing_delete_never_recreates<S: SessionStore>(store: S) {
     }
 }
 
-async fn save_one<S: SessionStore>(store: &S, key: &SessionKey, change: NamespaceChange) -> SaveOutcome {
+async fn save_one<S: SessionStore>(
+    store: &S,
+    key: &SessionKey,
+    change: NamespaceChange,
+) -> SaveOutcome {
     store
         .save(key, &set(SaveMode::Update, vec![change]))
         .await
@@ -672,7 +682,10 @@ pub async fn patch_of_a_missing_namespace_conflicts<S: SessionStore>(store: S) {
     .await;
     assert_eq!(outcome, SaveOutcome::Conflict { namespace: "b" });
     let record = store.load(&k).await.unwrap().expect("record");
-    assert!(record.namespace("b").is_none(), "a partial namespace was stored");
+    assert!(
+        record.namespace("b").is_none(),
+        "a partial namespace was stored"
+    );
 }
 
 /// Older code never relabels newer data: a patch at a version other than
@@ -692,7 +705,12 @@ pub async fn patch_at_another_version_conflicts<S: SessionStore>(store: S) {
     let outcome = save_one(
         &store,
         &k,
-        NamespaceChange::new("prefs", 1, None, NamespaceOp::Patch(fields(&[("theme", "9")]))),
+        NamespaceChange::new(
+            "prefs",
+            1,
+            None,
+            NamespaceOp::Patch(fields(&[("theme", "9")])),
+        ),
     )
     .await;
     assert_eq!(outcome, SaveOutcome::Conflict { namespace: "prefs" });
@@ -704,7 +722,12 @@ pub async fn patch_at_another_version_conflicts<S: SessionStore>(store: S) {
     let outcome = save_one(
         &store,
         &k,
-        NamespaceChange::new("prefs", 2, None, NamespaceOp::Patch(fields(&[("theme", "9")]))),
+        NamespaceChange::new(
+            "prefs",
+            2,
+            None,
+            NamespaceOp::Patch(fields(&[("theme", "9")])),
+        ),
     )
     .await;
     assert!(matches!(outcome, SaveOutcome::Saved { .. }), "{outcome:?}");
@@ -715,7 +738,12 @@ pub async fn patch_at_another_version_conflicts<S: SessionStore>(store: S) {
 pub async fn remove_with_a_stale_revision_conflicts<S: SessionStore>(store: S) {
     let k = key();
     let loaded = create(&store, &k, "a", &[("x", "1"), ("y", "0")]).await;
-    save_one(&store, &k, change("a", NamespaceOp::Patch(fields(&[("y", "5")])))).await;
+    save_one(
+        &store,
+        &k,
+        change("a", NamespaceOp::Patch(fields(&[("y", "5")]))),
+    )
+    .await;
     let outcome = save_one(
         &store,
         &k,
@@ -723,9 +751,19 @@ pub async fn remove_with_a_stale_revision_conflicts<S: SessionStore>(store: S) {
     )
     .await;
     assert_eq!(outcome, SaveOutcome::Conflict { namespace: "a" });
-    assert_eq!(field(&store, &k, "a", "y").await.as_deref(), Some(&b"5"[..]));
+    assert_eq!(
+        field(&store, &k, "a", "y").await.as_deref(),
+        Some(&b"5"[..])
+    );
     // With the current revision it applies (and empties the record).
-    let current = store.load(&k).await.unwrap().unwrap().namespace("a").unwrap().revision;
+    let current = store
+        .load(&k)
+        .await
+        .unwrap()
+        .unwrap()
+        .namespace("a")
+        .unwrap()
+        .revision;
     let outcome = save_one(
         &store,
         &k,
@@ -740,9 +778,22 @@ pub async fn remove_at_another_version_conflicts<S: SessionStore>(store: S) {
     let k = key();
     create(&store, &k, "a", &[("x", "1")]).await;
     create_or_patch_other(&store, &k).await;
-    let outcome = save_one(&store, &k, NamespaceChange::new("a", 2, None, NamespaceOp::Remove)).await;
+    let outcome = save_one(
+        &store,
+        &k,
+        NamespaceChange::new("a", 2, None, NamespaceOp::Remove),
+    )
+    .await;
     assert_eq!(outcome, SaveOutcome::Conflict { namespace: "a" });
-    assert!(store.load(&k).await.unwrap().unwrap().namespace("a").is_some());
+    assert!(
+        store
+            .load(&k)
+            .await
+            .unwrap()
+            .unwrap()
+            .namespace("a")
+            .is_some()
+    );
 }
 
 async fn create_or_patch_other<S: SessionStore>(store: &S, key: &SessionKey) {

@@ -13,7 +13,7 @@ use crate::data::SessionData;
 use crate::error::{SessionRejection, UpdateError};
 use crate::id::{RawId, SessionId};
 use crate::layer::SessionContext;
-use crate::state::{Base, Current, RequestSession, decode_slot, jitter, plan, timed};
+use crate::state::{Base, RequestSession, decode_slot, jitter, plan, timed};
 use crate::store::{
     Changeset, NamespaceChange, NamespaceOp, NamespaceRecord, SaveMode, SaveOutcome, SessionKey,
     StoreError,
@@ -159,12 +159,16 @@ impl<T: SessionData + Default> Session<T> {
     }
 
     /// One compare-and-swap attempt of this namespace's changes. `None` when
-    /// committed (or nothing to commit); the key on a conflict.
+    /// committed (or nothing to commit); the key to reload on a conflict.
+    ///
+    /// A change of a `rotate_id` field on a stored session moves the record
+    /// to a fresh id in this same save: the old id never carries the new
+    /// identity, not even for the rest of the handler.
     async fn try_commit(&mut self) -> Result<Option<SessionKey>, UpdateError> {
         let layer = Arc::clone(&self.context.layer);
         let now = layer.clock.now_ms();
         // Plan under the lock, then release it before any await.
-        let (plan, revision, target) = {
+        let (plan, revision, target, load_failed) = {
             let state = self.context.lock();
             if state.destroyed || self.epoch != state.epoch {
                 return Err(UpdateError::Destroyed);
@@ -178,22 +182,35 @@ impl<T: SessionData + Default> Session<T> {
                 .current
                 .as_ref()
                 .map(|c| (c.id.clone(), c.key, c.created_at_ms));
-            (plan, revision, target)
+            (plan, revision, target, state.load_failed)
         };
         let Some(op) = plan.op else {
             return Ok(None);
         };
         let removing = op == NamespaceOp::Remove;
         let change = NamespaceChange::new(T::NAMESPACE, T::VERSION, Some(revision), op);
-        let (id, key, mode, created_at) = if let Some((id, key, created_at)) = target {
-            (id, key, SaveMode::Update, created_at)
-        } else {
-            let id = RawId::generate().map_err(StoreError::backend)?;
-            let key = id.key();
-            (id, key, SaveMode::Create, now)
+        let (id, key, mode, created_at) = match target {
+            Some((_, key, created_at)) if plan.rotate => {
+                let fresh = RawId::generate().map_err(StoreError::backend)?;
+                let fresh_key = fresh.key();
+                (fresh, fresh_key, SaveMode::Rename { from: key }, created_at)
+            }
+            Some((id, key, created_at)) => (id, key, SaveMode::Update, created_at),
+            // The load failed and the layer failed open: the client's own
+            // session may exist, so nothing may be created in its place.
+            None if load_failed => {
+                return Err(UpdateError::Store(StoreError::unavailable(
+                    "the session could not be loaded, so nothing is saved in its place",
+                )));
+            }
+            None => {
+                let id = RawId::generate().map_err(StoreError::backend)?;
+                let key = id.key();
+                (id, key, SaveMode::Create, now)
+            }
         };
         let deadline = layer.write_deadline(created_at, now);
-        let changeset = Changeset::new(mode, created_at, deadline, vec![change]);
+        let changeset = Changeset::new(mode, created_at, now, deadline, vec![change]);
         let span = tracing::debug_span!(
             "session_save",
             session = tracing::field::Empty,
@@ -219,32 +236,20 @@ impl<T: SessionData + Default> Session<T> {
                 };
                 slot.dirty = false;
                 self.dirty = false;
-                // A session created by this very save already has a fresh,
-                // server-chosen id: rotating it again would only cost a write.
-                state.regenerate |= plan.rotate && mode != SaveMode::Create;
-                if mode == SaveMode::Create {
-                    state.current = Some(Current {
-                        id,
-                        key,
-                        created_at_ms: created_at,
-                        expires_at_ms: deadline,
-                    });
-                } else if let Some(current) = &mut state.current {
-                    current.expires_at_ms = deadline;
-                }
-                state.issue_cookie = true;
+                state.record_commit(id, key, mode, created_at, now, deadline);
                 Ok(None)
             }
             SaveOutcome::Deleted => {
                 let mut state = self.context.lock();
-                state.forget_record();
-                state.current = None;
-                state.deleted = true;
+                state.record_deleted();
                 self.dirty = false;
                 Ok(None)
             }
             SaveOutcome::Missing => Err(UpdateError::SessionGone),
-            SaveOutcome::Conflict { .. } => Ok(Some(key)),
+            SaveOutcome::Conflict { .. } => Ok(Some(match mode {
+                SaveMode::Rename { from } => from,
+                _ => key,
+            })),
         }
     }
 
@@ -370,11 +375,7 @@ impl SessionHandle {
         let current = state.current.as_ref()?;
         self.context
             .layer
-            .session_deadline(
-                current.created_at_ms,
-                current.expires_at_ms,
-                self.context.now_ms(),
-            )
+            .session_deadline(current.created_at_ms, current.last_seen_ms)
             .map(from_ms)
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{COOKIE, HeaderValue, RETRY_AFTER, SET_COOKIE};
+use http::header::{CACHE_CONTROL, COOKIE, HeaderValue, RETRY_AFTER, SET_COOKIE, VARY};
 use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -20,7 +20,9 @@ use crate::config::{
 use crate::data::FieldMap;
 use crate::error::{ErrorChain, retry_after_value};
 use crate::id::{LogSecret, RawId};
-use crate::state::{CookieState, Migrator, RequestSession, jitter, timed};
+use crate::state::{
+    CommittedId, CookieState, MAX_COOKIE_IDS, Migrator, RequestSession, jitter, timed,
+};
 use crate::store::Record;
 use crate::store::{
     Changeset, DynStore, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
@@ -40,28 +42,21 @@ pub(crate) struct LayerInner {
     pub(crate) update_deadline: Duration,
     pub(crate) clock: SharedClock,
     pub(crate) log_secret: LogSecret,
+    /// Add `Vary: Cookie` and `Cache-Control: private` (see the builder).
+    pub(crate) cache_headers: bool,
 }
 
 impl LayerInner {
     /// The session's own deadline under the current configuration,
     /// `min(created + absolute, last_seen + idle)`, or `None` for a
-    /// browser-session cookie. The store deadline of a loaded record stands
-    /// in for `last_seen + idle`, capped at `now + idle` so that a shorter
-    /// idle timeout configured since the record was written wins.
-    pub(crate) fn session_deadline(
-        &self,
-        created_at_ms: u64,
-        store_deadline_ms: u64,
-        now_ms: u64,
-    ) -> Option<u64> {
+    /// browser-session cookie. Both timeouts are applied as configured now,
+    /// so a shorter timeout also ends sessions stored before it was set.
+    pub(crate) fn session_deadline(&self, created_at_ms: u64, last_seen_ms: u64) -> Option<u64> {
         let absolute = self
             .expiry
             .absolute_ms
             .map(|a| created_at_ms.saturating_add(a));
-        let idle = self
-            .expiry
-            .idle_ms
-            .map(|i| store_deadline_ms.min(now_ms.saturating_add(i)));
+        let idle = self.expiry.idle_ms.map(|i| last_seen_ms.saturating_add(i));
         match (absolute, idle) {
             (Some(a), Some(i)) => Some(a.min(i)),
             (a, i) => a.or(i),
@@ -133,10 +128,32 @@ impl LayerInner {
                 if cookie.name() != self.cookie.name {
                     continue;
                 }
-                match RawId::parse(cookie.value()) {
-                    Some(id) => return CookieState::Present(id),
-                    None => state = CookieState::Malformed,
-                }
+                state = match (state, RawId::parse(cookie.value())) {
+                    (state, None) => match state {
+                        CookieState::Absent => CookieState::Malformed,
+                        other => other,
+                    },
+                    (CookieState::Absent | CookieState::Malformed, Some(id)) => {
+                        CookieState::Present(id)
+                    }
+                    (CookieState::Present(first), Some(id)) if first == id => {
+                        CookieState::Present(first)
+                    }
+                    (CookieState::Present(first), Some(id)) => {
+                        CookieState::Several(vec![first, id])
+                    }
+                    (CookieState::Several(mut ids), Some(id)) => {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                        if ids.len() > MAX_COOKIE_IDS {
+                            CookieState::TooMany
+                        } else {
+                            CookieState::Several(ids)
+                        }
+                    }
+                    (CookieState::TooMany, Some(_)) => CookieState::TooMany,
+                };
             }
         }
         state
@@ -364,18 +381,23 @@ enum CookieAction {
 
 enum Failure {
     Store(StoreError),
+    /// The session was ended (logout, emptied, moved to a new id) by a
+    /// concurrent request before this request's changes could be saved.
+    SessionGone,
     Internal(String),
 }
 
 /// Puts the outcome of the write-back on the response: a cookie, or a
-/// replacement response when the data could not be kept.
+/// replacement response when the data could not be kept; then the caching
+/// headers.
 fn apply<B: Default>(
     layer: &LayerInner,
     outcome: Result<CookieAction, Failure>,
     response: &mut Response<B>,
 ) {
+    let mut set_cookie = true;
     match outcome {
-        Ok(CookieAction::None) => {}
+        Ok(CookieAction::None) => set_cookie = false,
         Ok(CookieAction::Set(value)) => {
             response.headers_mut().append(SET_COOKIE, value);
         }
@@ -384,9 +406,22 @@ fn apply<B: Default>(
                 .headers_mut()
                 .append(SET_COOKIE, layer.removal_cookie());
         }
-        Err(Failure::Store(err)) => {
+        Err(failure) => {
+            set_cookie = false;
+            *response = failure_response(layer, failure);
+        }
+    }
+    if layer.cache_headers {
+        add_cache_headers(response.headers_mut(), set_cookie);
+    }
+}
+
+/// The response that replaces the handler's when the session could not be kept.
+fn failure_response<B: Default>(layer: &LayerInner, failure: Failure) -> Response<B> {
+    let mut replacement = Response::new(B::default());
+    match failure {
+        Failure::Store(err) => {
             tracing::error!(error = %ErrorChain(&err), "session not saved; answering 503 instead of the handler's response");
-            let mut replacement = Response::new(B::default());
             *replacement.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             let retry = match layer.store_down {
                 StoreDownPolicy::FailClosed { retry_after } => retry_after,
@@ -395,14 +430,37 @@ fn apply<B: Default>(
             replacement
                 .headers_mut()
                 .insert(RETRY_AFTER, retry_after_value(retry));
-            *response = replacement;
         }
-        Err(Failure::Internal(message)) => {
+        Failure::SessionGone => {
+            tracing::warn!(
+                "session ended by a concurrent request; its changes were not saved; answering 409 instead of the handler's response"
+            );
+            *replacement.status_mut() = StatusCode::CONFLICT;
+        }
+        Failure::Internal(message) => {
             tracing::error!(error = %message, "session not saved; answering 500 instead of the handler's response");
-            let mut replacement = Response::new(B::default());
             *replacement.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            *response = replacement;
         }
+    }
+    replacement
+}
+
+/// A response that depends on the session varies with the `Cookie` header;
+/// one that sets a session cookie must not be stored by a shared cache
+/// (another user would receive the cookie). The app's own `Cache-Control`
+/// wins.
+fn add_cache_headers(headers: &mut http::HeaderMap, set_cookie: bool) {
+    let varies = headers.get_all(VARY).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("cookie"))
+        })
+    });
+    if !varies {
+        headers.append(VARY, HeaderValue::from_static("cookie"));
+    }
+    if set_cookie && !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
     }
 }
 
@@ -429,9 +487,8 @@ enum Then {
         id: RawId,
         key: SessionKey,
         changeset: Changeset,
-        /// Per change (a shorter list means `None` for the rest): how to
-        /// rebase it after a conflict (whole-namespace writes only).
-        rebase: Vec<Option<Rebase>>,
+        /// One per change: how to rebase it after a conflict.
+        rebase: Vec<Rebase>,
     },
     /// Move the deadline (sliding refresh); a cookie when it has a Max-Age.
     Touch {
@@ -454,8 +511,8 @@ impl Io {
                 id,
                 key,
                 changeset,
-                rebase,
-            } => save_with_rebase(layer, &id, &key, changeset, &rebase, now).await,
+                mut rebase,
+            } => save_with_rebase(layer, &id, &key, changeset, &mut rebase, now).await,
             Then::Touch {
                 id,
                 key,
@@ -467,11 +524,11 @@ impl Io {
                     session = tracing::field::Empty,
                     latency_us = tracing::field::Empty
                 );
-                match timed(&span, &id, layer, layer.store.touch(&key, deadline)).await {
+                match timed(&span, &id, layer, layer.store.touch(&key, now, deadline)).await {
                     Ok(true) if layer.persistent_cookie() => {
                         Ok(CookieAction::Set(layer.session_cookie(
                             &id,
-                            cookie_deadline(layer, created_at, deadline, now),
+                            cookie_deadline(layer, created_at, now, deadline),
                             now,
                         )))
                     }
@@ -487,23 +544,47 @@ impl Io {
     }
 }
 
-/// What a conflicting whole-namespace write needs to be rebased.
+/// What a conflicting write needs to be rebased onto the stored data.
 struct Rebase {
-    /// The fields this request changed.
-    ours: FieldMap,
+    /// The fields this request changed, with their new bytes (`None` for a
+    /// patch until the first conflict: the patch itself holds them).
+    ours: Option<FieldMap>,
+    /// The encoding of the schema's `Default`.
+    defaults: &'static FieldMap,
+    /// The schema's version.
+    version: u32,
     /// Reads stored fields of an older version at the current one.
     migrate: Migrator,
 }
 
-/// Saves; when a whole-namespace write (a migrated, reset or new namespace)
-/// meets a concurrent write, reloads and rebases only this request's changed
-/// fields onto what is stored now, until the layer's update deadline.
+impl Rebase {
+    fn ours(&mut self, change: &NamespaceChange) -> &FieldMap {
+        if self.ours.is_none()
+            && let NamespaceOp::Patch(fields) = &change.op
+        {
+            self.ours = Some(fields.clone());
+        }
+        self.ours.get_or_insert_with(FieldMap::new)
+    }
+
+    /// Whether `fields` read back as the schema's `Default`.
+    fn is_default(&self, fields: &FieldMap) -> bool {
+        self.defaults
+            .iter()
+            .all(|(name, bytes)| fields.get(name) == Some(bytes))
+    }
+}
+
+/// Saves; when the save meets a concurrent write (a compare-and-swap
+/// conflict, a patch of a namespace removed meanwhile, data of another
+/// version), reloads and rebases only this request's changed fields onto
+/// what is stored now, until the layer's update deadline.
 async fn save_with_rebase(
     layer: &LayerInner,
     id: &RawId,
     key: &SessionKey,
     mut changeset: Changeset,
-    rebase: &[Option<Rebase>],
+    rebase: &mut Vec<Rebase>,
     now: u64,
 ) -> Result<CookieAction, Failure> {
     let create = changeset.mode == SaveMode::Create;
@@ -520,11 +601,7 @@ async fn save_with_rebase(
             }
             // Emptied by this save: the cookie names nothing now.
             SaveOutcome::Deleted if !create => return Ok(CookieAction::Remove),
-            // Gone meanwhile (a concurrent logout wins, or a concurrent
-            // login moved it to a new id whose cookie the browser may hold
-            // by now): leave the cookie alone; a stale one reads as an
-            // anonymous session.
-            SaveOutcome::Missing if !create => return Ok(CookieAction::None),
+            SaveOutcome::Missing if !create => return gone(&changeset),
             SaveOutcome::Conflict { namespace } if !create => {
                 if started
                     .get_or_insert_with(std::time::Instant::now)
@@ -532,7 +609,7 @@ async fn save_with_rebase(
                     >= layer.update_deadline
                 {
                     return Err(Failure::Store(StoreError::unavailable(format!(
-                        "namespace `{namespace}` kept changing under a whole-namespace write"
+                        "namespace `{namespace}` kept changing under this request's write"
                     ))));
                 }
                 tokio::time::sleep(jitter(backoff)).await;
@@ -542,9 +619,13 @@ async fn save_with_rebase(
                     _ => *key,
                 };
                 let Some(record) = layer.store.load(&source).await.map_err(Failure::Store)? else {
-                    return Ok(CookieAction::None);
+                    return gone(&changeset);
                 };
                 rebase_changes(&mut changeset.namespaces, rebase, &record)?;
+                if changeset.namespaces.is_empty() && changeset.mode == SaveMode::Update {
+                    // What this request wanted is what is stored now.
+                    return Ok(CookieAction::None);
+                }
             }
             other => {
                 return Err(Failure::Internal(format!(
@@ -556,56 +637,114 @@ async fn save_with_rebase(
     }
 }
 
-/// Re-plans the whole-namespace writes against `record`: at the same
-/// version only this request's changed fields are patched in; at an older
-/// version the stored data is migrated and this request's fields applied on
-/// top, under compare-and-swap again.
+/// The session is gone (a concurrent logout wins, or a concurrent login
+/// moved it to a new id whose cookie the browser may hold by now): leave
+/// the cookie alone, since a stale one reads as an anonymous session. When
+/// the request had data to store, it was not kept, and the client must not
+/// be told otherwise.
+fn gone(changeset: &Changeset) -> Result<CookieAction, Failure> {
+    if changeset
+        .namespaces
+        .iter()
+        .any(|change| change.op != NamespaceOp::Remove)
+    {
+        Err(Failure::SessionGone)
+    } else {
+        Ok(CookieAction::None)
+    }
+}
+
+/// Re-plans every change against `record`; a change with nothing left to
+/// do is dropped (with its rebase entry).
 fn rebase_changes(
-    changes: &mut [NamespaceChange],
-    rebase: &[Option<Rebase>],
+    changes: &mut Vec<NamespaceChange>,
+    rebase: &mut Vec<Rebase>,
     record: &Record,
 ) -> Result<(), Failure> {
-    for (change, rebase) in changes.iter_mut().zip(rebase) {
-        let (Some(rebase), NamespaceOp::Replace(_)) = (rebase, &change.op) else {
-            continue;
-        };
-        match record.namespace(change.namespace) {
-            None => change.expected_revision = Some(0),
-            Some(ns) if ns.version == change.version => {
-                change.op = NamespaceOp::Patch(rebase.ours.clone());
-                change.expected_revision = None;
-            }
-            Some(ns) if ns.version > change.version => {
-                return Err(Failure::Internal(format!(
-                    "namespace `{}` was written at version {} by newer code meanwhile; not overwriting it",
-                    change.namespace, ns.version
-                )));
-            }
-            Some(ns) => {
-                match (rebase.migrate)(ns.version, &ns.fields) {
-                    Ok(mut migrated) => {
-                        migrated.merge(&rebase.ours);
-                        change.op = NamespaceOp::Replace(migrated);
-                    }
-                    // Unreadable: this request's whole value replaces it,
-                    // as the reset policy that let it be read decided.
-                    Err(message) => {
-                        tracing::warn!(namespace = change.namespace, error = %message, "stored namespace replaced after a conflict");
-                    }
-                }
-                change.expected_revision = Some(ns.revision);
-            }
+    let mut index = 0;
+    while index < changes.len() {
+        if rebase_change(&mut changes[index], &mut rebase[index], record)? {
+            index += 1;
+        } else {
+            changes.remove(index);
+            rebase.remove(index);
         }
     }
     Ok(())
 }
 
-/// Walks the lifecycle table (DESIGN §4) for this request: diffs every
-/// changed namespace and decides what the store and the cookie need. Runs
+/// Re-plans one change: this request's changed fields on top of the
+/// namespace as stored now (migrated first when it is older; refused when
+/// newer code wrote it). A result equal to `Default` becomes a guarded
+/// removal. `false` when there is nothing left to do.
+fn rebase_change(
+    change: &mut NamespaceChange,
+    rebase: &mut Rebase,
+    record: &Record,
+) -> Result<bool, Failure> {
+    let version = rebase.version;
+    let ours = rebase.ours(change).clone();
+    let Some(stored) = record.namespace(change.namespace) else {
+        let mut whole = rebase.defaults.clone();
+        whole.merge(&ours);
+        if rebase.is_default(&whole) {
+            return Ok(false);
+        }
+        *change = NamespaceChange::new(
+            change.namespace,
+            version,
+            Some(0),
+            NamespaceOp::Replace(whole),
+        );
+        return Ok(true);
+    };
+    if stored.version > version {
+        return Err(Failure::Internal(format!(
+            "namespace `{}` was written at version {} by newer code meanwhile; not overwriting it",
+            change.namespace, stored.version
+        )));
+    }
+    let mut whole = if stored.version == version {
+        stored.fields.clone()
+    } else {
+        match (rebase.migrate)(stored.version, &stored.fields) {
+            Ok(migrated) => migrated,
+            // Unreadable: this request's value replaces it, as the reset
+            // policy that let it be read decided.
+            Err(message) => {
+                tracing::warn!(namespace = change.namespace, error = %message, "stored namespace replaced after a conflict");
+                rebase.defaults.clone()
+            }
+        }
+    };
+    whole.merge(&ours);
+    let revision = Some(stored.revision);
+    *change = if rebase.is_default(&whole) {
+        NamespaceChange::new(
+            change.namespace,
+            stored.version,
+            revision,
+            NamespaceOp::Remove,
+        )
+    } else if stored.version == version {
+        NamespaceChange::new(change.namespace, version, None, NamespaceOp::Patch(ours))
+    } else {
+        NamespaceChange::new(
+            change.namespace,
+            version,
+            revision,
+            NamespaceOp::Replace(whole),
+        )
+    };
+    Ok(true)
+}
+
+/// Decides, from the request state, what the store and the cookie need at
+/// the end of the request (see the crate docs' lifecycle table). Runs
 /// under the request-state lock, which is released before any I/O.
 #[allow(
     clippy::too_many_lines,
-    reason = "one linear walk through the lifecycle table reads best in one place"
+    reason = "split into named steps by the architecture issue (#7)"
 )]
 fn prepare(session: &RequestSession) -> Step {
     let layer = &*session.layer;
@@ -615,17 +754,23 @@ fn prepare(session: &RequestSession) -> Step {
     let mut guard = session.lock();
     let state = &mut *guard;
 
-    let mut deletes: Vec<(RawId, SessionKey)> = state.delete_pending.take().into_iter().collect();
+    let mut deletes: Vec<(RawId, SessionKey)> = std::mem::take(&mut state.delete_pending);
     let cleared = !deletes.is_empty();
-    let current = state
-        .current
-        .as_ref()
-        .map(|c| (c.id.clone(), c.key, c.created_at_ms, c.expires_at_ms));
+    let current = state.current.as_ref().map(|c| {
+        (
+            c.id.clone(),
+            c.key,
+            c.created_at_ms,
+            c.last_seen_ms,
+            c.expires_at_ms,
+        )
+    });
+    let committed = state.committed;
 
     if state.destroyed {
         // Same rule as for an emptied session: clear a cookie that named a
         // session or was malformed; an unknown id is left alone.
-        let named_something = current.is_some() || cleared || state.issue_cookie;
+        let named_something = current.is_some() || cleared || committed != CommittedId::Untouched;
         let cookie = if malformed || (client_cookie && named_something) {
             CookieAction::Remove
         } else {
@@ -651,18 +796,17 @@ fn prepare(session: &RequestSession) -> Step {
         };
         if let Some(op) = plan.op {
             rotate |= plan.rotate;
-            // A whole-namespace write replaces what is stored, so it is
-            // guarded by the baseline's revision (0: absent); field patches
-            // and removals are last-writer-wins per field.
-            let expected = matches!(op, NamespaceOp::Replace(_)).then_some(revision);
-            if let Some(ours) = plan.changed {
-                // Kept aligned with `changes`; most requests push nothing.
-                rebase.resize_with(changes.len(), || None);
-                rebase.push(Some(Rebase {
-                    ours,
-                    migrate: value.migrator(),
-                }));
-            }
+            // A whole-namespace write or a removal is guarded by the
+            // baseline's revision (0: absent); a patch is last-writer-wins
+            // per field, guarded by the store against an absent namespace
+            // or another version.
+            let expected = (!matches!(op, NamespaceOp::Patch(_))).then_some(revision);
+            rebase.push(Rebase {
+                ours: plan.ours,
+                defaults: plan.defaults,
+                version: value.version(),
+                migrate: value.migrator(),
+            });
             changes.push(NamespaceChange::new(
                 slot.namespace,
                 value.version(),
@@ -676,11 +820,10 @@ fn prepare(session: &RequestSession) -> Step {
         // holding the only other reference can change it in place.
         state.forget_record();
     }
-    let (emptied, issue_cookie, load_failed) =
-        (state.deleted, state.issue_cookie, state.load_failed);
+    let (emptied, load_failed) = (state.deleted, state.load_failed);
     drop(guard);
 
-    let Some((id, key, created_at, expires_at)) = current else {
+    let Some((id, key, created_at, last_seen, expires_at)) = current else {
         // No stored session: create one only for values that are not all defaults.
         changes.retain(|c| c.op != NamespaceOp::Remove);
         if changes.is_empty() {
@@ -702,16 +845,13 @@ fn prepare(session: &RequestSession) -> Step {
                 "the session could not be loaded, so nothing is saved in its place",
             ))));
         }
-        let id = match RawId::generate() {
+        let id = match fresh_id() {
             Ok(id) => id,
-            Err(err) => {
-                return Step::Done(Err(Failure::Internal(format!(
-                    "no OS randomness for a session id: {err}"
-                ))));
-            }
+            Err(failure) => return Step::Done(Err(failure)),
         };
         let changeset = Changeset::new(
             SaveMode::Create,
+            now,
             now,
             layer.write_deadline(now, now),
             changes,
@@ -724,43 +864,47 @@ fn prepare(session: &RequestSession) -> Step {
                 id,
                 key,
                 changeset,
-                rebase,
+                // A create never conflicts, so it is never rebased.
+                rebase: Vec::new(),
             },
         });
     };
 
     if changes.is_empty() && !rotate {
-        if issue_cookie {
-            let deadline = cookie_deadline(layer, created_at, expires_at, now);
-            return io_or_done(
-                now,
-                deletes,
-                Then::Cookie(CookieAction::Set(layer.session_cookie(&id, deadline, now))),
-            );
-        }
-        return match refresh_due(layer, created_at, expires_at, now) {
-            Some(deadline) => Step::Io(Io {
-                now,
-                deletes,
-                then: Then::Touch {
-                    id,
-                    key,
-                    created_at,
-                    deadline,
-                },
-            }),
-            None => io_or_done(now, deletes, Then::Cookie(CookieAction::None)),
+        let then = match committed {
+            CommittedId::Fresh => {
+                let deadline = cookie_deadline(layer, created_at, last_seen, expires_at);
+                Then::Cookie(CookieAction::Set(layer.session_cookie(&id, deadline, now)))
+            }
+            // An `update` moved the deadline: re-send the Max-Age, but only
+            // after the store confirms the id still names the session (a
+            // concurrent login may have moved it; re-sending the old id
+            // would replace the browser's new cookie with a dead one).
+            CommittedId::Same if layer.persistent_cookie() => Then::Touch {
+                id,
+                key,
+                created_at,
+                deadline: expires_at,
+            },
+            CommittedId::Same | CommittedId::Untouched => {
+                match refresh_due(layer, created_at, last_seen, expires_at, now) {
+                    Some(deadline) => Then::Touch {
+                        id,
+                        key,
+                        created_at,
+                        deadline,
+                    },
+                    None => Then::Cookie(CookieAction::None),
+                }
+            }
         };
+        return io_or_done(now, deletes, then);
     }
 
     let (id, key, mode) = if rotate {
-        let fresh = match RawId::generate() {
+        let fresh = match fresh_id() {
             Ok(id) => id,
-            Err(err) => {
-                return Step::Done(Err(Failure::Internal(format!(
-                    "no OS randomness for a session id: {err}"
-                ))));
-            }
+            Err(failure) => return Step::Done(Err(failure)),
         };
         let fresh_key = fresh.key();
         (fresh, fresh_key, SaveMode::Rename { from: key })
@@ -770,6 +914,7 @@ fn prepare(session: &RequestSession) -> Step {
     let changeset = Changeset::new(
         mode,
         created_at,
+        now,
         layer.write_deadline(created_at, now),
         changes,
     );
@@ -785,6 +930,12 @@ fn prepare(session: &RequestSession) -> Step {
     })
 }
 
+/// A fresh session id from the OS CSPRNG.
+fn fresh_id() -> Result<RawId, Failure> {
+    RawId::generate()
+        .map_err(|err| Failure::Internal(format!("no OS randomness for a session id: {err}")))
+}
+
 fn io_or_done(now: u64, deletes: Vec<(RawId, SessionKey)>, then: Then) -> Step {
     match then {
         Then::Cookie(action) if deletes.is_empty() => Step::Done(Ok(action)),
@@ -792,11 +943,17 @@ fn io_or_done(now: u64, deletes: Vec<(RawId, SessionKey)>, then: Then) -> Step {
     }
 }
 
-/// The deadline the cookie's Max-Age counts down to.
-fn cookie_deadline(layer: &LayerInner, created_at: u64, store_deadline: u64, now: u64) -> u64 {
+/// The deadline the cookie's Max-Age counts down to: the session's own
+/// deadline, never past the store's.
+fn cookie_deadline(
+    layer: &LayerInner,
+    created_at: u64,
+    last_seen: u64,
+    store_deadline: u64,
+) -> u64 {
     layer
-        .session_deadline(created_at, store_deadline, now)
-        .unwrap_or(store_deadline)
+        .session_deadline(created_at, last_seen)
+        .map_or(store_deadline, |d| d.min(store_deadline))
 }
 
 /// Sliding refresh on a read-only request: the new store deadline when one
@@ -804,8 +961,15 @@ fn cookie_deadline(layer: &LayerInner, created_at: u64, store_deadline: u64, now
 /// the stored one: it is lowered at once (a shorter timeout was configured,
 /// and this access counts as the last one), raised when it is fixed
 /// (absolute only: a longer timeout was configured), and slid for an idle
-/// timeout or store TTL at most once per `refresh_share` of the period.
-fn refresh_due(layer: &LayerInner, created_at: u64, expires_at: u64, now: u64) -> Option<u64> {
+/// timeout or store TTL at most once per `refresh_share` of the period
+/// since the last write or refresh.
+fn refresh_due(
+    layer: &LayerInner,
+    created_at: u64,
+    last_seen: u64,
+    expires_at: u64,
+    now: u64,
+) -> Option<u64> {
     let target = layer.write_deadline(created_at, now);
     let due = match (layer.expiry.idle_ms, layer.expiry.absolute_ms) {
         _ if target < expires_at => true,
@@ -813,7 +977,6 @@ fn refresh_due(layer: &LayerInner, created_at: u64, expires_at: u64, now: u64) -
         (None, Some(_)) => true,
         (idle, _) => {
             let period = idle.unwrap_or(layer.expiry.store_ttl_ms);
-            let last_refresh = expires_at.saturating_sub(period);
             #[allow(
                 clippy::cast_possible_truncation,
                 clippy::cast_sign_loss,
@@ -821,7 +984,7 @@ fn refresh_due(layer: &LayerInner, created_at: u64, expires_at: u64, now: u64) -
                 reason = "a share of a period in ms fits easily"
             )]
             let throttle = (period as f64 * layer.expiry.refresh_share) as u64;
-            now >= last_refresh.saturating_add(throttle)
+            now >= last_seen.saturating_add(throttle)
         }
     };
     due.then_some(target)

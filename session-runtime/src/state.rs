@@ -15,7 +15,12 @@ use crate::data::{DecodeError, FieldMap, SessionData};
 use crate::error::{ErrorChain, SessionRejection};
 use crate::id::{RawId, SessionKey};
 use crate::layer::LayerInner;
-use crate::store::{NamespaceOp, NamespaceRecord, Record, StoreError};
+use crate::store::{NamespaceOp, NamespaceRecord, Record, SaveMode, StoreError};
+
+/// The most distinct ids under our cookie name that a request may make us
+/// look up. Browsers send at most a few (a sibling subdomain's cookie, a
+/// stale path); more is an attempt to multiply store reads.
+pub(crate) const MAX_COOKIE_IDS: usize = 4;
 
 /// What the request's cookie said.
 pub(crate) enum CookieState {
@@ -23,6 +28,11 @@ pub(crate) enum CookieState {
     /// Present but not an id we could have issued: never looked up.
     Malformed,
     Present(RawId),
+    /// Several distinct well-formed ids (2 to [`MAX_COOKIE_IDS`]): the one
+    /// that names a live session is used; when several do, none is.
+    Several(Vec<RawId>),
+    /// More distinct ids than [`MAX_COOKIE_IDS`]: none is looked up.
+    TooMany,
 }
 
 /// The session as it exists in the store.
@@ -30,8 +40,24 @@ pub(crate) struct Current {
     pub(crate) id: RawId,
     pub(crate) key: SessionKey,
     pub(crate) created_at_ms: u64,
+    /// The last write or refresh: the idle timeout counts from here.
+    pub(crate) last_seen_ms: u64,
     /// The store deadline.
     pub(crate) expires_at_ms: u64,
+}
+
+/// What an `update` commit means for the cookie at the end of the request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CommittedId {
+    /// No `update` committed, or it committed nothing.
+    Untouched,
+    /// An `update` created the session or moved it to a fresh id: the
+    /// browser learns the id from this response.
+    Fresh,
+    /// An `update` wrote under the id the client sent: only the deadline
+    /// moved, so the cookie is re-sent (for its `Max-Age`) only after
+    /// checking that the id still names the session.
+    Same,
 }
 
 /// What storage holds for one namespace, as the diff sees it.
@@ -69,10 +95,10 @@ pub(crate) struct State {
     pub(crate) regenerate: bool,
     /// Bumped by `clear()`: values extracted before it are discarded.
     pub(crate) epoch: u64,
-    /// A record to delete at the end of the request (`clear()`).
-    pub(crate) delete_pending: Option<(RawId, SessionKey)>,
-    /// An `update` created or rewrote the session: the cookie must be (re)sent.
-    pub(crate) issue_cookie: bool,
+    /// Records to delete at the end of the request (`clear()`).
+    pub(crate) delete_pending: Vec<(RawId, SessionKey)>,
+    /// What `update` commits did to the session's id.
+    pub(crate) committed: CommittedId,
     /// An `update` emptied and so deleted the session: remove the cookie.
     pub(crate) deleted: bool,
     /// The load failed and the layer failed open: the client's session may
@@ -86,11 +112,14 @@ pub(crate) struct Plan {
     pub(crate) rotate: bool,
     /// The full current encoding, when asked for: the new baseline once committed.
     pub(crate) current: Option<FieldMap>,
-    /// For a [`NamespaceOp::Replace`]: the fields this request changed
-    /// (against the baseline, or against `Default` when nothing was
-    /// stored), so that a conflicting replace can be rebased onto what
-    /// another request wrote meanwhile.
-    pub(crate) changed: Option<FieldMap>,
+    /// For a [`NamespaceOp::Replace`] or [`NamespaceOp::Remove`]: the
+    /// fields this request changed (against the baseline, or against
+    /// `Default` when nothing was stored), with their new bytes, so that a
+    /// conflicting write can be rebased onto what another request wrote
+    /// meanwhile. For a [`NamespaceOp::Patch`] they are the patch itself.
+    pub(crate) ours: Option<FieldMap>,
+    /// The encoding of the schema's `Default`.
+    pub(crate) defaults: &'static FieldMap,
 }
 
 /// Decodes stored fields of any version and re-encodes them at the current
@@ -177,19 +206,21 @@ pub(crate) fn plan<T: SessionData + Default>(
             op: None,
             rotate: false,
             current: keep_current.then_some(current),
-            changed: None,
+            ours: None,
+            defaults: default,
         });
     }
     let rotate = T::FIELDS
         .iter()
         .any(|f| f.rotate_id() && current.get(f.name()) != reference.get(f.name()));
     let kept = keep_current.then(|| current.clone());
-    let (op, changed) = if current == *default {
+    let (op, ours) = if current == *default {
         // Absent and default was handled above (nothing differs).
-        (NamespaceOp::Remove, None)
+        let ours = current.subset(differs);
+        (NamespaceOp::Remove, Some(ours))
     } else if base.is_none() || replace {
-        let changed = current.subset(differs);
-        (NamespaceOp::Replace(current), Some(changed))
+        let ours = current.subset(differs);
+        (NamespaceOp::Replace(current), Some(ours))
     } else {
         current.retain(differs);
         (NamespaceOp::Patch(current), None)
@@ -198,7 +229,8 @@ pub(crate) fn plan<T: SessionData + Default>(
         op: Some(op),
         rotate,
         current: kept,
-        changed,
+        ours,
+        defaults: default,
     })
 }
 
@@ -232,8 +264,8 @@ impl RequestSession {
                 destroyed: false,
                 regenerate: false,
                 epoch: 0,
-                delete_pending: None,
-                issue_cookie: false,
+                delete_pending: Vec::new(),
+                committed: CommittedId::Untouched,
                 deleted: false,
                 load_failed: false,
             }),
@@ -283,9 +315,65 @@ impl RequestSession {
     }
 
     async fn load(&self) -> Result<(), LoadFailure> {
-        let CookieState::Present(id) = &self.cookie else {
-            return Ok(());
+        let found = match &self.cookie {
+            CookieState::Present(id) => self.load_live(id).await?,
+            CookieState::Several(ids) => self.load_one_of(ids).await?,
+            CookieState::Absent | CookieState::Malformed => None,
+            CookieState::TooMany => {
+                tracing::warn!(
+                    "more than {MAX_COOKIE_IDS} session ids under the session cookie name; serving the request as anonymous"
+                );
+                None
+            }
         };
+        if let Some((id, key, record)) = found {
+            let mut state = self.lock();
+            state.current = Some(Current {
+                id,
+                key,
+                created_at_ms: record.created_at_ms,
+                last_seen_ms: record.last_seen_ms,
+                expires_at_ms: record.expires_at_ms,
+            });
+            state.record = Some(record);
+        }
+        Ok(())
+    }
+
+    /// Several ids under our cookie name (a sibling subdomain's `Domain=`
+    /// cookie, a stale `Path`): ids that name no live session are ignored;
+    /// when more than one does, the request cannot know which is the
+    /// client's own, so it is served as anonymous and a write goes to a
+    /// fresh id.
+    async fn load_one_of(
+        &self,
+        ids: &[RawId],
+    ) -> Result<Option<(RawId, SessionKey, Record)>, LoadFailure> {
+        let mut live = Vec::new();
+        for id in ids {
+            if let Some(found) = self.load_live(id).await? {
+                live.push(found);
+            }
+        }
+        if live.len() > 1 {
+            let hashes: Vec<String> = live
+                .iter()
+                .map(|(id, ..)| id.log_hash(&self.layer.log_secret))
+                .collect();
+            tracing::warn!(
+                sessions = ?hashes,
+                "several live sessions under the session cookie name; serving the request as anonymous (a __Host- cookie name prevents this)"
+            );
+            return Ok(None);
+        }
+        Ok(live.pop())
+    }
+
+    /// The record of `id` when it names a live (stored, unexpired) session.
+    async fn load_live(
+        &self,
+        id: &RawId,
+    ) -> Result<Option<(RawId, SessionKey, Record)>, LoadFailure> {
         let key = id.key();
         let span = tracing::debug_span!(
             "session_load",
@@ -305,29 +393,19 @@ impl RequestSession {
             }
         };
         let Some(record) = record else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.now_ms();
         let deadline = self
             .layer
-            .session_deadline(record.created_at_ms, record.expires_at_ms, now);
-        if deadline
-            .unwrap_or(record.expires_at_ms)
-            .min(record.expires_at_ms)
-            <= now
-        {
+            .session_deadline(record.created_at_ms, record.last_seen_ms)
+            .unwrap_or(u64::MAX)
+            .min(record.expires_at_ms);
+        if deadline <= now {
             tracing::debug!(parent: &span, "session expired");
-            return Ok(());
+            return Ok(None);
         }
-        let mut state = self.lock();
-        state.current = Some(Current {
-            id: id.clone(),
-            key,
-            created_at_ms: record.created_at_ms,
-            expires_at_ms: record.expires_at_ms,
-        });
-        state.record = Some(record);
-        Ok(())
+        Ok(Some((id.clone(), key, record)))
     }
 
     /// Takes the value of `T` out of the request state: the one a previous
@@ -519,6 +597,48 @@ impl State {
             .find(|s| s.type_id == TypeId::of::<T>())
     }
 
+    /// An `update` committed under `id` at `now`: the request's session is
+    /// now that one (created, moved to a fresh id, or the same one with a
+    /// new deadline).
+    pub(crate) fn record_commit(
+        &mut self,
+        id: RawId,
+        key: SessionKey,
+        mode: SaveMode,
+        created_at_ms: u64,
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) {
+        let fresh = mode != SaveMode::Update;
+        if fresh {
+            // A fresh id satisfies any `regenerate_id()` asked for so far.
+            // (The loaded record stays the baseline of the other
+            // namespaces: a rename moves their data unchanged.)
+            self.regenerate = false;
+            self.committed = CommittedId::Fresh;
+        } else if self.committed == CommittedId::Untouched {
+            self.committed = CommittedId::Same;
+        }
+        self.current = Some(Current {
+            id,
+            key,
+            created_at_ms,
+            last_seen_ms: now_ms,
+            expires_at_ms,
+        });
+    }
+
+    /// An `update` emptied the session and the store deleted it: every
+    /// namespace is absent now, whatever its baseline was.
+    pub(crate) fn record_deleted(&mut self) {
+        self.record = None;
+        self.current = None;
+        self.deleted = true;
+        for slot in &mut self.slots {
+            slot.base = Base::Absent;
+        }
+    }
+
     /// Drops the loaded record; baselines that pointed into it become
     /// absent (the record is gone or about to change under them).
     pub(crate) fn forget_record(&mut self) {
@@ -536,7 +656,7 @@ impl State {
     pub(crate) fn clear(&mut self) {
         self.epoch += 1;
         if let Some(current) = self.current.take() {
-            self.delete_pending = Some((current.id, current.key));
+            self.delete_pending.push((current.id, current.key));
         }
         self.record = None;
         for slot in &mut self.slots {

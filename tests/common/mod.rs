@@ -246,10 +246,15 @@ impl SessionStore for CountingStore {
         self.inner.delete(key).await
     }
 
-    async fn touch(&self, key: &SessionKey, expires_at_ms: u64) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
         self.counts.touches.fetch_add(1, Ordering::SeqCst);
         self.check()?;
-        self.inner.touch(key, expires_at_ms).await
+        self.inner.touch(key, last_seen_ms, expires_at_ms).await
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {

@@ -153,11 +153,12 @@ impl MemoryStore {
                     ));
                 }
                 let entry = Entry {
-                    record: Record {
-                        created_at_ms: changes.created_at_ms,
-                        expires_at_ms: changes.expires_at_ms,
-                        namespaces: Arc::new(Vec::new()),
-                    },
+                    record: Record::new(
+                        changes.created_at_ms,
+                        changes.last_seen_ms,
+                        changes.expires_at_ms,
+                        Vec::new(),
+                    ),
                     counter: 0,
                 };
                 Ok(shard
@@ -250,6 +251,7 @@ impl Shard {
             Ok(_) if entry.record.namespaces.is_empty() => Ok(SaveOutcome::Deleted),
             Ok(revisions) => {
                 entry.record.expires_at_ms = changes.expires_at_ms;
+                entry.record.last_seen_ms = changes.last_seen_ms;
                 self.insert(key, entry, capacity);
                 Ok(SaveOutcome::Saved { revisions })
             }
@@ -275,6 +277,7 @@ impl Shard {
             }
             Ok(revisions) => {
                 entry.record.expires_at_ms = changes.expires_at_ms;
+                entry.record.last_seen_ms = changes.last_seen_ms;
                 if deadline != changes.expires_at_ms {
                     self.by_deadline.remove(&(deadline, *key));
                     self.by_deadline.insert((changes.expires_at_ms, *key));
@@ -319,7 +322,12 @@ impl SessionStore for MemoryStore {
         Ok(shard.remove(key).is_some())
     }
 
-    async fn touch(&self, key: &SessionKey, expires_at_ms: u64) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let now = self.inner.clock.now_ms();
         let mut shard = self.lock(self.shard_index(key));
         shard.evict_expired(now);
@@ -327,6 +335,7 @@ impl SessionStore for MemoryStore {
             return Ok(false);
         };
         entry.record.expires_at_ms = expires_at_ms;
+        entry.record.last_seen_ms = last_seen_ms;
         shard.insert(*key, entry, None);
         Ok(true)
     }

@@ -24,6 +24,10 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub struct Record {
     /// When the session was created, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
+    /// When the session was last written or refreshed, in milliseconds since
+    /// the Unix epoch: the idle timeout counts from here, so a timeout
+    /// shortened by configuration applies to sessions already stored.
+    pub last_seen_ms: u64,
     /// When the store may forget the session, in milliseconds since the Unix epoch.
     pub expires_at_ms: u64,
     /// The stored namespaces (a namespace at its `Default` is absent).
@@ -32,9 +36,15 @@ pub struct Record {
 
 impl Record {
     /// A record; see the fields for their meaning.
-    pub fn new(created_at_ms: u64, expires_at_ms: u64, namespaces: Vec<NamespaceRecord>) -> Self {
+    pub fn new(
+        created_at_ms: u64,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+        namespaces: Vec<NamespaceRecord>,
+    ) -> Self {
         Self {
             created_at_ms,
+            last_seen_ms,
             expires_at_ms,
             namespaces: Arc::new(namespaces),
         }
@@ -81,6 +91,9 @@ pub struct Changeset {
     pub mode: SaveMode,
     /// Creation time for [`SaveMode::Create`], in ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// The time of this write, stored as the record's
+    /// [`last_seen_ms`](Record::last_seen_ms).
+    pub last_seen_ms: u64,
     /// The new store deadline, in ms since the Unix epoch.
     pub expires_at_ms: u64,
     /// The namespace changes, at most one per namespace.
@@ -107,6 +120,15 @@ pub enum SaveMode {
 }
 
 /// A change to one namespace.
+///
+/// Guards, checked before anything is written (any failing guard makes the
+/// whole save a [`SaveOutcome::Conflict`]):
+/// - `expected_revision`, when set, must equal the stored revision (0 for an
+///   absent namespace);
+/// - a [`NamespaceOp::Patch`] needs the namespace to exist at `version`: a
+///   patch never creates a namespace with fields missing, and older code
+///   never relabels data written by newer code;
+/// - a [`NamespaceOp::Remove`] of a stored namespace needs it at `version`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NamespaceChange {
@@ -144,12 +166,14 @@ impl Changeset {
     pub fn new(
         mode: SaveMode,
         created_at_ms: u64,
+        last_seen_ms: u64,
         expires_at_ms: u64,
         namespaces: Vec<NamespaceChange>,
     ) -> Self {
         Self {
             mode,
             created_at_ms,
+            last_seen_ms,
             expires_at_ms,
             namespaces,
         }
@@ -162,9 +186,11 @@ impl Changeset {
 pub enum NamespaceOp {
     /// Replace the namespace's fields (and version) entirely.
     Replace(FieldMap),
-    /// Set these fields, keep the others; creates the namespace when absent.
+    /// Set these fields, keep the others. The namespace must exist at the
+    /// change's version.
     Patch(FieldMap),
-    /// Remove the namespace. A record left with no namespace is deleted.
+    /// Remove the namespace (nothing to do when it is absent). A record left
+    /// with no namespace is deleted.
     Remove,
 }
 
@@ -181,7 +207,8 @@ pub enum SaveOutcome {
     Deleted,
     /// The record to update or rename does not exist; nothing was written.
     Missing,
-    /// An `expected_revision` did not match; nothing was written.
+    /// A guard of a [`NamespaceChange`] failed (revision, version, or a
+    /// patch of an absent namespace); nothing was written.
     Conflict {
         /// The first namespace whose revision differed.
         namespace: &'static str,
@@ -251,13 +278,15 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     /// When the backend fails.
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Moves the record's deadline without touching its data; `true` when it existed.
+    /// Sets the record's `last_seen_ms` and deadline without touching its
+    /// data; `true` when it existed.
     ///
     /// # Errors
     /// When the backend fails.
     fn touch(
         &self,
         key: &SessionKey,
+        last_seen_ms: u64,
         expires_at_ms: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -284,6 +313,7 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn touch<'a>(
         &'a self,
         key: &'a SessionKey,
+        last_seen_ms: u64,
         expires_at_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
@@ -308,9 +338,10 @@ impl<S: SessionStore> DynStore for S {
     fn touch<'a>(
         &'a self,
         key: &'a SessionKey,
+        last_seen_ms: u64,
         expires_at_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(SessionStore::touch(self, key, expires_at_ms))
+        Box::pin(SessionStore::touch(self, key, last_seen_ms, expires_at_ms))
     }
 }
 
@@ -322,21 +353,16 @@ impl<S: SessionStore> DynStore for S {
 /// value, so a revision is never reused.
 ///
 /// # Errors
-/// The first namespace whose expected revision differs.
+/// The first namespace whose guard fails (see [`NamespaceChange`]).
 pub fn apply_changes(
     namespaces: &mut Vec<NamespaceRecord>,
     counter: &mut u64,
     changes: &[NamespaceChange],
 ) -> Result<Vec<u64>, &'static str> {
     for change in changes {
-        if let Some(expected) = change.expected_revision {
-            let current = namespaces
-                .iter()
-                .find(|ns| ns.name == change.namespace)
-                .map_or(0, |ns| ns.revision);
-            if current != expected {
-                return Err(change.namespace);
-            }
+        let stored = namespaces.iter().find(|ns| ns.name == change.namespace);
+        if !guard_holds(change, stored) {
+            return Err(change.namespace);
         }
     }
     let mut revisions = Vec::with_capacity(changes.len());
@@ -376,4 +402,22 @@ pub fn apply_changes(
         }
     }
     Ok(revisions)
+}
+
+/// Whether `change` may apply to the namespace as stored (`None`: absent);
+/// the rules are listed on [`NamespaceChange`]. Stores that apply changes
+/// elsewhere (a script, a query) must implement the same rules.
+pub fn guard_holds(change: &NamespaceChange, stored: Option<&NamespaceRecord>) -> bool {
+    let revision = stored.map_or(0, |ns| ns.revision);
+    if change
+        .expected_revision
+        .is_some_and(|expected| expected != revision)
+    {
+        return false;
+    }
+    match (&change.op, stored) {
+        (NamespaceOp::Patch(_), None) => false,
+        (NamespaceOp::Patch(_) | NamespaceOp::Remove, Some(ns)) => ns.version == change.version,
+        (NamespaceOp::Replace(_) | NamespaceOp::Remove, _) => true,
+    }
 }
