@@ -52,6 +52,17 @@ fn context(parts: &Parts) -> Result<Arc<RequestSession>, SessionRejection> {
 ///     .layer(SessionLayer::new(MemoryStore::new()));
 /// ```
 ///
+/// # Which changes are saved
+///
+/// Changes are found by comparing each field's encoding with what was
+/// loaded, and that comparison runs for a namespace that was borrowed
+/// mutably in the request: through `DerefMut` (`session.field = v`,
+/// `session.items.push(x)`, `&mut *session`) or inside
+/// [`update`](Self::update), whose closure gets `&mut T`. A change made only
+/// through `&T` (a `Cell`, `RefCell` or `Mutex` field) is not seen and not
+/// saved; take a mutable borrow, or make the change inside `update`. A
+/// mutable borrow that changes nothing writes nothing.
+///
 /// A `Session<T>` must not outlive the request: changes made after the
 /// response has been produced are not saved.
 pub struct Session<T: SessionData + Default> {
