@@ -3,10 +3,16 @@
 pub use session_derive::SessionData;
 pub use session_runtime::{
     Clock, Codec, CodecError, ConfigError, DecodeError, DecodeFailurePolicy, FieldInfo, FieldMap,
-    JsonCodec, NewerVersionPolicy, ResponseFuture, SameSite, Session, SessionData, SessionHandle,
-    SessionId, SessionLayer, SessionLayerBuilder, SessionRejection, SessionService,
-    StoreDownPolicy, SystemClock, UpdateError,
+    JsonCodec, NewerVersionPolicy, SameSite, Session, SessionData, SessionHandle, SessionId,
+    SessionLayer, SessionLayerBuilder, SessionRejection, StoreDownPolicy, SystemClock, UpdateError,
 };
+
+/// The middleware's plumbing types, for code that names them (a
+/// `tower::Service` bound, a boxed future): the service [`SessionLayer`]
+/// makes and its response future.
+pub mod layer {
+    pub use session_runtime::layer::{ResponseFuture, SessionService};
+}
 
 /// Where sessions live: the [`SessionStore`](stores::SessionStore) contract and the built-in stores.
 pub mod stores {

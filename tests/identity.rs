@@ -122,13 +122,18 @@ async fn login_through_update_that_then_fails_never_logs_in_the_old_id() {
     let planted = submit(&app, "/seed", None).await.cookie();
     let reply = submit(&app, "/login-then-fail", Some(&planted)).await;
     assert_eq!(reply.status, 500);
-    assert!(reply.set_cookies.is_empty(), "{:?}", reply.set_cookies);
     assert_eq!(fetch(&app, "/me", Some(&planted)).await.body, "");
-    // The login was committed as one move to a fresh id.
+    // The login was committed as one move to a fresh id...
     assert!(matches!(
         store.counts.last_save().mode,
         SaveMode::Rename { .. }
     ));
+    // ...which the browser learns even from the 500, or the session (and
+    // everything else it held) would be orphaned.
+    let fresh = reply.cookie();
+    assert_ne!(fresh, planted);
+    assert_eq!(fetch(&app, "/me", Some(&fresh)).await.body, "victim");
+    assert_eq!(fetch(&app, "/count", Some(&fresh)).await.body, "1");
 }
 
 #[tokio::test]

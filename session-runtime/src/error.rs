@@ -1,4 +1,5 @@
-//! Request-time errors: rejections of the extractors and of `update`.
+//! The public errors: [`ConfigError`] when a layer is built, and the
+//! request-time rejections of the extractors and of `update`.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,6 +11,39 @@ use http::header::{HeaderValue, RETRY_AFTER};
 use crate::codec::CodecError;
 use crate::data::DecodeError;
 use crate::store::StoreError;
+
+/// A configuration that cannot work, reported when the layer is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or has characters outside an RFC 6265 token.
+    #[error("invalid cookie name {0:?}: use letters, digits and !#$%&'*+-.^_`|~")]
+    InvalidCookieName(String),
+    /// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`.
+    #[error("a __Host- cookie needs Secure, Path=/ and no Domain")]
+    HostPrefix,
+    /// A `__Secure-` cookie must be `Secure`.
+    #[error("a __Secure- cookie needs Secure")]
+    SecurePrefix,
+    /// Browsers reject `SameSite=None` without `Secure`.
+    #[error("SameSite=None needs Secure")]
+    SameSiteNoneWithoutSecure,
+    /// Browsers reject `Partitioned` without `Secure`.
+    #[error("Partitioned needs Secure")]
+    PartitionedWithoutSecure,
+    /// The path must start with `/` and hold no `;`, control characters or spaces.
+    #[error("invalid cookie path {0:?}")]
+    InvalidPath(String),
+    /// The domain must be a host name: no `;`, control characters or spaces.
+    #[error("invalid cookie domain {0:?}")]
+    InvalidDomain(String),
+    /// A timeout or TTL under one millisecond would expire every session at once.
+    #[error("{0} must be at least one millisecond")]
+    ZeroDuration(&'static str),
+    /// The refresh share must be a fraction in (0, 1].
+    #[error("refresh share must be greater than 0 and at most 1")]
+    RefreshShare,
+}
 
 /// Why a [`Session`](crate::Session) or [`SessionHandle`](crate::SessionHandle)
 /// could not be extracted.

@@ -1,16 +1,25 @@
 //! The runtime of typed-sessions. Use it through the `typed-sessions` facade.
+//!
+//! Modules, bottom to top (each uses only modules above it in this list):
+//! `clock`, `id`, `codec`, `data` (the schema side), `store` (the storage
+//! contract and `MemoryStore`), `error`, `cookie`, `backend` (the seam to
+//! stores), `settings`, `retry`, `session` (the per-request state), `layer`
+//! (the middleware and the write-back), `extract` (the extractors).
 
+mod backend;
 mod clock;
 mod codec;
-mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod cookie;
 mod data;
 mod error;
 mod extract;
 mod id;
-mod layer;
-mod state;
+pub mod layer;
+mod retry;
+mod session;
+mod settings;
 pub mod store;
 
 #[doc(hidden)]
@@ -18,12 +27,10 @@ pub mod __private;
 
 pub use clock::{Clock, SystemClock};
 pub use codec::{Codec, CodecError, JsonCodec};
-pub use config::{
-    ConfigError, DecodeFailurePolicy, NewerVersionPolicy, SameSite, SessionLayerBuilder,
-    StoreDownPolicy,
-};
+pub use cookie::SameSite;
 pub use data::{DecodeError, FieldInfo, FieldMap, SessionData};
-pub use error::{SessionRejection, UpdateError};
+pub use error::{ConfigError, SessionRejection, UpdateError};
 pub use extract::{Session, SessionHandle};
 pub use id::SessionId;
-pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use layer::{SessionLayer, SessionLayerBuilder};
+pub use settings::{DecodeFailurePolicy, NewerVersionPolicy, StoreDownPolicy};

@@ -1,119 +1,56 @@
-//! Layer configuration: cookie attributes, expiry, error policies. Every
-//! invalid combination is a [`ConfigError`] from
+//! Configuration of a [`SessionLayer`]: cookie attributes, expiry, error
+//! policies. Every invalid combination is a [`ConfigError`] from
 //! [`SessionLayerBuilder::build`], never a failure at request time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::SessionLayer;
+use crate::backend::Backend;
 use crate::clock::{Clock, SharedClock};
+use crate::cookie::{CookieConfig, SameSite, SessionCookie};
+use crate::error::ConfigError;
 use crate::id::LogSecret;
-use crate::layer::{LayerInner, SessionLayer};
-use crate::store::{DynStore, SessionStore};
+use crate::settings::{DecodeFailurePolicy, Expiry, NewerVersionPolicy, Settings, StoreDownPolicy};
+use crate::store::SessionStore;
 
-/// The `SameSite` attribute of the session cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SameSite {
-    /// Sent only on same-site requests.
-    Strict,
-    /// Sent on same-site requests and top-level navigations (the default).
-    Lax,
-    /// Sent on every request; requires `Secure`.
-    None,
-}
+impl SessionLayer {
+    /// A layer with the default configuration: cookie `session`, `Path=/`,
+    /// `HttpOnly`, `SameSite=Lax`, `Secure`; browser-session cookie with a
+    /// 24-hour store TTL; fail closed when the store is down.
+    ///
+    /// # Panics
+    /// Never: the default configuration is valid (a test pins this).
+    pub fn new<S: SessionStore>(store: S) -> Self {
+        Self::builder(store)
+            .build()
+            .expect("the default configuration is valid")
+    }
 
-/// What a request gets when the store cannot be reached to load its session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreDownPolicy {
-    /// 503 Service Unavailable with `Retry-After` (the default).
-    FailClosed {
-        /// The `Retry-After` delay sent to the client (whole seconds).
-        retry_after: Duration,
-    },
-    /// Treat the request as anonymous: a fresh, empty session. Writes still
-    /// fail with 503 if the store is still down when they are saved.
-    FailOpen,
-}
-
-/// What happens when a stored field no longer decodes into its schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum DecodeFailurePolicy {
-    /// That namespace reads as `Default` (logged); other namespaces are untouched (the default).
-    #[default]
-    Reset,
-    /// The request fails with 500.
-    Strict,
-}
-
-/// What happens when a namespace was stored by a newer version of the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum NewerVersionPolicy {
-    /// The request fails with 500 and the stored data is never overwritten (the default).
-    #[default]
-    Reject,
-    /// The namespace reads as `Default`; a write replaces the newer data.
-    Reset,
-}
-
-/// A configuration that cannot work, reported when the layer is built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The cookie name is empty or has characters outside an RFC 6265 token.
-    #[error("invalid cookie name {0:?}: use letters, digits and !#$%&'*+-.^_`|~")]
-    InvalidCookieName(String),
-    /// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`.
-    #[error("a __Host- cookie needs Secure, Path=/ and no Domain")]
-    HostPrefix,
-    /// A `__Secure-` cookie must be `Secure`.
-    #[error("a __Secure- cookie needs Secure")]
-    SecurePrefix,
-    /// Browsers reject `SameSite=None` without `Secure`.
-    #[error("SameSite=None needs Secure")]
-    SameSiteNoneWithoutSecure,
-    /// Browsers reject `Partitioned` without `Secure`.
-    #[error("Partitioned needs Secure")]
-    PartitionedWithoutSecure,
-    /// The path must start with `/` and hold no `;`, control characters or spaces.
-    #[error("invalid cookie path {0:?}")]
-    InvalidPath(String),
-    /// The domain must be a host name: no `;`, control characters or spaces.
-    #[error("invalid cookie domain {0:?}")]
-    InvalidDomain(String),
-    /// A timeout or TTL under one millisecond would expire every session at once.
-    #[error("{0} must be at least one millisecond")]
-    ZeroDuration(&'static str),
-    /// The refresh share must be a fraction in (0, 1].
-    #[error("refresh share must be greater than 0 and at most 1")]
-    RefreshShare,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct CookieConfig {
-    pub(crate) name: String,
-    pub(crate) path: String,
-    pub(crate) domain: Option<String>,
-    pub(crate) same_site: SameSite,
-    pub(crate) secure: bool,
-    pub(crate) http_only: bool,
-    pub(crate) partitioned: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ExpiryConfig {
-    pub(crate) idle_ms: Option<u64>,
-    pub(crate) absolute_ms: Option<u64>,
-    pub(crate) store_ttl_ms: u64,
-    pub(crate) refresh_share: f64,
+    /// A builder for cookie attributes, expiry and error policies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use typed_sessions::{SameSite, SessionLayer, stores::MemoryStore};
+    ///
+    /// let layer = SessionLayer::builder(MemoryStore::new())
+    ///     .cookie_name("__Host-sid")
+    ///     .same_site(SameSite::Strict)
+    ///     .idle_timeout(Duration::from_secs(30 * 60))
+    ///     .absolute_timeout(Duration::from_secs(12 * 60 * 60))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
+    pub fn builder<S: SessionStore>(store: S) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(Backend::server(store))
+    }
 }
 
 /// Builds a [`SessionLayer`]; see [`SessionLayer::builder`].
 #[must_use]
 pub struct SessionLayerBuilder {
-    store: Arc<dyn DynStore>,
+    backend: Backend,
     cookie: CookieConfig,
     idle: Option<Duration>,
     absolute: Option<Duration>,
@@ -138,18 +75,10 @@ impl std::fmt::Debug for SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    pub(crate) fn new<S: SessionStore>(store: S) -> Self {
+    fn new(backend: Backend) -> Self {
         Self {
-            store: Arc::new(store),
-            cookie: CookieConfig {
-                name: "session".into(),
-                path: "/".into(),
-                domain: None,
-                same_site: SameSite::Lax,
-                secure: true,
-                http_only: true,
-                partitioned: false,
-            },
+            backend,
+            cookie: CookieConfig::default(),
             idle: None,
             absolute: None,
             store_ttl: Duration::from_hours(24),
@@ -288,7 +217,7 @@ impl SessionLayerBuilder {
     /// # Errors
     /// A [`ConfigError`] for any combination that cannot work.
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
-        validate_cookie(&self.cookie)?;
+        self.cookie.validate()?;
         // Durations are kept in whole milliseconds: anything shorter is zero.
         let nonzero = |d: Option<Duration>, what| match d {
             Some(d) if d.as_millis() == 0 => Err(ConfigError::ZeroDuration(what)),
@@ -304,68 +233,26 @@ impl SessionLayerBuilder {
         if !(self.refresh_share > 0.0 && self.refresh_share <= 1.0) {
             return Err(ConfigError::RefreshShare);
         }
-        let (cookie_attrs, removal_cookie) = crate::layer::render_cookie(&self.cookie);
-        Ok(SessionLayer::from_inner(LayerInner {
-            store: self.store,
-            cookie: self.cookie,
-            cookie_attrs,
-            removal_cookie,
-            expiry: ExpiryConfig {
-                idle_ms: idle.map(crate::clock::duration_ms),
-                absolute_ms: absolute.map(crate::clock::duration_ms),
-                store_ttl_ms: crate::clock::duration_ms(store_ttl),
-                refresh_share: self.refresh_share,
-            },
+        let expiry = Expiry {
+            idle_ms: idle.map(crate::clock::duration_ms),
+            absolute_ms: absolute.map(crate::clock::duration_ms),
+            store_ttl_ms: crate::clock::duration_ms(store_ttl),
+            refresh_share: self.refresh_share,
+        };
+        let settings = Settings {
+            backend: self.backend,
+            cookie: SessionCookie::new(self.cookie, expiry.persistent()),
+            expiry,
             store_down: self.store_down,
             decode_failure: self.decode_failure,
             newer_version: self.newer_version,
-            update_deadline: self.update_deadline,
+            retry_deadline: self.update_deadline,
             clock: self.clock,
             log_secret: LogSecret::generate(),
             cache_headers: self.cache_headers,
-        }))
+        };
+        Ok(SessionLayer {
+            settings: Arc::new(settings),
+        })
     }
-}
-
-/// RFC 6265 `token`: visible ASCII except separators.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-fn is_attr_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| (0x21..0x7f).contains(&b) && b != b';')
-}
-
-fn validate_cookie(cookie: &CookieConfig) -> Result<(), ConfigError> {
-    if !is_token(&cookie.name) {
-        return Err(ConfigError::InvalidCookieName(cookie.name.clone()));
-    }
-    if !cookie.path.starts_with('/') || !is_attr_value(&cookie.path) {
-        return Err(ConfigError::InvalidPath(cookie.path.clone()));
-    }
-    if let Some(domain) = &cookie.domain
-        && (domain.is_empty() || !is_attr_value(domain))
-    {
-        return Err(ConfigError::InvalidDomain(domain.clone()));
-    }
-    if cookie.name.starts_with("__Host-")
-        && (!cookie.secure || cookie.path != "/" || cookie.domain.is_some())
-    {
-        return Err(ConfigError::HostPrefix);
-    }
-    if cookie.name.starts_with("__Secure-") && !cookie.secure {
-        return Err(ConfigError::SecurePrefix);
-    }
-    if cookie.same_site == SameSite::None && !cookie.secure {
-        return Err(ConfigError::SameSiteNoneWithoutSecure);
-    }
-    if cookie.partitioned && !cookie.secure {
-        return Err(ConfigError::PartitionedWithoutSecure);
-    }
-    Ok(())
 }

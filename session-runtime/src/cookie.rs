@@ -1,0 +1,244 @@
+//! The session cookie: its attributes, the `Set-Cookie` values the layer
+//! sends, and reading our id(s) from a request's `Cookie` headers.
+//!
+//! Everything here is decided when the layer is built (attributes are
+//! validated and rendered once); per request it only formats an id and a
+//! `Max-Age`, and scans the `Cookie` headers.
+
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
+
+use crate::error::ConfigError;
+use crate::id::RawId;
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent only on same-site requests.
+    Strict,
+    /// Sent on same-site requests and top-level navigations (the default).
+    Lax,
+    /// Sent on every request; requires `Secure`.
+    None,
+}
+
+/// The cookie attributes, as configured.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieConfig {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) same_site: SameSite,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) partitioned: bool,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "session".into(),
+            path: "/".into(),
+            domain: None,
+            same_site: SameSite::Lax,
+            secure: true,
+            http_only: true,
+            partitioned: false,
+        }
+    }
+}
+
+impl CookieConfig {
+    /// Checks every rule a browser applies to the attributes.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !is_token(&self.name) {
+            return Err(ConfigError::InvalidCookieName(self.name.clone()));
+        }
+        if !self.path.starts_with('/') || !is_attr_value(&self.path) {
+            return Err(ConfigError::InvalidPath(self.path.clone()));
+        }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty() || !is_attr_value(domain))
+        {
+            return Err(ConfigError::InvalidDomain(domain.clone()));
+        }
+        if self.name.starts_with("__Host-")
+            && (!self.secure || self.path != "/" || self.domain.is_some())
+        {
+            return Err(ConfigError::HostPrefix);
+        }
+        if self.name.starts_with("__Secure-") && !self.secure {
+            return Err(ConfigError::SecurePrefix);
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(ConfigError::SameSiteNoneWithoutSecure);
+        }
+        if self.partitioned && !self.secure {
+            return Err(ConfigError::PartitionedWithoutSecure);
+        }
+        Ok(())
+    }
+}
+
+/// RFC 6265 `token`: visible ASCII except separators.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_attr_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| (0x21..0x7f).contains(&b) && b != b';')
+}
+
+/// The most distinct ids under our cookie name that a request may make us
+/// look up. Browsers send at most a few (a sibling subdomain's cookie, a
+/// stale path); more is an attempt to multiply store reads.
+pub(crate) const MAX_COOKIE_IDS: usize = 4;
+
+/// What a request's `Cookie` headers say about the session.
+pub(crate) enum CookieState {
+    Absent,
+    /// Present but not an id we could have issued: never looked up.
+    Malformed,
+    Present(RawId),
+    /// Several distinct well-formed ids (2 to [`MAX_COOKIE_IDS`]): the one
+    /// that names a live session is used; when several do, none is.
+    Several(Vec<RawId>),
+    /// More distinct ids than [`MAX_COOKIE_IDS`]: none is looked up.
+    TooMany,
+}
+
+impl CookieState {
+    /// Adds one value found under our name.
+    fn with(self, value: Option<RawId>) -> Self {
+        match (self, value) {
+            (Self::Absent, None) => Self::Malformed,
+            (state, None) => state,
+            (Self::Absent | Self::Malformed, Some(id)) => Self::Present(id),
+            (Self::Present(first), Some(id)) if first == id => Self::Present(first),
+            (Self::Present(first), Some(id)) => Self::Several(vec![first, id]),
+            (Self::Several(mut ids), Some(id)) => {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+                if ids.len() > MAX_COOKIE_IDS {
+                    Self::TooMany
+                } else {
+                    Self::Several(ids)
+                }
+            }
+            (Self::TooMany, Some(_)) => Self::TooMany,
+        }
+    }
+
+    /// Whether the request carried any cookie under our name.
+    pub(crate) fn sent(&self) -> bool {
+        !matches!(self, Self::Absent)
+    }
+}
+
+/// The session cookie of one layer: validated attributes rendered once.
+#[derive(Debug)]
+pub(crate) struct SessionCookie {
+    config: CookieConfig,
+    /// `; HttpOnly; SameSite=…; Secure; Path=…`: everything after `name=value`.
+    attributes: String,
+    removal: HeaderValue,
+    /// Whether the cookie carries `Max-Age` (a timeout is configured).
+    persistent: bool,
+}
+
+impl SessionCookie {
+    /// Renders a validated configuration.
+    pub(crate) fn new(config: CookieConfig, persistent: bool) -> Self {
+        let mut builder = cookie::Cookie::build((config.name.clone(), String::new()))
+            .path(config.path.clone())
+            .secure(config.secure)
+            .http_only(config.http_only)
+            .same_site(match config.same_site {
+                SameSite::Strict => cookie::SameSite::Strict,
+                SameSite::Lax => cookie::SameSite::Lax,
+                SameSite::None => cookie::SameSite::None,
+            })
+            .partitioned(config.partitioned);
+        if let Some(domain) = &config.domain {
+            builder = builder.domain(domain.clone());
+        }
+        let cookie = builder.build();
+        let rendered = cookie.to_string();
+        let attributes = rendered[config.name.len() + 1..].to_owned();
+        let mut removal = cookie;
+        removal.make_removal();
+        let removal = HeaderValue::try_from(removal.to_string())
+            .expect("validated cookie attributes form a valid header");
+        Self {
+            config,
+            attributes,
+            removal,
+            persistent,
+        }
+    }
+
+    /// The configured attributes.
+    pub(crate) fn config(&self) -> &CookieConfig {
+        &self.config
+    }
+
+    /// Whether the cookie carries `Max-Age`.
+    pub(crate) fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The `Set-Cookie` value for `id`, valid until `deadline_ms`: the
+    /// name, the id, `Max-Age` when a timeout is set, and the attributes.
+    pub(crate) fn set(&self, id: &RawId, deadline_ms: u64, now_ms: u64) -> HeaderValue {
+        use std::fmt::Write as _;
+        let mut value = String::with_capacity(self.config.name.len() + 40 + self.attributes.len());
+        value.push_str(&self.config.name);
+        value.push('=');
+        id.encode_into(&mut value);
+        if self.persistent {
+            let _ = write!(
+                value,
+                "; Max-Age={}",
+                deadline_ms.saturating_sub(now_ms) / 1000
+            );
+        }
+        value.push_str(&self.attributes);
+        // The name and attributes were validated when the layer was built,
+        // and ids are base64url.
+        HeaderValue::try_from(value).expect("validated cookie attributes form a valid header")
+    }
+
+    /// A cookie that makes the browser drop the session cookie; it carries
+    /// the same Path and Domain, or the browser would keep the original.
+    pub(crate) fn removal(&self) -> HeaderValue {
+        self.removal.clone()
+    }
+
+    /// Reads the ids under our name from the request's `Cookie` headers.
+    pub(crate) fn read(&self, headers: &HeaderMap) -> CookieState {
+        let mut state = CookieState::Absent;
+        for header in headers.get_all(COOKIE) {
+            // Split on `;` before any UTF-8 check: another application's
+            // cookie with non-ASCII bytes must not hide ours.
+            for pair in header.as_bytes().split(|&b| b == b';') {
+                let Ok(pair) = std::str::from_utf8(pair) else {
+                    continue;
+                };
+                let Ok(cookie) = cookie::Cookie::parse(pair.trim()) else {
+                    continue;
+                };
+                if cookie.name() == self.config.name {
+                    state = state.with(RawId::parse(cookie.value()));
+                }
+            }
+        }
+        state
+    }
+}

@@ -1,0 +1,107 @@
+//! `SessionHandle`: the session's id, times and lifecycle.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum_core::extract::FromRequestParts;
+use http::request::Parts;
+
+use super::context;
+use crate::clock::from_ms;
+use crate::error::SessionRejection;
+use crate::id::SessionId;
+use crate::session::RequestSession;
+
+/// The session's identity and lifecycle: id, times, regenerate, destroy, clear.
+///
+/// ```
+/// use typed_sessions::SessionHandle;
+///
+/// async fn logout(session: SessionHandle) -> &'static str {
+///     session.destroy();
+///     "bye"
+/// }
+/// ```
+#[derive(Clone)]
+pub struct SessionHandle {
+    context: Arc<RequestSession>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let context = context(parts)?;
+        context.ensure_loaded().await?;
+        Ok(Self { context })
+    }
+}
+
+impl SessionHandle {
+    /// The id of the stored session, shown only as a keyed hash; `None`
+    /// while the session exists only in this request (it gets an id when
+    /// first saved).
+    pub fn id(&self) -> Option<SessionId> {
+        let state = self.context.lock();
+        state
+            .stored()
+            .map(|stored| SessionId::new(&stored.id, &self.context.settings().log_secret))
+    }
+
+    /// When the stored session was created.
+    pub fn created_at(&self) -> Option<SystemTime> {
+        self.context
+            .lock()
+            .stored()
+            .map(|stored| from_ms(stored.created_at_ms))
+    }
+
+    /// When the session expires on the server, or `None` for a
+    /// browser-session cookie (no timeout configured) or no stored session.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        let state = self.context.lock();
+        let stored = state.stored()?;
+        self.context
+            .settings()
+            .expiry
+            .session_deadline(stored.created_at_ms, stored.last_seen_ms)
+            .map(from_ms)
+    }
+
+    /// The time left until [`expires_at`](Self::expires_at).
+    pub fn remaining(&self) -> Option<Duration> {
+        let deadline = self.expires_at()?;
+        let now = crate::clock::from_ms(self.context.now_ms());
+        Some(deadline.duration_since(now).unwrap_or_default())
+    }
+
+    /// Gives the session a new id at the end of the request, keeping its
+    /// data; the old id stops working. Call it on login (or mark the user
+    /// field `#[session(rotate_id)]`) to prevent session fixation.
+    pub fn regenerate_id(&self) {
+        self.context.lock().request_regenerate();
+    }
+
+    /// Deletes the session at the end of the request and removes the cookie.
+    /// Changes made in this request are discarded.
+    pub fn destroy(&self) {
+        self.context.lock().request_destroy();
+    }
+
+    /// Empties the session now: every namespace reads as `Default` from here
+    /// on (values extracted earlier are discarded) and the stored record is
+    /// deleted at the end of the request. Data written after `clear` goes to
+    /// a new session with a new id.
+    pub fn clear(&self) {
+        self.context.lock().request_clear();
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id())
+            .finish()
+    }
+}

@@ -1,0 +1,546 @@
+//! The end of a request: from the request state to store writes and a
+//! cookie, decided synchronously, then the store work (if any) run.
+//!
+//! | request state | store | cookie |
+//! |---|---|---|
+//! | `destroy()` | delete | removal, when the cookie named something |
+//! | nothing stored, values not all `Default` | create under a fresh id | the new id |
+//! | stored session, changes or a new id due | one save (update or rename), rebased on conflict | the id it lives under |
+//! | stored session, no change | a refresh when due | `Max-Age` re-sent on refresh |
+//! | the session ended meanwhile | nothing | left alone; 409 when data was lost |
+
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE, VARY};
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::codec::CodecError;
+use crate::cookie::CookieState;
+use crate::error::{ErrorChain, retry_after_value};
+use crate::id::{RawId, SessionKey};
+use crate::retry::Backoff;
+use crate::session::diff::Rebase;
+use crate::session::{CommittedId, Finish, RequestSession, StoredSession};
+use crate::settings::Settings;
+use crate::store::{Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, StoreError};
+
+/// What the end of a request does to the cookie.
+pub(crate) enum CookieAction {
+    /// Leave the browser's cookie as it is.
+    Keep,
+    Set(HeaderValue),
+    Remove,
+}
+
+/// Why the session could not be kept: the handler's response is replaced.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    #[error("session store failed")]
+    Store(#[source] StoreError),
+    #[error(
+        "the session was ended (logout, emptied, or moved to a new id) by a concurrent request"
+    )]
+    SessionGone,
+    #[error("namespace `{namespace}` kept changing under this request's write")]
+    Contended { namespace: &'static str },
+    #[error(
+        "namespace `{namespace}` was written at version {version} by newer code meanwhile; not overwriting it"
+    )]
+    NewerData {
+        namespace: &'static str,
+        version: u32,
+    },
+    #[error("a session value does not encode")]
+    Codec(#[source] CodecError),
+    #[error("no OS randomness for a session id")]
+    NoRandomness(#[source] getrandom::Error),
+    #[error("the store answered {outcome:?} to a {mode:?}")]
+    UnexpectedOutcome {
+        outcome: SaveOutcome,
+        mode: SaveMode,
+    },
+}
+
+impl Failure {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Store(_) | Self::Contended { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SessionGone => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The end of a request, decided synchronously from the request state.
+pub(crate) enum WriteBack {
+    /// Nothing to do in the store.
+    Ready(Result<CookieAction, Failure>),
+    /// Store work to do, then a cookie.
+    Pending(StoreWork),
+}
+
+/// Store work at the end of a request: deletions first, then one last step.
+pub(crate) struct StoreWork {
+    now: u64,
+    deletes: Vec<(RawId, SessionKey)>,
+    last: LastStep,
+}
+
+enum LastStep {
+    /// After the deletions, this cookie.
+    Cookie(CookieAction),
+    /// Save, then a cookie for `id` (or a removal when the record is gone).
+    Save {
+        id: RawId,
+        key: SessionKey,
+        changeset: Changeset,
+        /// One per change: how to re-plan it after a conflict.
+        rebase: Vec<Rebase>,
+    },
+    /// Move the deadline (sliding refresh); a cookie when it has a Max-Age.
+    Refresh {
+        id: RawId,
+        key: SessionKey,
+        created_at: u64,
+        deadline: u64,
+    },
+}
+
+/// Decides what the store and the cookie need at the end of the request.
+/// Runs under the request-state lock, which is released before any I/O.
+pub(crate) fn plan(session: &RequestSession, handler_failed: bool) -> WriteBack {
+    if handler_failed {
+        return plan_after_failure(session);
+    }
+    let finish = match session.lock().finish() {
+        Ok(finish) => finish,
+        Err(err) => return WriteBack::Ready(Err(Failure::Codec(err))),
+    };
+    let now = session.now_ms();
+    let cookie = session.cookie();
+    if finish.destroy {
+        return plan_destroy(finish, cookie, now);
+    }
+    match finish.stored.clone() {
+        None => plan_new_session(session.settings(), finish, cookie, now),
+        Some(stored) => plan_existing(session.settings(), finish, stored, now),
+    }
+}
+
+/// The handler answered 5xx: none of its changes is written. What `update`
+/// already committed stays committed, though, and when that moved the
+/// session to a fresh id the browser must learn it, or the session would be
+/// orphaned.
+fn plan_after_failure(session: &RequestSession) -> WriteBack {
+    let state = session.lock();
+    let action = match (state.committed(), state.stored()) {
+        (CommittedId::Fresh, Some(stored)) => {
+            let expiry = &session.settings().expiry;
+            let deadline = expiry.cookie_deadline(
+                stored.created_at_ms,
+                stored.last_seen_ms,
+                stored.expires_at_ms,
+            );
+            CookieAction::Set(
+                session
+                    .settings()
+                    .cookie
+                    .set(&stored.id, deadline, session.now_ms()),
+            )
+        }
+        _ => CookieAction::Keep,
+    };
+    WriteBack::Ready(Ok(action))
+}
+
+/// One rule for every path that leaves no session: clear a cookie that was
+/// malformed or named a session this request ended; an unknown id is left
+/// alone (nothing to clear, and no reason to answer it).
+fn removal_rule(cookie: &CookieState, named_something: bool) -> CookieAction {
+    if matches!(cookie, CookieState::Malformed) || (cookie.sent() && named_something) {
+        CookieAction::Remove
+    } else {
+        CookieAction::Keep
+    }
+}
+
+/// `destroy()`: delete whatever this request knows of, remove the cookie.
+fn plan_destroy(finish: Finish, cookie: &CookieState, now: u64) -> WriteBack {
+    let mut deletes = finish.to_delete;
+    let named_something = finish.stored.is_some()
+        || !deletes.is_empty()
+        || finish.committed != CommittedId::Untouched;
+    let action = removal_rule(cookie, named_something);
+    if let Some(stored) = finish.stored {
+        deletes.push((stored.id, stored.key));
+    }
+    pending_or_ready(now, deletes, LastStep::Cookie(action))
+}
+
+/// No stored session: create one only for values that are not all defaults.
+fn plan_new_session(
+    settings: &Settings,
+    finish: Finish,
+    cookie: &CookieState,
+    now: u64,
+) -> WriteBack {
+    let changes: Vec<NamespaceChange> = finish
+        .changes
+        .into_iter()
+        .map(|(change, _)| change)
+        .filter(|change| change.op != NamespaceOp::Remove)
+        .collect();
+    if changes.is_empty() {
+        let named_something = finish.emptied || !finish.to_delete.is_empty();
+        let action = removal_rule(cookie, named_something);
+        return pending_or_ready(now, finish.to_delete, LastStep::Cookie(action));
+    }
+    if finish.load_failed {
+        // Failing open served this request as anonymous, but the client's
+        // own session may well exist: creating a new one would replace its
+        // cookie and lose that session.
+        return WriteBack::Ready(Err(Failure::Store(StoreError::unavailable(
+            "the session could not be loaded, so nothing is saved in its place",
+        ))));
+    }
+    let id = match fresh_id() {
+        Ok(id) => id,
+        Err(failure) => return WriteBack::Ready(Err(failure)),
+    };
+    let deadline = settings.expiry.write_deadline(now, now);
+    let changeset = Changeset::new(SaveMode::Create, now, now, deadline, changes);
+    let key = id.key();
+    WriteBack::Pending(StoreWork {
+        now,
+        deletes: finish.to_delete,
+        last: LastStep::Save {
+            id,
+            key,
+            changeset,
+            // A create never conflicts, so it is never rebased.
+            rebase: Vec::new(),
+        },
+    })
+}
+
+/// A stored session: save the changes (under a fresh id when one is due),
+/// or re-send the cookie / refresh the deadline when nothing changed.
+fn plan_existing(
+    settings: &Settings,
+    finish: Finish,
+    stored: StoredSession,
+    now: u64,
+) -> WriteBack {
+    if finish.changes.is_empty() && !finish.rotate {
+        let last = plan_unchanged(settings, finish.committed, stored, now);
+        return pending_or_ready(now, finish.to_delete, last);
+    }
+    let (id, key, mode) = if finish.rotate {
+        let fresh = match fresh_id() {
+            Ok(id) => id,
+            Err(failure) => return WriteBack::Ready(Err(failure)),
+        };
+        let fresh_key = fresh.key();
+        (fresh, fresh_key, SaveMode::Rename { from: stored.key })
+    } else {
+        (stored.id, stored.key, SaveMode::Update)
+    };
+    let (changes, rebase) = finish.changes.into_iter().unzip();
+    let deadline = settings.expiry.write_deadline(stored.created_at_ms, now);
+    let changeset = Changeset::new(mode, stored.created_at_ms, now, deadline, changes);
+    WriteBack::Pending(StoreWork {
+        now,
+        deletes: finish.to_delete,
+        last: LastStep::Save {
+            id,
+            key,
+            changeset,
+            rebase,
+        },
+    })
+}
+
+/// Nothing to write: the cookie after `update` commits, or a refresh.
+fn plan_unchanged(
+    settings: &Settings,
+    committed: CommittedId,
+    stored: StoredSession,
+    now: u64,
+) -> LastStep {
+    let expiry = &settings.expiry;
+    match committed {
+        CommittedId::Fresh => {
+            let deadline = expiry.cookie_deadline(
+                stored.created_at_ms,
+                stored.last_seen_ms,
+                stored.expires_at_ms,
+            );
+            LastStep::Cookie(CookieAction::Set(
+                settings.cookie.set(&stored.id, deadline, now),
+            ))
+        }
+        // An `update` moved the deadline: re-send the Max-Age, but only
+        // after the store confirms the id still names the session (a
+        // concurrent login may have moved it; re-sending the old id would
+        // replace the browser's new cookie with a dead one).
+        CommittedId::Same if expiry.persistent() => LastStep::Refresh {
+            id: stored.id,
+            key: stored.key,
+            created_at: stored.created_at_ms,
+            deadline: stored.expires_at_ms,
+        },
+        CommittedId::Same | CommittedId::Untouched => match expiry.refresh_due(
+            stored.created_at_ms,
+            stored.last_seen_ms,
+            stored.expires_at_ms,
+            now,
+        ) {
+            Some(deadline) => LastStep::Refresh {
+                id: stored.id,
+                key: stored.key,
+                created_at: stored.created_at_ms,
+                deadline,
+            },
+            None => LastStep::Cookie(CookieAction::Keep),
+        },
+    }
+}
+
+/// A fresh session id from the OS CSPRNG.
+fn fresh_id() -> Result<RawId, Failure> {
+    RawId::generate().map_err(Failure::NoRandomness)
+}
+
+fn pending_or_ready(now: u64, deletes: Vec<(RawId, SessionKey)>, last: LastStep) -> WriteBack {
+    match last {
+        LastStep::Cookie(action) if deletes.is_empty() => WriteBack::Ready(Ok(action)),
+        last => WriteBack::Pending(StoreWork { now, deletes, last }),
+    }
+}
+
+impl StoreWork {
+    pub(crate) async fn run(self, settings: &Settings) -> Result<CookieAction, Failure> {
+        let secret = &settings.log_secret;
+        for (id, key) in &self.deletes {
+            settings
+                .backend
+                .delete(id, key, secret)
+                .await
+                .map_err(Failure::Store)?;
+        }
+        let now = self.now;
+        match self.last {
+            LastStep::Cookie(action) => Ok(action),
+            LastStep::Save {
+                id,
+                key,
+                changeset,
+                mut rebase,
+            } => save_with_rebase(settings, &id, &key, changeset, &mut rebase, now).await,
+            LastStep::Refresh {
+                id,
+                key,
+                created_at,
+                deadline,
+            } => match settings
+                .backend
+                .touch(&id, &key, now, deadline, secret)
+                .await
+            {
+                Ok(true) if settings.cookie.persistent() => {
+                    let cookie_deadline =
+                        settings.expiry.cookie_deadline(created_at, now, deadline);
+                    Ok(CookieAction::Set(settings.cookie.set(
+                        &id,
+                        cookie_deadline,
+                        now,
+                    )))
+                }
+                Ok(_) => Ok(CookieAction::Keep),
+                Err(err) => {
+                    // A missed refresh only shortens the session; the response stands.
+                    tracing::warn!(error = %ErrorChain(&err), "session refresh failed");
+                    Ok(CookieAction::Keep)
+                }
+            },
+        }
+    }
+}
+
+/// Saves; when the save meets a concurrent write (a compare-and-swap
+/// conflict, a patch of a namespace removed meanwhile, data of another
+/// version), reloads and rebases only this request's changed fields onto
+/// what is stored now, until the layer's retry deadline.
+async fn save_with_rebase(
+    settings: &Settings,
+    id: &RawId,
+    key: &SessionKey,
+    mut changeset: Changeset,
+    rebase: &mut Vec<Rebase>,
+    now: u64,
+) -> Result<CookieAction, Failure> {
+    let create = changeset.mode == SaveMode::Create;
+    let secret = &settings.log_secret;
+    let mut backoff = None;
+    loop {
+        let outcome = settings
+            .backend
+            .save(id, key, &changeset, secret)
+            .await
+            .map_err(Failure::Store)?;
+        match outcome {
+            SaveOutcome::Saved { .. } => {
+                let cookie = settings.cookie.set(id, changeset.expires_at_ms, now);
+                return Ok(CookieAction::Set(cookie));
+            }
+            // Emptied by this save: the cookie names nothing now.
+            SaveOutcome::Deleted if !create => return Ok(CookieAction::Remove),
+            SaveOutcome::Missing if !create => return gone(&changeset),
+            SaveOutcome::Conflict { namespace } if !create => {
+                backoff
+                    .get_or_insert_with(|| Backoff::new(settings.retry_deadline))
+                    .pause()
+                    .await
+                    .map_err(|_| Failure::Contended { namespace })?;
+                let (source_id, source_key) = match changeset.mode {
+                    // The record is still under the id it had.
+                    SaveMode::Rename { from } => (None, from),
+                    _ => (Some(id), *key),
+                };
+                let record = settings
+                    .backend
+                    .load(source_id.unwrap_or(id), &source_key, secret)
+                    .await
+                    .map_err(Failure::Store)?;
+                let Some(record) = record else {
+                    return gone(&changeset);
+                };
+                rebase_changes(&mut changeset.namespaces, rebase, &record)?;
+                if changeset.namespaces.is_empty() && changeset.mode == SaveMode::Update {
+                    // What this request wanted is what is stored now.
+                    return Ok(CookieAction::Keep);
+                }
+            }
+            outcome => {
+                return Err(Failure::UnexpectedOutcome {
+                    outcome,
+                    mode: changeset.mode,
+                });
+            }
+        }
+    }
+}
+
+/// The session is gone (a concurrent logout wins, or a concurrent login
+/// moved it to a new id whose cookie the browser may hold by now): leave
+/// the cookie alone, since a stale one reads as an anonymous session. When
+/// the request had data to store, it was not kept, and the client must not
+/// be told otherwise.
+fn gone(changeset: &Changeset) -> Result<CookieAction, Failure> {
+    if changeset
+        .namespaces
+        .iter()
+        .any(|change| change.op != NamespaceOp::Remove)
+    {
+        Err(Failure::SessionGone)
+    } else {
+        Ok(CookieAction::Keep)
+    }
+}
+
+/// Re-plans every change against `record`; a change with nothing left to
+/// do is dropped (with its rebase entry).
+fn rebase_changes(
+    changes: &mut Vec<NamespaceChange>,
+    rebase: &mut Vec<Rebase>,
+    record: &crate::store::Record,
+) -> Result<(), Failure> {
+    let mut index = 0;
+    while index < changes.len() {
+        match rebase[index].replan(&mut changes[index], record) {
+            Ok(true) => index += 1,
+            Ok(false) => {
+                changes.remove(index);
+                rebase.remove(index);
+            }
+            Err(newer) => {
+                return Err(Failure::NewerData {
+                    namespace: newer.namespace,
+                    version: newer.version,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts the outcome of the write-back on the response: a cookie, or a
+/// replacement response when the data could not be kept; then the caching
+/// headers.
+pub(crate) fn apply<B: Default>(
+    settings: &Settings,
+    outcome: Result<CookieAction, Failure>,
+    response: &mut Response<B>,
+) {
+    let mut set_cookie = true;
+    match outcome {
+        Ok(CookieAction::Keep) => set_cookie = false,
+        Ok(CookieAction::Set(value)) => {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+        Ok(CookieAction::Remove) => {
+            response
+                .headers_mut()
+                .append(SET_COOKIE, settings.cookie.removal());
+        }
+        Err(failure) => {
+            set_cookie = false;
+            *response = failure_response(settings, &failure);
+        }
+    }
+    if settings.cache_headers {
+        add_cache_headers(response.headers_mut(), set_cookie);
+    }
+}
+
+/// The response that replaces the handler's when the session could not be
+/// kept: a status and no body, the detail in the log.
+fn failure_response<B: Default>(settings: &Settings, failure: &Failure) -> Response<B> {
+    let status = failure.status();
+    match failure {
+        Failure::SessionGone => {
+            tracing::warn!(error = %ErrorChain(failure), "session changes not saved; answering {status} instead of the handler's response");
+        }
+        _ => {
+            tracing::error!(error = %ErrorChain(failure), "session not saved; answering {status} instead of the handler's response");
+        }
+    }
+    let mut replacement = Response::new(B::default());
+    *replacement.status_mut() = status;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry: Duration = settings.store_down.retry_after();
+        replacement
+            .headers_mut()
+            .insert(RETRY_AFTER, retry_after_value(retry));
+    }
+    replacement
+}
+
+/// A response that depends on the session varies with the `Cookie` header;
+/// one that sets a session cookie must not be stored by a shared cache
+/// (another user would receive the cookie). The app's own `Cache-Control`
+/// wins.
+fn add_cache_headers(headers: &mut HeaderMap, set_cookie: bool) {
+    let varies = headers.get_all(VARY).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("cookie"))
+        })
+    });
+    if !varies {
+        headers.append(VARY, HeaderValue::from_static("cookie"));
+    }
+    if set_cookie && !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+}

@@ -1,0 +1,65 @@
+//! The baseline of a namespace: what storage holds for it as far as this
+//! request knows, the reference every diff is computed against.
+
+use std::sync::Arc;
+
+use crate::data::FieldMap;
+use crate::store::NamespaceRecord;
+
+/// What storage holds for one namespace.
+pub(crate) enum Baseline {
+    /// Not stored: reads as `Default`.
+    Absent,
+    /// Stored at the schema's own version, as loaded.
+    Loaded {
+        namespaces: Arc<Vec<NamespaceRecord>>,
+        index: usize,
+    },
+    /// Computed in this request: after an `update` commit or a reload
+    /// (`whole: false`), or for a namespace that was migrated or reset
+    /// (`whole: true`: the stored bytes are not at this version, so a write
+    /// replaces the namespace whole).
+    Computed { ns: NamespaceRecord, whole: bool },
+}
+
+/// The parts of a baseline a diff needs.
+#[derive(Clone, Copy)]
+pub(crate) struct BaselineView<'a> {
+    /// The stored fields; `None` when absent.
+    pub(crate) fields: Option<&'a FieldMap>,
+    /// Whether a write must replace the namespace whole.
+    pub(crate) whole: bool,
+    /// The stored revision (0 when absent): what a guarded write expects.
+    pub(crate) revision: u64,
+}
+
+impl Baseline {
+    pub(crate) fn view(&self) -> BaselineView<'_> {
+        match self {
+            Self::Absent => BaselineView {
+                fields: None,
+                whole: false,
+                revision: 0,
+            },
+            Self::Loaded { namespaces, index } => {
+                let ns = &namespaces[*index];
+                BaselineView {
+                    fields: Some(&ns.fields),
+                    whole: false,
+                    revision: ns.revision,
+                }
+            }
+            Self::Computed { ns, whole } => BaselineView {
+                fields: Some(&ns.fields),
+                whole: *whole,
+                revision: ns.revision,
+            },
+        }
+    }
+
+    /// Whether the baseline was computed in this request (then the loaded
+    /// record no longer describes the namespace).
+    pub(crate) fn is_computed(&self) -> bool {
+        matches!(self, Self::Computed { .. })
+    }
+}

@@ -1,0 +1,226 @@
+//! Field-level diffs: what one namespace's value needs written, and how a
+//! write that met a concurrent change is re-planned onto the stored data.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
+
+use super::baseline::BaselineView;
+use super::decode::redact_values;
+use crate::codec::CodecError;
+use crate::data::{FieldMap, SessionData};
+use crate::error::ErrorChain;
+use crate::store::{NamespaceChange, NamespaceOp, Record};
+
+/// The change one namespace needs.
+pub(crate) struct Diff {
+    pub(crate) op: Option<NamespaceOp>,
+    /// A `rotate_id` field changed.
+    pub(crate) rotate: bool,
+    /// The full current encoding, when asked for: the new baseline once committed.
+    pub(crate) current: Option<FieldMap>,
+    /// How to re-plan the change after a conflict.
+    pub(crate) rebase: Rebase,
+}
+
+/// Decodes stored fields of any version and re-encodes them at the current
+/// one (the `migrate_from` chain), with the error as a loggable text.
+pub(crate) type Migrator = fn(u32, &FieldMap) -> Result<FieldMap, String>;
+
+fn migrate_fields<T: SessionData>(version: u32, fields: &FieldMap) -> Result<FieldMap, String> {
+    let value = T::decode_fields(version, fields)
+        .map_err(|e| ErrorChain(&redact_values::<T>(e)).to_string())?;
+    value
+        .encode_fields()
+        .map_err(|e| ErrorChain(&e).to_string())
+}
+
+/// A value handed back by a dropped `Session<T>`, with its type erased so
+/// that the write-back can diff it.
+pub(crate) trait Parked: Send {
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn diff(&self, baseline: BaselineView<'_>) -> Result<Diff, CodecError>;
+}
+
+pub(crate) struct ParkedValue<T>(pub(crate) T);
+
+impl<T: SessionData + Default> Parked for ParkedValue<T> {
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        Box::new(self.0)
+    }
+
+    fn diff(&self, baseline: BaselineView<'_>) -> Result<Diff, CodecError> {
+        diff(&self.0, baseline, false)
+    }
+}
+
+/// The encoding of `T::default()`, computed once per type per process.
+///
+/// "Is this namespace at its default?" is asked on every write; encoding a
+/// fresh default each time would double the cost of a write. A schema's
+/// `Default` is expected to be deterministic (it is what "absent" reads as).
+pub(crate) fn default_fields<T: SessionData + Default>() -> Result<&'static FieldMap, CodecError> {
+    type Cache = RwLock<HashMap<TypeId, &'static FieldMap>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    let id = TypeId::of::<T>();
+    if let Some(fields) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+    {
+        return Ok(fields);
+    }
+    // One small allocation per schema type for the life of the process.
+    let fields: &'static FieldMap = Box::leak(Box::new(T::default().encode_fields()?));
+    Ok(*cache
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(id)
+        .or_insert(fields))
+}
+
+/// Field-level diff of `value` against its baseline. A value equal to
+/// `Default` is not stored: it becomes a removal (or nothing, when already
+/// absent). `keep_current` keeps the full encoding (the next baseline).
+pub(crate) fn diff<T: SessionData + Default>(
+    value: &T,
+    baseline: BaselineView<'_>,
+    keep_current: bool,
+) -> Result<Diff, CodecError> {
+    let mut current = value.encode_fields()?;
+    let defaults = default_fields::<T>()?;
+    let reference = baseline.fields.unwrap_or(defaults);
+    let differs = |name: &str, bytes: &[u8]| reference.get(name) != Some(bytes);
+    let mut rebase = Rebase {
+        ours: None,
+        defaults,
+        version: T::VERSION,
+        migrate: migrate_fields::<T>,
+    };
+    if !current.iter().any(|(name, bytes)| differs(name, bytes)) {
+        return Ok(Diff {
+            op: None,
+            rotate: false,
+            current: keep_current.then_some(current),
+            rebase,
+        });
+    }
+    let rotate = T::FIELDS
+        .iter()
+        .any(|f| f.rotate_id() && current.get(f.name()) != reference.get(f.name()));
+    let kept = keep_current.then(|| current.clone());
+    let op = if current == *defaults {
+        // Absent and default was handled above (nothing differs).
+        rebase.ours = Some(current.subset(differs));
+        NamespaceOp::Remove
+    } else if baseline.fields.is_none() || baseline.whole {
+        rebase.ours = Some(current.subset(differs));
+        NamespaceOp::Replace(current)
+    } else {
+        // The patch itself holds this request's fields (see `Rebase::ours`).
+        current.retain(differs);
+        NamespaceOp::Patch(current)
+    };
+    Ok(Diff {
+        op: Some(op),
+        rotate,
+        current: kept,
+        rebase,
+    })
+}
+
+/// What a conflicting write needs to be re-planned onto the stored data.
+pub(crate) struct Rebase {
+    /// The fields this request changed, with their new bytes (`None` for a
+    /// patch until the first conflict: the patch itself holds them).
+    ours: Option<FieldMap>,
+    /// The encoding of the schema's `Default`.
+    defaults: &'static FieldMap,
+    /// The schema's version.
+    version: u32,
+    /// Reads stored fields of an older version at the current one.
+    migrate: Migrator,
+}
+
+/// A rebase that cannot be done: newer code wrote the namespace meanwhile.
+pub(crate) struct NewerData {
+    pub(crate) namespace: &'static str,
+    pub(crate) version: u32,
+}
+
+impl Rebase {
+    /// The schema version the change is written at.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
+    fn ours(&mut self, change: &NamespaceChange) -> FieldMap {
+        if self.ours.is_none()
+            && let NamespaceOp::Patch(fields) = &change.op
+        {
+            self.ours = Some(fields.clone());
+        }
+        self.ours.clone().unwrap_or_default()
+    }
+
+    /// Whether `fields` read back as the schema's `Default`.
+    fn is_default(&self, fields: &FieldMap) -> bool {
+        self.defaults
+            .iter()
+            .all(|(name, bytes)| fields.get(name) == Some(bytes))
+    }
+
+    /// Re-plans `change`: this request's changed fields on top of the
+    /// namespace as stored in `record` (migrated first when it is older;
+    /// refused when newer code wrote it). A result equal to `Default`
+    /// becomes a guarded removal. `Ok(false)` when nothing is left to do.
+    pub(crate) fn replan(
+        &mut self,
+        change: &mut NamespaceChange,
+        record: &Record,
+    ) -> Result<bool, NewerData> {
+        let version = self.version;
+        let namespace = change.namespace;
+        let ours = self.ours(change);
+        let Some(stored) = record.namespace(namespace) else {
+            let mut whole = self.defaults.clone();
+            whole.merge(&ours);
+            if self.is_default(&whole) {
+                return Ok(false);
+            }
+            *change =
+                NamespaceChange::new(namespace, version, Some(0), NamespaceOp::Replace(whole));
+            return Ok(true);
+        };
+        if stored.version > version {
+            return Err(NewerData {
+                namespace,
+                version: stored.version,
+            });
+        }
+        let mut whole = if stored.version == version {
+            stored.fields.clone()
+        } else {
+            match (self.migrate)(stored.version, &stored.fields) {
+                Ok(migrated) => migrated,
+                // Unreadable: this request's value replaces it, as the reset
+                // policy that let it be read decided.
+                Err(message) => {
+                    tracing::warn!(namespace, error = %message, "stored namespace replaced after a conflict");
+                    self.defaults.clone()
+                }
+            }
+        };
+        whole.merge(&ours);
+        let revision = Some(stored.revision);
+        *change = if self.is_default(&whole) {
+            NamespaceChange::new(namespace, stored.version, revision, NamespaceOp::Remove)
+        } else if stored.version == version {
+            NamespaceChange::new(namespace, version, None, NamespaceOp::Patch(ours))
+        } else {
+            NamespaceChange::new(namespace, version, revision, NamespaceOp::Replace(whole))
+        };
+        Ok(true)
+    }
+}
