@@ -7,11 +7,10 @@ use std::time::{Duration, SystemTime};
 use axum_core::extract::FromRequestParts;
 use http::request::Parts;
 
-use super::context;
 use crate::clock::from_ms;
 use crate::error::SessionRejection;
 use crate::id::SessionId;
-use crate::session::RequestSession;
+use crate::session::{RequestSession, SessionContext};
 
 /// The session's identity and lifecycle: id, times, regenerate, destroy, clear.
 ///
@@ -32,7 +31,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let context = context(parts)?;
+        let context = SessionContext::of(parts)?;
         context.ensure_loaded().await?;
         Ok(Self { context })
     }

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use axum_core::extract::FromRequestParts;
 use http::request::Parts;
 
-use super::context;
 use crate::data::SessionData;
 use crate::error::{SessionRejection, UpdateError};
 use crate::retry::Backoff;
-use crate::session::Commit;
-use crate::session::RequestSession;
+use crate::session::update::Commit;
+use crate::session::{RequestSession, SessionContext};
 
 /// One namespace of the request's session, typed as `T`.
 ///
@@ -68,7 +67,7 @@ where
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let context = context(parts)?;
+        let context = SessionContext::of(parts)?;
         context.ensure_loaded().await?;
         let (value, epoch) = context.check_out::<T>()?;
         Ok(Self {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::SessionLayer;
+use super::session_layer::SessionLayer;
 use crate::backend::Backend;
 use crate::clock::{Clock, SharedClock};
 use crate::cookie::{CookieConfig, SameSite, SessionCookie};

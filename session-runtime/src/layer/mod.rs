@@ -1,57 +1,22 @@
 //! The middleware: [`SessionLayer`] attaches a lazy per-request session to
 //! every request, and writes it back after the handler.
 //!
-//! - [`builder`](SessionLayerBuilder): configuration, checked at `build()`;
+//! - `session_layer`: the [`SessionLayer`] itself;
+//! - `builder`: [`SessionLayerBuilder`], configuration checked at `build()`;
 //! - `service`: the [`SessionService`] made by the layer;
 //! - `future`: its [`ResponseFuture`];
 //! - `writeback`: the end of a request, from request state to store and cookie.
-
-use std::sync::Arc;
-
-use tower_layer::Layer;
-
-use crate::settings::Settings;
+//!
+//! Each file uses only the ones below it in this list (and none uses this
+//! module's root, which only declares and re-exports).
 
 mod builder;
 mod future;
 mod service;
+mod session_layer;
 mod writeback;
 
 pub use builder::SessionLayerBuilder;
 pub use future::ResponseFuture;
 pub use service::SessionService;
-
-/// Adds typed sessions to every request of the service it wraps.
-///
-/// Nothing happens for a request whose handler does not extract a session:
-/// no store I/O, no cookie. See the crate docs for the whole lifecycle.
-///
-/// ```
-/// use axum::{Router, routing::get};
-/// use typed_sessions::{SessionLayer, stores::MemoryStore};
-///
-/// let app: Router = Router::new()
-///     .route("/", get(|| async { "hi" }))
-///     .layer(SessionLayer::new(MemoryStore::new()));
-/// ```
-#[derive(Clone)]
-pub struct SessionLayer {
-    settings: Arc<Settings>,
-}
-
-impl std::fmt::Debug for SessionLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionLayer")
-            .field("cookie", self.settings.cookie.config())
-            .field("expiry", &self.settings.expiry)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S> Layer<S> for SessionLayer {
-    type Service = SessionService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SessionService::new(inner, Arc::clone(&self.settings))
-    }
-}
+pub use session_layer::SessionLayer;

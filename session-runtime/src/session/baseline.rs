@@ -1,9 +1,12 @@
 //! The baseline of a namespace: what storage holds for it as far as this
 //! request knows, the reference every diff is computed against.
 
-use std::sync::Arc;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use crate::data::FieldMap;
+use crate::codec::CodecError;
+use crate::data::{FieldMap, SessionData};
 use crate::store::NamespaceRecord;
 
 /// What storage holds for one namespace.
@@ -62,4 +65,31 @@ impl Baseline {
     pub(crate) fn is_computed(&self) -> bool {
         matches!(self, Self::Computed { .. })
     }
+}
+
+/// The encoding of `T::default()`, computed once per type per process:
+/// what an absent namespace reads as.
+///
+/// "Is this namespace at its default?" is asked on every write; encoding a
+/// fresh default each time would double the cost of a write. A schema's
+/// `Default` is expected to be deterministic (it is what "absent" reads as).
+pub(crate) fn default_fields<T: SessionData + Default>() -> Result<&'static FieldMap, CodecError> {
+    type Cache = RwLock<HashMap<TypeId, &'static FieldMap>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    let id = TypeId::of::<T>();
+    if let Some(fields) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+    {
+        return Ok(fields);
+    }
+    // One small allocation per schema type for the life of the process.
+    let fields: &'static FieldMap = Box::leak(Box::new(T::default().encode_fields()?));
+    Ok(*cache
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(id)
+        .or_insert(fields))
 }

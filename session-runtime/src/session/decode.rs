@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use super::baseline::Baseline;
-use super::diff::default_fields;
+use super::baseline::{Baseline, default_fields};
 use crate::codec::CodecError;
 use crate::data::{DecodeError, FieldMap, SessionData};
 use crate::error::{ErrorChain, SessionRejection};

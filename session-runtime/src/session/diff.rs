@@ -1,11 +1,9 @@
 //! Field-level diffs: what one namespace's value needs written, and how a
 //! write that met a concurrent change is re-planned onto the stored data.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::any::Any;
 
-use super::baseline::BaselineView;
+use super::baseline::{BaselineView, default_fields};
 use super::decode::redact_values;
 use crate::codec::CodecError;
 use crate::data::{FieldMap, SessionData};
@@ -52,32 +50,6 @@ impl<T: SessionData + Default> Parked for ParkedValue<T> {
     fn diff(&self, baseline: BaselineView<'_>) -> Result<Diff, CodecError> {
         diff(&self.0, baseline, false)
     }
-}
-
-/// The encoding of `T::default()`, computed once per type per process.
-///
-/// "Is this namespace at its default?" is asked on every write; encoding a
-/// fresh default each time would double the cost of a write. A schema's
-/// `Default` is expected to be deterministic (it is what "absent" reads as).
-pub(crate) fn default_fields<T: SessionData + Default>() -> Result<&'static FieldMap, CodecError> {
-    type Cache = RwLock<HashMap<TypeId, &'static FieldMap>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Cache::default);
-    let id = TypeId::of::<T>();
-    if let Some(fields) = cache
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&id)
-    {
-        return Ok(fields);
-    }
-    // One small allocation per schema type for the life of the process.
-    let fields: &'static FieldMap = Box::leak(Box::new(T::default().encode_fields()?));
-    Ok(*cache
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(id)
-        .or_insert(fields))
 }
 
 /// Field-level diff of `value` against its baseline. A value equal to

@@ -1,9 +1,9 @@
 //! The store side of `Session::update`: one compare-and-swap commit of a
 //! namespace, and the reload after a conflict.
 
-use super::RequestSession;
 use super::baseline::Baseline;
 use super::decode::decode_namespace;
+use super::request::RequestSession;
 use super::state::StoredSession;
 use crate::data::SessionData;
 use crate::error::UpdateError;
