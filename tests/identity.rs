@@ -46,6 +46,7 @@ fn app(
         .build()
         .unwrap();
     let peek = store.clone();
+    let blip = store.clone();
     let gate = gate.clone();
     Router::new()
         .route(
@@ -102,6 +103,25 @@ fn app(
         .route(
             "/regenerate",
             post(|h: SessionHandle| async move { h.regenerate_id() }),
+        )
+        .route(
+            "/login-then-store-blip",
+            post(move |mut a: Session<Auth>, mut c: Session<Counter>| {
+                let store = blip.clone();
+                async move {
+                    a.update(|a| a.user = Some("victim".into())).await.unwrap();
+                    // The end-of-request save of this change will fail.
+                    c.count += 1;
+                    store
+                        .counts
+                        .saves_down
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }),
+        )
+        .route(
+            "/logout",
+            post(|h: SessionHandle| async move { h.destroy() }),
         )
         .layer(layer)
 }
@@ -256,4 +276,35 @@ async fn many_ids_under_our_name_are_not_all_looked_up() {
         "{} loads",
         store.counts.loads() - loads
     );
+}
+
+#[tokio::test]
+async fn a_failed_write_back_after_a_login_through_update_keeps_the_new_id() {
+    let (app, store, _) = fixture(|b| b);
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    let reply = submit(&app, "/login-then-store-blip", Some(&cookie)).await;
+    store
+        .counts
+        .saves_down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // The counter change was not kept: 503. The login was, under a new id
+    // that the old cookie no longer reaches: the browser must learn it.
+    assert_eq!(reply.status, 503);
+    let fresh = reply.cookie();
+    assert_ne!(fresh, cookie);
+    assert_eq!(fetch(&app, "/me", Some(&fresh)).await.body, "victim");
+    assert_eq!(fetch(&app, "/count", Some(&fresh)).await.body, "1");
+}
+
+#[tokio::test]
+async fn logout_with_two_live_ids_under_our_name_ends_both_and_removes_the_cookie() {
+    let (app, _, _) = fixture(|b| b);
+    let mine = submit(&app, "/seed", None).await.cookie();
+    let planted = submit(&app, "/seed", None).await.cookie();
+    let reply = submit(&app, "/logout", Some(&format!("{planted}; {mine}"))).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.has_removal(), "{:?}", reply.set_cookies);
+    // Neither session survives a logout the user asked for.
+    assert_eq!(fetch(&app, "/count", Some(&mine)).await.body, "0");
+    assert_eq!(fetch(&app, "/count", Some(&planted)).await.body, "0");
 }

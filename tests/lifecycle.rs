@@ -654,3 +654,35 @@ async fn cache_headers_can_be_turned_off() {
     assert!(r.headers.get("cache-control").is_none());
     assert!(r.headers.get("vary").is_none());
 }
+
+#[tokio::test]
+async fn a_longer_idle_timeout_refreshes_before_the_old_store_deadline() {
+    let clock = ManualClock::new();
+    let store = CountingStore::new(Arc::clone(&clock));
+    let build = |idle: u64| {
+        Router::new()
+            .route(
+                "/incr",
+                post(|mut c: Session<Counter>| async move { c.count += 1 }),
+            )
+            .route(
+                "/count",
+                get(|c: Session<Counter>| async move { c.count.to_string() }),
+            )
+            .layer(
+                SessionLayer::builder(store.clone())
+                    .clock(clock.clone())
+                    .idle_timeout(Duration::from_mins(idle))
+                    .build()
+                    .unwrap(),
+            )
+    };
+    let cookie = submit(&build(10), "/incr", None).await.cookie();
+    // Redeployed with a 60-minute idle timeout: a read every 8 minutes keeps
+    // the session alive, although a quarter of 60 minutes is 15.
+    let longer = build(60);
+    for _ in 0..4 {
+        clock.advance(Duration::from_mins(8));
+        assert_eq!(fetch(&longer, "/count", Some(&cookie)).await.body, "1");
+    }
+}

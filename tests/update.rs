@@ -110,3 +110,101 @@ async fn a_write_after_update_deleted_the_record_stores_the_whole_namespace() {
     );
     assert_eq!(read.body, "0,x");
 }
+
+// ---------------------------------------------------------------------------
+// A namespace stored at an older version, set back to its default.
+
+#[derive(SessionData, Default)]
+#[session(namespace = "prefs", version = 1)]
+struct PrefsV1 {
+    theme: String,
+}
+
+#[derive(SessionData, Default)]
+#[session(namespace = "prefs", version = 2, migrate_from = PrefsV1)]
+struct PrefsV2 {
+    theme: String,
+    lang: String,
+}
+
+impl From<PrefsV1> for PrefsV2 {
+    fn from(v1: PrefsV1) -> Self {
+        Self {
+            theme: v1.theme,
+            lang: String::new(),
+        }
+    }
+}
+
+#[derive(SessionData, Default)]
+#[session(namespace = "other")]
+struct Other {
+    n: u64,
+}
+
+#[tokio::test]
+async fn resetting_a_namespace_stored_at_an_older_version_removes_it_in_one_save() {
+    use typed_sessions::stores::SessionStore as _;
+    let clock = ManualClock::new();
+    let store = CountingStore::new(Arc::clone(&clock));
+    let old = Router::new()
+        .route(
+            "/seed",
+            post(
+                |mut p: Session<PrefsV1>, mut o: Session<Other>| async move {
+                    p.theme = "dark".into();
+                    o.n = 1;
+                },
+            ),
+        )
+        .layer(
+            SessionLayer::builder(store.clone())
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+    let new = Router::new()
+        .route(
+            "/reset-atomic",
+            post(|mut p: Session<PrefsV2>| async move {
+                match p.update(|p| *p = PrefsV2::default()).await {
+                    Ok(()) => (http::StatusCode::OK, String::new()),
+                    Err(err) => (err.status(), err.to_string()),
+                }
+            }),
+        )
+        .route(
+            "/reset",
+            post(|mut p: Session<PrefsV2>| async move { *p = PrefsV2::default() }),
+        )
+        .route(
+            "/prefs",
+            get(|p: Session<PrefsV2>| async move { format!("[{}]", p.theme) }),
+        )
+        .layer(
+            SessionLayer::builder(store.clone())
+                .clock(clock.clone())
+                .update_deadline(std::time::Duration::from_millis(300))
+                .build()
+                .unwrap(),
+        );
+    for route in ["/reset-atomic", "/reset"] {
+        let cookie = submit(&old, "/seed", None).await.cookie();
+        let saves = store.counts.saves();
+        let reply = submit(&new, route, Some(&cookie)).await;
+        assert_eq!(reply.status, 200, "{route}: {}", reply.body);
+        assert_eq!(
+            store.counts.saves(),
+            saves + 1,
+            "{route}: one save, no conflict"
+        );
+        let record = store
+            .inner
+            .load(&common::key_of(&cookie))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.namespace("prefs").is_none(), "{route}");
+        assert_eq!(fetch(&new, "/prefs", Some(&cookie)).await.body, "[]");
+    }
+}

@@ -133,10 +133,34 @@ impl FieldInfo {
 /// assert_eq!(map.get("count"), Some(&b"1"[..]));
 /// assert_eq!(map.insert("count", b"3".to_vec()), Some(b"1".to_vec()));
 /// assert_eq!(map.len(), 2);
+/// assert_eq!(format!("{map:?}"), r#"{"count": <1 bytes>, "owned": <1 bytes>}"#);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its `Debug` shows the field names and sizes, never the bytes: a map may
+/// hold the value of a `sensitive` field, and `Record` or `Changeset` print
+/// through it.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct FieldMap {
     entries: Vec<(Cow<'static, str>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for FieldMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// A value's size, in place of its bytes.
+        struct Size(usize);
+        impl std::fmt::Debug for Size {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "<{} bytes>", self.0)
+            }
+        }
+        f.debug_map()
+            .entries(
+                self.entries
+                    .iter()
+                    .map(|(name, value)| (name, Size(value.len()))),
+            )
+            .finish()
+    }
 }
 
 impl FieldMap {

@@ -159,7 +159,11 @@ impl Expiry {
                     reason = "a share of a period in ms fits easily"
                 )]
                 let throttle = (period as f64 * self.refresh_share) as u64;
+                // Due once the share has passed, or earlier when the store
+                // would drop the record before the next due refresh (a
+                // longer timeout was configured since it was written).
                 now_ms >= last_seen_ms.saturating_add(throttle)
+                    || store_deadline_ms.saturating_sub(now_ms) < period - throttle
             }
         };
         due.then_some(target)

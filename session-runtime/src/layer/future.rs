@@ -63,19 +63,19 @@ where
         }
         // Most requests need no store I/O at the end (read-only, no refresh
         // due): they finish here, synchronously.
-        let work = match writeback::plan(&session, response.status().is_server_error()) {
-            WriteBack::Ready(outcome) => {
-                writeback::apply(session.settings(), outcome, &mut response);
+        let (work, fresh) = match writeback::plan(&session, response.status().is_server_error()) {
+            (WriteBack::Ready(outcome), fresh) => {
+                writeback::apply(session.settings(), outcome, fresh, &mut response);
                 return Poll::Ready(Ok(response));
             }
-            WriteBack::Pending(work) => work,
+            (WriteBack::Pending(work), fresh) => (work, fresh),
         };
         let settings = Arc::clone(session.settings());
         drop(session);
         let mut finishing: Pin<Box<dyn Future<Output = Response<B>> + Send>> =
             Box::pin(async move {
                 let outcome = work.run(&settings).await;
-                writeback::apply(&settings, outcome, &mut response);
+                writeback::apply(&settings, outcome, fresh, &mut response);
                 response
             });
         let poll = finishing.as_mut().poll(cx);

@@ -19,9 +19,9 @@ use crate::cookie::CookieState;
 use crate::error::{ErrorChain, retry_after_value};
 use crate::id::{RawId, SessionKey};
 use crate::retry::Backoff;
-use crate::session::diff::Rebase;
+use crate::session::diff::{Rebase, Refusal};
 use crate::session::{CommittedId, Finish, RequestSession, StoredSession};
-use crate::settings::Settings;
+use crate::settings::{DecodeFailurePolicy, NewerVersionPolicy, Settings};
 use crate::store::{Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, StoreError};
 
 /// What the end of a request does to the cookie.
@@ -50,8 +50,19 @@ pub(crate) enum Failure {
         namespace: &'static str,
         version: u32,
     },
-    #[error("a session value does not encode")]
-    Codec(#[source] CodecError),
+    #[error(
+        "stored namespace `{namespace}` does not decode, and the strict policy forbids replacing it: {message}"
+    )]
+    Unreadable {
+        namespace: &'static str,
+        message: String,
+    },
+    #[error("a value of namespace `{namespace}` does not encode")]
+    Codec {
+        namespace: &'static str,
+        #[source]
+        source: CodecError,
+    },
     #[error("no OS randomness for a session id")]
     NoRandomness(#[source] getrandom::Error),
     #[error("the store answered {outcome:?} to a {mode:?}")]
@@ -102,55 +113,65 @@ enum LastStep {
         id: RawId,
         key: SessionKey,
         created_at: u64,
+        last_seen: u64,
         deadline: u64,
     },
 }
 
 /// Decides what the store and the cookie need at the end of the request.
 /// Runs under the request-state lock, which is released before any I/O.
-pub(crate) fn plan(session: &RequestSession, handler_failed: bool) -> WriteBack {
+///
+/// Also returns the cookie of an id that an `update` already moved the
+/// session to: should the write-back fail, the replacement response still
+/// carries it, or the committed session would be orphaned.
+pub(crate) fn plan(
+    session: &RequestSession,
+    handler_failed: bool,
+) -> (WriteBack, Option<HeaderValue>) {
+    let settings = session.settings();
+    let now = session.now_ms();
+    let fresh = {
+        let state = session.lock();
+        match (state.committed(), state.stored()) {
+            (CommittedId::Fresh, Some(stored)) => Some(committed_cookie(settings, stored, now)),
+            _ => None,
+        }
+    };
     if handler_failed {
-        return plan_after_failure(session);
+        // None of the handler's changes is written; what `update` already
+        // committed stays committed, so a fresh id is still sent.
+        let action = fresh.clone().map_or(CookieAction::Keep, CookieAction::Set);
+        return (WriteBack::Ready(Ok(action)), None);
     }
     let finish = match session.lock().finish() {
         Ok(finish) => finish,
-        Err(err) => return WriteBack::Ready(Err(Failure::Codec(err))),
+        Err((namespace, source)) => {
+            return (
+                WriteBack::Ready(Err(Failure::Codec { namespace, source })),
+                fresh,
+            );
+        }
     };
-    let now = session.now_ms();
     let cookie = session.cookie();
-    if finish.destroy {
-        return plan_destroy(finish, cookie, now);
-    }
-    match finish.stored.clone() {
-        None => plan_new_session(session.settings(), finish, cookie, now),
-        Some(stored) => plan_existing(session.settings(), finish, stored, now),
-    }
+    let work = if finish.destroy {
+        plan_destroy(finish, cookie, now)
+    } else {
+        match finish.stored.clone() {
+            None => plan_new_session(settings, finish, cookie, now),
+            Some(stored) => plan_existing(settings, finish, stored, now),
+        }
+    };
+    (work, fresh)
 }
 
-/// The handler answered 5xx: none of its changes is written. What `update`
-/// already committed stays committed, though, and when that moved the
-/// session to a fresh id the browser must learn it, or the session would be
-/// orphaned.
-fn plan_after_failure(session: &RequestSession) -> WriteBack {
-    let state = session.lock();
-    let action = match (state.committed(), state.stored()) {
-        (CommittedId::Fresh, Some(stored)) => {
-            let expiry = &session.settings().expiry;
-            let deadline = expiry.cookie_deadline(
-                stored.created_at_ms,
-                stored.last_seen_ms,
-                stored.expires_at_ms,
-            );
-            CookieAction::Set(
-                session
-                    .settings()
-                    .cookie
-                    .set(&stored.id, deadline, session.now_ms()),
-            )
-        }
-        _ => CookieAction::Keep,
-    };
-    WriteBack::Ready(Ok(action))
+/// The `Set-Cookie` of a session this request moved to a fresh id.
+fn committed_cookie(settings: &Settings, stored: &StoredSession, now: u64) -> HeaderValue {
+    let deadline = settings.expiry.cookie_deadline(
+        stored.created_at_ms,
+        stored.last_seen_ms,
+        stored.expires_at_ms,
+    );
+    settings.cookie.set(&stored.id, deadline, now)
 }
 
 /// One rule for every path that leaves no session: clear a cookie that was
@@ -287,6 +308,8 @@ fn plan_unchanged(
             id: stored.id,
             key: stored.key,
             created_at: stored.created_at_ms,
+            // What the `update` wrote: a touch never moves it backwards.
+            last_seen: stored.last_seen_ms,
             deadline: stored.expires_at_ms,
         },
         CommittedId::Same | CommittedId::Untouched => match expiry.refresh_due(
@@ -299,6 +322,7 @@ fn plan_unchanged(
                 id: stored.id,
                 key: stored.key,
                 created_at: stored.created_at_ms,
+                last_seen: now,
                 deadline,
             },
             None => LastStep::Cookie(CookieAction::Keep),
@@ -341,15 +365,17 @@ impl StoreWork {
                 id,
                 key,
                 created_at,
+                last_seen,
                 deadline,
             } => match settings
                 .backend
-                .touch(&id, &key, now, deadline, secret)
+                .touch(&id, &key, last_seen, deadline, secret)
                 .await
             {
                 Ok(true) if settings.cookie.persistent() => {
-                    let cookie_deadline =
-                        settings.expiry.cookie_deadline(created_at, now, deadline);
+                    let cookie_deadline = settings
+                        .expiry
+                        .cookie_deadline(created_at, last_seen, deadline);
                     Ok(CookieAction::Set(settings.cookie.set(
                         &id,
                         cookie_deadline,
@@ -415,7 +441,8 @@ async fn save_with_rebase(
                 let Some(record) = record else {
                     return gone(&changeset);
                 };
-                rebase_changes(&mut changeset.namespaces, rebase, &record)?;
+                let policies = (settings.decode_failure, settings.newer_version);
+                rebase_changes(&mut changeset.namespaces, rebase, &record, policies)?;
                 if changeset.namespaces.is_empty() && changeset.mode == SaveMode::Update {
                     // What this request wanted is what is stored now.
                     return Ok(CookieAction::Keep);
@@ -454,20 +481,21 @@ fn rebase_changes(
     changes: &mut Vec<NamespaceChange>,
     rebase: &mut Vec<Rebase>,
     record: &crate::store::Record,
+    policies: (DecodeFailurePolicy, NewerVersionPolicy),
 ) -> Result<(), Failure> {
     let mut index = 0;
     while index < changes.len() {
-        match rebase[index].replan(&mut changes[index], record) {
+        match rebase[index].replan(&mut changes[index], record, policies) {
             Ok(true) => index += 1,
             Ok(false) => {
                 changes.remove(index);
                 rebase.remove(index);
             }
-            Err(newer) => {
-                return Err(Failure::NewerData {
-                    namespace: newer.namespace,
-                    version: newer.version,
-                });
+            Err(Refusal::NewerData { namespace, version }) => {
+                return Err(Failure::NewerData { namespace, version });
+            }
+            Err(Refusal::Unreadable { namespace, message }) => {
+                return Err(Failure::Unreadable { namespace, message });
             }
         }
     }
@@ -480,6 +508,7 @@ fn rebase_changes(
 pub(crate) fn apply<B: Default>(
     settings: &Settings,
     outcome: Result<CookieAction, Failure>,
+    fresh: Option<HeaderValue>,
     response: &mut Response<B>,
 ) {
     let mut set_cookie = true;
@@ -494,8 +523,12 @@ pub(crate) fn apply<B: Default>(
                 .append(SET_COOKIE, settings.cookie.removal());
         }
         Err(failure) => {
-            set_cookie = false;
             *response = failure_response(settings, &failure);
+            // An id that `update` already moved the session to is kept.
+            set_cookie = fresh.is_some();
+            if let Some(fresh) = fresh {
+                response.headers_mut().append(SET_COOKIE, fresh);
+            }
         }
     }
     if settings.cache_headers {

@@ -21,7 +21,7 @@ pub(crate) enum Baseline {
     /// Computed in this request: after an `update` commit or a reload
     /// (`whole: false`), or for a namespace that was migrated or reset
     /// (`whole: true`: the stored bytes are not at this version, so a write
-    /// replaces the namespace whole).
+    /// replaces the namespace whole). `ns.version` is the version stored.
     Computed { ns: NamespaceRecord, whole: bool },
 }
 
@@ -34,6 +34,8 @@ pub(crate) struct BaselineView<'a> {
     pub(crate) whole: bool,
     /// The stored revision (0 when absent): what a guarded write expects.
     pub(crate) revision: u64,
+    /// The stored version (`None` when absent): what a removal names.
+    pub(crate) version: Option<u32>,
 }
 
 impl Baseline {
@@ -43,6 +45,7 @@ impl Baseline {
                 fields: None,
                 whole: false,
                 revision: 0,
+                version: None,
             },
             Self::Loaded { namespaces, index } => {
                 let ns = &namespaces[*index];
@@ -50,12 +53,14 @@ impl Baseline {
                     fields: Some(&ns.fields),
                     whole: false,
                     revision: ns.revision,
+                    version: Some(ns.version),
                 }
             }
             Self::Computed { ns, whole } => BaselineView {
                 fields: Some(&ns.fields),
                 whole: *whole,
                 revision: ns.revision,
+                version: Some(ns.version),
             },
         }
     }

@@ -25,9 +25,10 @@ pub(crate) fn decode_namespace<T: SessionData + Default>(
         return Ok((T::default(), Baseline::Absent));
     };
     // A baseline computed here: the stored bytes are not at this version
-    // (migrated) or not readable (reset), so a write replaces them whole.
+    // (migrated) or not readable (reset), so a write replaces them whole;
+    // it keeps the stored version, which a removal must name.
     let replacing = |fields: FieldMap| Baseline::Computed {
-        ns: NamespaceRecord::new(ns.name.clone(), T::VERSION, ns.revision, fields),
+        ns: NamespaceRecord::new(ns.name.clone(), ns.version, ns.revision, fields),
         whole: true,
     };
     let unencodable = |source| SessionRejection::Undecodable {

@@ -8,11 +8,15 @@ use super::decode::redact_values;
 use crate::codec::CodecError;
 use crate::data::{FieldMap, SessionData};
 use crate::error::ErrorChain;
+use crate::settings::{DecodeFailurePolicy, NewerVersionPolicy};
 use crate::store::{NamespaceChange, NamespaceOp, Record};
 
 /// The change one namespace needs.
 pub(crate) struct Diff {
     pub(crate) op: Option<NamespaceOp>,
+    /// The version the change names: the schema's for a write, the stored
+    /// one for a removal (it removes what is stored, whatever its version).
+    pub(crate) version: u32,
     /// A `rotate_id` field changed.
     pub(crate) rotate: bool,
     /// The full current encoding, when asked for: the new baseline once committed.
@@ -73,6 +77,7 @@ pub(crate) fn diff<T: SessionData + Default>(
     if !current.iter().any(|(name, bytes)| differs(name, bytes)) {
         return Ok(Diff {
             op: None,
+            version: T::VERSION,
             rotate: false,
             current: keep_current.then_some(current),
             rebase,
@@ -82,7 +87,9 @@ pub(crate) fn diff<T: SessionData + Default>(
         .iter()
         .any(|f| f.rotate_id() && current.get(f.name()) != reference.get(f.name()));
     let kept = keep_current.then(|| current.clone());
+    let mut version = T::VERSION;
     let op = if current == *defaults {
+        version = baseline.version.unwrap_or(T::VERSION);
         // Absent and default was handled above (nothing differs).
         rebase.ours = Some(current.subset(differs));
         NamespaceOp::Remove
@@ -96,6 +103,7 @@ pub(crate) fn diff<T: SessionData + Default>(
     };
     Ok(Diff {
         op: Some(op),
+        version,
         rotate,
         current: kept,
         rebase,
@@ -115,18 +123,21 @@ pub(crate) struct Rebase {
     migrate: Migrator,
 }
 
-/// A rebase that cannot be done: newer code wrote the namespace meanwhile.
-pub(crate) struct NewerData {
-    pub(crate) namespace: &'static str,
-    pub(crate) version: u32,
+/// Why a rebase cannot be done under the layer's policies.
+pub(crate) enum Refusal {
+    /// Newer code wrote the namespace meanwhile ([`NewerVersionPolicy::Reject`]).
+    NewerData {
+        namespace: &'static str,
+        version: u32,
+    },
+    /// The stored data no longer decodes ([`DecodeFailurePolicy::Strict`]).
+    Unreadable {
+        namespace: &'static str,
+        message: String,
+    },
 }
 
 impl Rebase {
-    /// The schema version the change is written at.
-    pub(crate) fn version(&self) -> u32 {
-        self.version
-    }
-
     fn ours(&mut self, change: &NamespaceChange) -> FieldMap {
         if self.ours.is_none()
             && let NamespaceOp::Patch(fields) = &change.op
@@ -144,14 +155,17 @@ impl Rebase {
     }
 
     /// Re-plans `change`: this request's changed fields on top of the
-    /// namespace as stored in `record` (migrated first when it is older;
-    /// refused when newer code wrote it). A result equal to `Default`
-    /// becomes a guarded removal. `Ok(false)` when nothing is left to do.
+    /// namespace as stored in `record` (migrated first when it is older).
+    /// Data written by newer code, or that no longer decodes, is replaced
+    /// only where the layer's policies say reading it resets it. A result
+    /// equal to `Default` becomes a guarded removal. `Ok(false)` when
+    /// nothing is left to do.
     pub(crate) fn replan(
         &mut self,
         change: &mut NamespaceChange,
         record: &Record,
-    ) -> Result<bool, NewerData> {
+        policies: (DecodeFailurePolicy, NewerVersionPolicy),
+    ) -> Result<bool, Refusal> {
         let version = self.version;
         let namespace = change.namespace;
         let ours = self.ours(change);
@@ -165,24 +179,34 @@ impl Rebase {
                 NamespaceChange::new(namespace, version, Some(0), NamespaceOp::Replace(whole));
             return Ok(true);
         };
-        if stored.version > version {
-            return Err(NewerData {
-                namespace,
-                version: stored.version,
-            });
-        }
-        let mut whole = if stored.version == version {
-            stored.fields.clone()
-        } else {
-            match (self.migrate)(stored.version, &stored.fields) {
+        let (decode_failure, newer_version) = policies;
+        let mut whole = match stored.version.cmp(&version) {
+            std::cmp::Ordering::Equal => stored.fields.clone(),
+            std::cmp::Ordering::Greater => {
+                if newer_version == NewerVersionPolicy::Reject {
+                    return Err(Refusal::NewerData {
+                        namespace,
+                        version: stored.version,
+                    });
+                }
+                tracing::warn!(
+                    namespace,
+                    "namespace of a newer version replaced after a conflict, as the reset policy says"
+                );
+                self.defaults.clone()
+            }
+            std::cmp::Ordering::Less => match (self.migrate)(stored.version, &stored.fields) {
                 Ok(migrated) => migrated,
+                Err(message) if decode_failure == DecodeFailurePolicy::Strict => {
+                    return Err(Refusal::Unreadable { namespace, message });
+                }
                 // Unreadable: this request's value replaces it, as the reset
                 // policy that let it be read decided.
                 Err(message) => {
                     tracing::warn!(namespace, error = %message, "stored namespace replaced after a conflict");
                     self.defaults.clone()
                 }
-            }
+            },
         };
         whole.merge(&ours);
         let revision = Some(stored.revision);

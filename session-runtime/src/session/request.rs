@@ -148,6 +148,11 @@ impl RequestSession {
                 sessions = ?hashes,
                 "several live sessions under the session cookie name; serving the request as anonymous (a __Host- cookie name prevents this)"
             );
+            let sessions = live
+                .into_iter()
+                .map(|(stored, _)| (stored.id, stored.key))
+                .collect();
+            self.lock().record_ambiguous(sessions);
             return Ok(None);
         }
         Ok(live.pop())

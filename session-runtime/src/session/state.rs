@@ -73,6 +73,9 @@ pub(crate) struct State {
     epoch: u64,
     /// Sessions to delete at the end of the request (`clear()`).
     to_delete: Vec<(RawId, SessionKey)>,
+    /// Live sessions named by several cookies under our name: none is
+    /// this request's, but `destroy()` and `clear()` end them all.
+    ambiguous: Vec<(RawId, SessionKey)>,
     committed: CommittedId,
     /// An `update` emptied the session, and the store deleted it.
     emptied: bool,
@@ -117,6 +120,7 @@ impl State {
             regenerate_requested: false,
             epoch: 0,
             to_delete: Vec::new(),
+            ambiguous: Vec::new(),
             committed: CommittedId::Untouched,
             emptied: false,
             load_failed: false,
@@ -135,6 +139,11 @@ impl State {
     pub(crate) fn record_loaded(&mut self, stored: StoredSession, record: Record) {
         self.stored = Some(stored);
         self.record = Some(record);
+    }
+
+    /// The cookies named several live sessions: the request is anonymous.
+    pub(crate) fn record_ambiguous(&mut self, sessions: Vec<(RawId, SessionKey)>) {
+        self.ambiguous = sessions;
     }
 
     /// The load failed and the layer fails open.
@@ -158,6 +167,7 @@ impl State {
         if let Some(stored) = self.stored.take() {
             self.to_delete.push((stored.id, stored.key));
         }
+        self.to_delete.append(&mut self.ambiguous);
         self.record = None;
         for slot in &mut self.slots {
             slot.baseline = Baseline::Absent;
@@ -341,7 +351,7 @@ impl State {
     /// write-back what it decides from. Baselines and the loaded record are
     /// released, so that a store holding the only other reference to the
     /// record can change it in place.
-    pub(crate) fn finish(&mut self) -> Result<Finish, CodecError> {
+    pub(crate) fn finish(&mut self) -> Result<Finish, (&'static str, CodecError)> {
         let mut changes = Vec::new();
         let mut rotate = self.regenerate_requested;
         if !self.destroy_requested {
@@ -350,7 +360,7 @@ impl State {
                     continue;
                 };
                 let baseline = slot.baseline.view();
-                let diff = value.diff(baseline)?;
+                let diff = value.diff(baseline).map_err(|err| (slot.namespace, err))?;
                 let Some(op) = diff.op else {
                     continue;
                 };
@@ -360,18 +370,21 @@ impl State {
                 // per field, guarded by the store against an absent namespace
                 // or another version.
                 let expected = (!matches!(op, NamespaceOp::Patch(_))).then_some(baseline.revision);
-                let version = diff.rebase.version();
                 changes.push((
-                    NamespaceChange::new(slot.namespace, version, expected, op),
+                    NamespaceChange::new(slot.namespace, diff.version, expected, op),
                     diff.rebase,
                 ));
             }
         }
         self.slots.clear();
         self.record = None;
+        let mut to_delete = std::mem::take(&mut self.to_delete);
+        if self.destroy_requested {
+            to_delete.append(&mut self.ambiguous);
+        }
         Ok(Finish {
             destroy: self.destroy_requested,
-            to_delete: std::mem::take(&mut self.to_delete),
+            to_delete,
             stored: self.stored.take(),
             committed: self.committed,
             rotate,

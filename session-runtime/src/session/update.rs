@@ -38,7 +38,7 @@ impl RequestSession {
             return Ok(Commit::Done);
         };
         let removing = op == NamespaceOp::Remove;
-        let change = NamespaceChange::new(T::NAMESPACE, T::VERSION, Some(plan.revision), op);
+        let change = NamespaceChange::new(T::NAMESPACE, plan.diff.version, Some(plan.revision), op);
         let source = plan.stored.as_ref().map(|s| (s.id.clone(), s.key));
         let (id, key, mode, created_at) = match plan.stored {
             Some(stored) if plan.diff.rotate => {
