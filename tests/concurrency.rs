@@ -2,13 +2,15 @@
 //! removals, a record emptied meanwhile, and two versions of the code
 //! writing one namespace during a rolling deploy.
 
-mod common;
+use typed_sessions_test_support as common;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
 use common::{CountingStore, Gate, ManualClock, fetch, key_of, submit};
+use tokio::sync::Notify;
+use typed_sessions::stores::MemoryStore;
 use typed_sessions::stores::SessionStore;
 use typed_sessions::{DecodeFailurePolicy, Session, SessionData, SessionLayer};
 
@@ -228,4 +230,123 @@ async fn older_code_never_relabels_data_written_by_newer_code() {
     let record = store.inner.load(&key_of(&cookie)).await.unwrap().unwrap();
     assert_eq!(record.namespace("prefs").unwrap().version, 2);
     assert_eq!(fetch(&new, "/prefs", Some(&cookie)).await.body, "light,fr");
+}
+
+// ---------------------------------------------------------------------------
+// Whole-namespace writes (a migrated namespace, a first write) racing others.
+
+#[derive(SessionData, Default)]
+#[session(namespace = "cart", version = 1)]
+struct CartV1 {
+    count: u64,
+    coupon: String,
+}
+
+#[derive(SessionData, Default)]
+#[session(namespace = "cart", version = 2, migrate_from = CartV1)]
+struct Cart {
+    count: u64,
+    coupon: String,
+}
+
+impl From<CartV1> for Cart {
+    fn from(v: CartV1) -> Self {
+        Self {
+            count: v.count,
+            coupon: v.coupon,
+        }
+    }
+}
+
+#[tokio::test]
+
+async fn writing_a_migrated_namespace_keeps_a_concurrent_update() {
+    let store = MemoryStore::new();
+    let loaded = Arc::new(Notify::new());
+    let go = Arc::new(Notify::new());
+    let (l2, g2) = (loaded.clone(), go.clone());
+    let v1 = Router::new()
+        .route(
+            "/",
+            post(|mut c: Session<CartV1>| async move { c.count = 10 }),
+        )
+        .layer(SessionLayer::new(store.clone()));
+    let v2 = Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Cart>| async move { c.update(|c| c.count += 1).await.unwrap() }),
+        )
+        .route(
+            "/coupon",
+            post(move |mut c: Session<Cart>| {
+                let (l, g) = (l2.clone(), g2.clone());
+                async move {
+                    l.notify_one();
+                    g.notified().await;
+                    c.coupon = "SAVE10".into(); // a different field
+                }
+            }),
+        )
+        .route(
+            "/get",
+            get(|c: Session<Cart>| async move { format!("{} {}", c.count, c.coupon) }),
+        )
+        .layer(SessionLayer::new(store));
+    let cookie = submit(&v1, "/", None).await.cookie();
+    let (app2, c2) = (v2.clone(), cookie.clone());
+    let slow = tokio::spawn(async move { submit(&app2, "/coupon", Some(&c2)).await });
+    loaded.notified().await;
+    submit(&v2, "/incr", Some(&cookie)).await;
+    assert_eq!(fetch(&v2, "/get", Some(&cookie)).await.body, "11 ");
+    go.notify_one();
+    slow.await.unwrap();
+    // Different fields of one namespace must both survive.
+    assert_eq!(fetch(&v2, "/get", Some(&cookie)).await.body, "11 SAVE10");
+}
+
+#[derive(SessionData, Default)]
+#[session(namespace = "look")]
+struct Look {
+    theme: String,
+    lang: String,
+}
+
+#[tokio::test]
+async fn first_writes_of_one_namespace_by_two_requests_both_survive() {
+    let loaded = Arc::new(Notify::new());
+    let go = Arc::new(Notify::new());
+    let (l2, g2) = (loaded.clone(), go.clone());
+    let app = Router::new()
+        .route(
+            "/seed",
+            post(|mut o: Session<Other>| async move { o.n = 1 }),
+        )
+        .route(
+            "/theme",
+            post(|mut p: Session<Look>| async move { p.theme = "dark".into() }),
+        )
+        .route(
+            "/slow-lang",
+            post(move |mut p: Session<Look>| {
+                let (l, g) = (l2.clone(), g2.clone());
+                async move {
+                    l.notify_one();
+                    g.notified().await;
+                    p.lang = "fr".into();
+                }
+            }),
+        )
+        .route(
+            "/prefs",
+            get(|p: Session<Look>| async move { format!("{}/{}", p.theme, p.lang) }),
+        )
+        .layer(SessionLayer::new(MemoryStore::new()));
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    let (app2, c2) = (app.clone(), cookie.clone());
+    let slow = tokio::spawn(async move { submit(&app2, "/slow-lang", Some(&c2)).await });
+    loaded.notified().await;
+    submit(&app, "/theme", Some(&cookie)).await;
+    go.notify_one();
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert_eq!(fetch(&app, "/prefs", Some(&cookie)).await.body, "dark/fr");
 }

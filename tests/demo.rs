@@ -2,7 +2,7 @@
 //! CSRF defences (form token, API `Origin` check), the command line, and
 //! one round trip through a real listener.
 
-mod common;
+use typed_sessions_test_support as common;
 
 #[path = "../examples/demo/app.rs"]
 pub mod app;

@@ -1,8 +1,6 @@
 //! Bad input gets a fresh session, never a panic or a 5xx: arbitrary Cookie
 //! headers through the real layer (property test; `fuzz/` has the fuzz target).
 
-mod common;
-
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;

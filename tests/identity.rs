@@ -2,7 +2,7 @@
 //! `update`, cookies that a concurrent login made stale, and several
 //! cookies under our name.
 
-mod common;
+use typed_sessions_test_support as common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,8 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use common::{CountingStore, Gate, ManualClock, fetch, key_of, send, submit};
+use tokio::sync::Notify;
+use typed_sessions::stores::MemoryStore;
 use typed_sessions::stores::{SaveMode, SessionStore};
 use typed_sessions::{Session, SessionData, SessionHandle, SessionLayer, SessionLayerBuilder};
 
@@ -307,4 +309,83 @@ async fn logout_with_two_live_ids_under_our_name_ends_both_and_removes_the_cooki
     // Neither session survives a logout the user asked for.
     assert_eq!(fetch(&app, "/count", Some(&mine)).await.body, "0");
     assert_eq!(fetch(&app, "/count", Some(&planted)).await.body, "0");
+}
+
+// ---------------------------------------------------------------------------
+// A write racing a login; cookies of other applications.
+
+#[derive(SessionData, Default)]
+#[session(namespace = "other")]
+struct Other {
+    n: u64,
+}
+
+#[tokio::test]
+async fn write_racing_a_login_does_not_remove_the_new_cookie() {
+    let loaded = Arc::new(Notify::new());
+    let go = Arc::new(Notify::new());
+    let (l2, g2) = (loaded.clone(), go.clone());
+    let app = Router::new()
+        .route(
+            "/seed",
+            post(|mut c: Session<Counter>| async move { c.count = 1 }),
+        )
+        .route(
+            "/get",
+            get(|c: Session<Counter>| async move { c.count.to_string() }),
+        )
+        .route(
+            "/login",
+            post(|h: SessionHandle| async move { h.regenerate_id() }),
+        )
+        .route(
+            "/slow-write",
+            post(move |mut o: Session<Other>| {
+                let (l, g) = (l2.clone(), g2.clone());
+                async move {
+                    o.n = 5;
+                    l.notify_one();
+                    g.notified().await;
+                }
+            }),
+        )
+        .layer(SessionLayer::new(MemoryStore::new()));
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    let app2 = app.clone();
+    let c2 = cookie.clone();
+    let slow = tokio::spawn(async move { submit(&app2, "/slow-write", Some(&c2)).await });
+    loaded.notified().await;
+    let login = submit(&app, "/login", Some(&cookie)).await;
+    let new_cookie = login.cookie();
+    assert_ne!(new_cookie, cookie);
+    go.notify_one();
+    let slow = slow.await.unwrap();
+    // The slow response arrives last: it must not remove the cookie, which
+    // in the browser now holds the new id of a live session.
+    assert!(slow.set_cookies.is_empty(), "{:?}", slow.set_cookies);
+    assert_eq!(fetch(&app, "/get", Some(&new_cookie)).await.body, "1");
+}
+
+#[tokio::test]
+async fn another_cookie_with_non_ascii_bytes_does_not_hide_the_session() {
+    let app = Router::new()
+        .route(
+            "/seed",
+            post(|mut c: Session<Counter>| async move { c.count = 42 }),
+        )
+        .route(
+            "/get",
+            get(|c: Session<Counter>| async move { c.count.to_string() }),
+        )
+        .layer(SessionLayer::new(MemoryStore::new()));
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "42");
+    let header = format!("lang=caf\u{e9}; {cookie}");
+    let value = http::HeaderValue::from_bytes(header.as_bytes()).unwrap();
+    let req = http::Request::get("/get")
+        .header(http::header::COOKIE, value)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let r = common::reply(&app, req).await;
+    assert_eq!(r.body, "42", "the session cookie next to it is still read");
 }

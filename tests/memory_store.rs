@@ -8,7 +8,7 @@ use typed_sessions::stores::{
     Changeset, MemoryStore, NamespaceChange, NamespaceOp, SaveMode, SessionKey, SessionStore,
 };
 
-mod common;
+use typed_sessions_test_support as common;
 
 mod conformance {
     session_runtime::conformance_tests!(typed_sessions::stores::MemoryStore::new());

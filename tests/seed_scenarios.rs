@@ -4,7 +4,7 @@
 //! names start with the scenario number; the scenarios marked **differs**
 //! (25, 28, 30, 34) assert this project's contract, not starsessions'.
 
-mod common;
+use typed_sessions_test_support as common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};

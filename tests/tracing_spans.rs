@@ -1,7 +1,7 @@
 //! Every load and save runs in a `tracing` span with the store latency and a
 //! short keyed hash of the id; logs never carry the raw id or field values.
 
-mod common;
+use typed_sessions_test_support as common;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -1,14 +1,21 @@
 //! `Session::update` inside one request: what it may create, and what a
 //! later write in the same request builds on.
 
-mod common;
+use typed_sessions_test_support as common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use common::key_of;
 use common::{CountingStore, ManualClock, fetch, submit};
+use typed_sessions::UpdateError;
+use typed_sessions::stores::{
+    Changeset, MemoryStore, NamespaceChange, NamespaceOp, Record, SaveMode, SaveOutcome,
+    SessionKey, SessionStore, StoreError,
+};
 use typed_sessions::{DecodeFailurePolicy, Session, SessionData, SessionLayer, StoreDownPolicy};
 
 #[derive(SessionData, Default)]
@@ -207,4 +214,136 @@ async fn resetting_a_namespace_stored_at_an_older_version_removes_it_in_one_save
         assert!(record.namespace("prefs").is_none(), "{route}");
         assert_eq!(fetch(&new, "/prefs", Some(&cookie)).await.body, "[]");
     }
+}
+
+// ---------------------------------------------------------------------------
+// A failed update, and an update that empties the record.
+
+/// A `MemoryStore` that reports a conflict for every compare-and-swap save
+/// of the `counter` namespace.
+#[derive(Clone)]
+struct AlwaysConflict(MemoryStore);
+
+impl SessionStore for AlwaysConflict {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        self.0.load(key).await
+    }
+    async fn save(&self, key: &SessionKey, c: &Changeset) -> Result<SaveOutcome, StoreError> {
+        if c.namespaces
+            .iter()
+            .any(|n| n.expected_revision.is_some() && n.namespace == "counter")
+        {
+            return Ok(SaveOutcome::Conflict {
+                namespace: c.namespaces[0].namespace,
+            });
+        }
+        self.0.save(key, c).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.0.delete(key).await
+    }
+    async fn touch(&self, key: &SessionKey, seen: u64, at: u64) -> Result<bool, StoreError> {
+        self.0.touch(key, seen, at).await
+    }
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.0.exists(key).await
+    }
+}
+
+#[tokio::test]
+async fn failed_update_is_never_written_back() {
+    let store = AlwaysConflict(MemoryStore::new());
+    let layer = SessionLayer::builder(store)
+        .update_deadline(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/",
+            post(|mut c: Session<Counter>| async move {
+                c.note = "touched".into(); // direct edit: marks the Session dirty
+                match c.update(|c| c.count += 1).await {
+                    Ok(()) => "ok".to_owned(),
+                    Err(UpdateError::Contended { .. }) => "contended".to_owned(),
+                    Err(e) => format!("{e}"),
+                }
+            }),
+        )
+        .route(
+            "/get",
+            get(|c: Session<Counter>| async move { c.count.to_string() }),
+        )
+        .route(
+            "/seed",
+            post(|mut o: Session<Other>| async move { o.n = 1 }),
+        )
+        .layer(layer);
+    let seed = submit(&app, "/seed", None).await.cookie();
+    let r = submit(&app, "/", Some(&seed)).await;
+    assert_eq!(r.body, "contended");
+    // update() said it did not commit: nothing of it may be stored.
+    assert_eq!(fetch(&app, "/get", Some(&seed)).await.body, "0");
+}
+
+#[tokio::test]
+async fn update_emptying_the_record_then_writing_another_namespace_does_not_panic() {
+    let store = MemoryStore::new();
+    let s2 = store.clone();
+    let app = Router::new()
+        .route(
+            "/seed",
+            post(
+                |mut c: Session<Counter>, mut o: Session<Other>| async move {
+                    c.count = 1;
+                    o.n = 1;
+                },
+            ),
+        )
+        .route(
+            "/race",
+            post(
+                move |h: axum::http::HeaderMap, mut c: Session<Counter>, mut o: Session<Other>| {
+                    let store = s2.clone();
+                    async move {
+                        // A concurrent request (simulated directly on the store)
+                        // resets `other` to its default: the namespace is removed.
+                        let cookie = h.get("cookie").unwrap().to_str().unwrap().to_owned();
+                        let key = key_of(&cookie);
+                        let out = store
+                            .save(
+                                &key,
+                                &Changeset::new(
+                                    SaveMode::Update,
+                                    0,
+                                    0,
+                                    u64::MAX,
+                                    vec![NamespaceChange::new(
+                                        "other",
+                                        1,
+                                        None,
+                                        NamespaceOp::Remove,
+                                    )],
+                                ),
+                            )
+                            .await
+                            .unwrap();
+                        assert!(matches!(out, SaveOutcome::Saved { .. }));
+                        // This request empties `counter`: the store deletes the record.
+                        c.update(|c| *c = Counter::default()).await.unwrap();
+                        // Now touch `other` (base still InRecord, record is None).
+                        o.n = 7;
+                        "done"
+                    }
+                },
+            ),
+        )
+        .layer(SessionLayer::new(store));
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    let r = submit(&app, "/race", Some(&cookie)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "done");
+    // The record was deleted by the update; the later write of `other`
+    // created a fresh session rather than touching a stale baseline.
+    let fresh = r.cookie();
+    assert_ne!(fresh, cookie);
 }

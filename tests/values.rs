@@ -1,7 +1,7 @@
 //! What a schema's values may hold: values the codec cannot read back, and
 //! changes made through interior mutability.
 
-mod common;
+use typed_sessions_test_support as common;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,6 +1,15 @@
-//! Shared helpers for the integration tests: a manual clock, a request
-//! helper over `Router::oneshot`, and Set-Cookie parsing.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+//! Test helpers of typed-sessions, shared by the integration tests, the
+//! demo's tests and every store's tests: a manual clock, a store wrapper
+//! that counts operations and can fail on demand, request helpers over
+//! `Router::oneshot`, `Set-Cookie` parsing, and the store-generic
+//! router-level lifecycle suite ([`lifecycle_tests!`]).
+#![allow(
+    missing_docs,
+    clippy::missing_panics_doc,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+pub mod lifecycle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +26,19 @@ use typed_sessions::Clock;
 pub struct ManualClock(AtomicU64);
 
 impl ManualClock {
+    /// A clock at a fixed, realistic start: 2026-01-01T00:00:00Z.
     pub fn new() -> Arc<Self> {
-        // A fixed, realistic start: 2026-01-01T00:00:00Z.
         Arc::new(Self(AtomicU64::new(1_767_225_600_000)))
+    }
+
+    /// A clock at the current time (whole seconds): for stores that keep
+    /// their own real-time deadlines (a server's key expiry).
+    pub fn starting_now() -> Arc<Self> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        Arc::new(Self(AtomicU64::new(now * 1000)))
     }
 
     pub fn advance(&self, by: Duration) {
@@ -195,17 +214,24 @@ impl Counts {
     }
 }
 
-/// A `MemoryStore` that counts its operations and can be switched off.
+/// A store that counts its operations and can be switched off: a
+/// `MemoryStore` on a manual clock by default, or any store ([`wrap`](Self::wrap)).
 #[derive(Clone, Debug)]
-pub struct CountingStore {
-    pub inner: MemoryStore,
+pub struct CountingStore<S = MemoryStore> {
+    pub inner: S,
     pub counts: Arc<Counts>,
 }
 
 impl CountingStore {
     pub fn new(clock: Arc<ManualClock>) -> Self {
+        Self::wrap(MemoryStore::builder().clock(clock).build())
+    }
+}
+
+impl<S: SessionStore> CountingStore<S> {
+    pub fn wrap(inner: S) -> Self {
         Self {
-            inner: MemoryStore::builder().clock(clock).build(),
+            inner,
             counts: Arc::default(),
         }
     }
@@ -219,7 +245,7 @@ impl CountingStore {
     }
 }
 
-impl SessionStore for CountingStore {
+impl<S: SessionStore> SessionStore for CountingStore<S> {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         self.counts.loads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
