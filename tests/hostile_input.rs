@@ -6,12 +6,8 @@ use axum::body::Body;
 use axum::routing::get;
 use proptest::prelude::*;
 use tower::ServiceExt as _;
-use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
-
-#[derive(SessionData, Default)]
-struct Counter {
-    count: u64,
-}
+use typed_sessions::{Session, SessionLayer, stores::MemoryStore};
+use typed_sessions_test_support::schemas::Counter;
 
 fn app() -> Router {
     Router::new()

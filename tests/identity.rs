@@ -3,6 +3,7 @@
 //! cookies under our name.
 
 use typed_sessions_test_support as common;
+use typed_sessions_test_support::schemas::{Counter, Other};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +16,6 @@ use tokio::sync::Notify;
 use typed_sessions::stores::MemoryStore;
 use typed_sessions::stores::{SaveMode, SessionStore};
 use typed_sessions::{Session, SessionData, SessionHandle, SessionLayer, SessionLayerBuilder};
-
-#[derive(SessionData, Default)]
-#[session(namespace = "counter")]
-struct Counter {
-    count: u64,
-}
 
 #[derive(SessionData, Default)]
 #[session(namespace = "auth")]
@@ -313,12 +308,6 @@ async fn logout_with_two_live_ids_under_our_name_ends_both_and_removes_the_cooki
 
 // ---------------------------------------------------------------------------
 // A write racing a login; cookies of other applications.
-
-#[derive(SessionData, Default)]
-#[session(namespace = "other")]
-struct Other {
-    n: u64,
-}
 
 #[tokio::test]
 async fn write_racing_a_login_does_not_remove_the_new_cookie() {

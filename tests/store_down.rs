@@ -2,16 +2,12 @@
 //! is served as anonymous, and never replaces the client's own session.
 
 use typed_sessions_test_support as common;
+use typed_sessions_test_support::schemas::Counter;
 
 use axum::Router;
 use axum::routing::{get, post};
 use common::{fetch, submit};
-use typed_sessions::{Session, SessionData, SessionLayer};
-
-#[derive(SessionData, Default)]
-struct Counter {
-    count: u64,
-}
+use typed_sessions::{Session, SessionLayer};
 
 #[tokio::test]
 async fn fail_open_never_creates_a_session_over_an_unloaded_one() {

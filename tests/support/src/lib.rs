@@ -10,6 +10,7 @@
 )]
 
 pub mod lifecycle;
+pub mod schemas;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,6 +7,7 @@
     reason = "a router with every route the cases need reads best in one place"
 )]
 
+use crate::schemas::Counter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,11 +90,6 @@ pub fn run(case: impl std::future::Future<Output = ()>) {
 /// Whether the store holds the session the cookie names.
 async fn stored<S: SessionStore>(store: &CountingStore<S>, cookie: &str) -> bool {
     store.inner.load(&key_of(cookie)).await.unwrap().is_some()
-}
-
-#[derive(SessionData, Default, Debug)]
-struct Counter {
-    count: u64,
 }
 
 #[derive(SessionData, Default, Debug)]
