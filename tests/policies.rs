@@ -1,4 +1,4 @@
-//! Schema evolution across deploys and the error policies of DESIGN §7,
+//! Schema evolution across deploys and the error policies (the README's error table),
 //! through real routers sharing one store: "old code" and "new code" are
 //! two routers whose schemas share a namespace.
 

@@ -1,5 +1,6 @@
-//! The starsessions test suite, restated in `../shared/SEED_SCENARIOS.md`,
-//! ported scenario by scenario. Every test runs through a real axum `Router`
+//! The behaviours starsessions' own test suite checks (its middleware,
+//! stores, serializers and session helpers, numbered 1 to 38 here), ported
+//! scenario by scenario. Every test runs through a real axum `Router`
 //! (or, for the codec and store scenarios, the public API directly). Test
 //! names start with the scenario number; the scenarios marked **differs**
 //! (25, 28, 30, 34) assert this project's contract, not starsessions'.
@@ -632,7 +633,7 @@ fn s18_invalid_cookie_names_are_refused_at_build_time() {
     }
 }
 
-/// 18 (DESIGN §5). A `__Host-` name needs Secure, `Path=/` and no Domain.
+/// 18. A `__Host-` name needs Secure, `Path=/` and no Domain.
 #[test]
 fn s18_host_prefix_rules_are_checked_at_build_time() {
     let host = || SessionLayer::builder(MemoryStore::new()).cookie_name("__Host-sid");
@@ -659,7 +660,7 @@ fn s18_host_prefix_rules_are_checked_at_build_time() {
     );
 }
 
-/// 18 (DESIGN §5). `SameSite=None` and `Partitioned` need Secure.
+/// 18. `SameSite=None` and `Partitioned` need Secure.
 #[tokio::test]
 async fn s18_same_site_none_and_partitioned_need_secure() {
     let builder = || SessionLayer::builder(MemoryStore::new());
@@ -688,7 +689,7 @@ async fn s18_same_site_none_and_partitioned_need_secure() {
     assert!(has_flag(set, "Secure"), "{set}");
 }
 
-/// 18 (DESIGN §5). A path or domain that would inject attributes is refused.
+/// 18. A path or domain that would inject attributes is refused.
 #[test]
 fn s18_attribute_injection_through_path_or_domain_is_refused() {
     let builder = || SessionLayer::builder(MemoryStore::new());
@@ -762,7 +763,7 @@ async fn s19_cookie_with_unsafe_bytes_is_no_session() {
     assert_eq!(body_json(&r), json!({"secret": "data"}));
 }
 
-/// 20. The store's read fails → a server error: 503 with Retry-After (DESIGN §7).
+/// 20. The store's read fails → a server error: 503 with Retry-After.
 #[tokio::test]
 async fn s20_store_read_failure_is_503_with_retry_after() {
     let f = Fixture::new();
