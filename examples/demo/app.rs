@@ -29,6 +29,23 @@
 //! the session's token, including any form sent without a session, is
 //! refused with 403 and changes nothing.
 //!
+//! Two ways around a per-session token, and what closes them:
+//!
+//! - Cookie tossing. A sibling subdomain can also *set* a cookie for the
+//!   whole site (`Domain=example.com`): it could plant a session of the
+//!   attacker's own, whose token the attacker knows, in the victim's
+//!   browser, and then post the login form with that token. The demo's
+//!   cookie is `__Host-session` when it is `Secure` (see `args.rs`): a
+//!   browser takes a `__Host-` cookie only from the host itself, without
+//!   `Domain`, and a planted cookie of another name is not the demo's.
+//!   `--insecure` keeps the plain name `session` (browsers refuse `__Host-`
+//!   without `Secure`), and this protection with it: development only.
+//! - Token fixation. A token learned before login (from a planted or shared
+//!   anonymous session) must not work after it. A login that signs a user
+//!   in rotates the session id (`rotate_id`) and, in the same save, replaces
+//!   the token (the form login) or removes it (the JSON API login); see
+//!   [`renew_csrf_token`].
+//!
 //! The JSON API takes no token (curl and scripts have no page to read one
 //! from). It refuses, with 403, a request whose `Origin` header names
 //! another origin: browsers send `Origin` with every cross-origin `POST`,
@@ -117,9 +134,10 @@ pub struct Cart {
 #[session(namespace = "csrf", version = 1)]
 pub struct Csrf {
     /// [`CSRF_TOKEN_BYTES`] bytes from the operating system's CSPRNG,
-    /// base64url. Made by the first `GET /` of a session and kept for the
-    /// session's life: a login rotates the session id and keeps the data,
-    /// token included; a logout ends the session and the token with it.
+    /// base64url. Made by the first `GET /` of a session; replaced (form
+    /// login) or removed (API login) by a login that signs a user in, which
+    /// also rotates the session id, so a token known before the login is
+    /// worthless after it; a logout ends the session and the token with it.
     /// `sensitive`: the runtime never logs its value and the `Debug` of
     /// `Session<Csrf>` redacts it.
     #[session(sensitive)]
@@ -511,13 +529,18 @@ async fn api_atomic_incr(mut counter: Session<Counter>) -> Result<Json<CounterBo
     Ok(Json(CounterBody { count }))
 }
 
+/// A login that signs a user in also drops the session's form token, if it
+/// has one (see [`renew_csrf_token`]).
 async fn api_login(
     mut auth: Session<Auth>,
+    mut csrf: Session<Csrf>,
     input: Result<Json<LoginInput>, JsonRejection>,
 ) -> Result<Json<UserBody>, ApiError> {
     let Json(input) = input?;
     let user = validate_user(&input.user).map_err(ApiError::invalid)?;
-    sign_in(&mut auth, user);
+    if sign_in(&mut auth, user) {
+        renew_csrf_token(&mut csrf, TokenRenewal::Remove);
+    }
     Ok(Json(UserBody {
         user: auth.user.clone(),
     }))
@@ -570,11 +593,50 @@ async fn api_session(session: SessionHandle) -> Json<SessionBody> {
     })
 }
 
-fn sign_in(auth: &mut Auth, user: String) {
-    if auth.user.as_deref() != Some(user.as_str()) {
-        auth.user = Some(user);
-        auth.signed_in_at = Some(unix_secs(SystemTime::now()));
+/// Signs `user` in; whether that changed who is signed in (and so, through
+/// `rotate_id`, rotates the session id). Signing in as the user already
+/// signed in changes nothing.
+fn sign_in(auth: &mut Auth, user: String) -> bool {
+    if auth.user.as_deref() == Some(user.as_str()) {
+        return false;
     }
+    auth.user = Some(user);
+    auth.signed_in_at = Some(unix_secs(SystemTime::now()));
+    true
+}
+
+/// What a login does with the session's form token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenRenewal {
+    /// A fresh token right away: the form login, whose answer sends the
+    /// browser to the page, which renders it.
+    Fresh,
+    /// No token: the JSON API login. Its clients have no page; a session
+    /// that never rendered one has no token to replace, and one that did
+    /// gets a fresh token from its next `GET /`.
+    Remove,
+}
+
+/// Replaces the session's form token at a login, so that a token learned
+/// before it (from an anonymous session an attacker planted, or read) is
+/// refused after it. Called only when the login changed who is signed in:
+/// the write joins the id rotation's save, and the token changes exactly
+/// when the id does.
+///
+/// `Fresh` falls back to `Remove` when the operating system's generator
+/// cannot be read: the login still succeeds, the old token is gone either
+/// way, and the next `GET /` tries again.
+fn renew_csrf_token(csrf: &mut Csrf, renewal: TokenRenewal) {
+    csrf.token = match renewal {
+        TokenRenewal::Remove => None,
+        TokenRenewal::Fresh => match new_csrf_token() {
+            Ok(token) => Some(token),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the OS random generator for a form token; the login removes the old one");
+                None
+            }
+        },
+    };
 }
 
 fn unix_secs(time: SystemTime) -> u64 {
@@ -600,9 +662,10 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// `GET /`: reads the four namespaces (one store load). Writes only the
-/// first time a session shows the page: it makes the session's form token,
-/// which starts a session (`Set-Cookie`) when there was none.
+/// `GET /`: reads the four namespaces (one store load). Writes only when
+/// the session has no form token yet (its first view of the page, or the
+/// first after an API login removed it): it makes one, which starts a
+/// session (`Set-Cookie`) when there was none.
 async fn page(
     counter: Session<Counter>,
     auth: Session<Auth>,
@@ -782,8 +845,12 @@ async fn form_atomic_incr(mut counter: Session<Counter>) -> Result<Response, Upd
     Ok(back_home())
 }
 
+/// A login that signs a user in also gives the session a fresh form token
+/// (see [`renew_csrf_token`]). `Session<Csrf>` can be extracted here:
+/// [`require_form_token`] releases its own before the handler runs.
 async fn form_login(
     mut auth: Session<Auth>,
+    mut csrf: Session<Csrf>,
     input: Result<Form<LoginInput>, FormRejection>,
 ) -> Response {
     let input = match input {
@@ -792,7 +859,9 @@ async fn form_login(
     };
     match validate_user(&input.user) {
         Ok(user) => {
-            sign_in(&mut auth, user);
+            if sign_in(&mut auth, user) {
+                renew_csrf_token(&mut csrf, TokenRenewal::Fresh);
+            }
             back_home()
         }
         Err(message) => form_error(StatusCode::UNPROCESSABLE_ENTITY, &message),

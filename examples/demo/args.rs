@@ -2,13 +2,29 @@
 //!
 //! Shared with `tests/demo.rs` through `#[path]`, so every rule here is
 //! unit-tested without starting a process.
+//!
+//! # The cookie name
+//!
+//! With a `Secure` cookie (the default) the session cookie is named
+//! [`SECURE_COOKIE_NAME`], `__Host-session`. Browsers accept a `__Host-`
+//! cookie only from the host itself, with `Secure`, `Path=/` and no
+//! `Domain`, so a sibling subdomain (`evil.example.com` next to
+//! `demo.example.com`) cannot plant one: it cannot toss in a session of its
+//! own, with a form token it knows, to sign the victim in to the attacker's
+//! account or fixate the token. A cookie it does plant under another name
+//! (`session`, with `Domain=example.com`) is not the demo's and is ignored.
+//!
+//! `--insecure` (plain http development) names it [`INSECURE_COOKIE_NAME`],
+//! `session`, instead: browsers refuse a `__Host-` cookie without `Secure`.
+//! That cookie has no such protection; use `--insecure` on a development
+//! host only.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use typed_sessions::stores::MemoryStore;
+use typed_sessions::stores::{MemoryStore, SessionStore};
 use typed_sessions::{ConfigError, SessionLayer};
 
 /// Where the demo listens unless `--addr` says otherwise.
@@ -22,6 +38,14 @@ pub const MAX_TIMEOUT_SECS: u64 = 400 * 24 * 60 * 60;
 /// How many sessions the `MemoryStore` keeps unless `--max-sessions` says
 /// otherwise.
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+/// The session cookie's name when it is `Secure` (the default): the
+/// `__Host-` prefix keeps sibling subdomains from planting it.
+pub const SECURE_COOKIE_NAME: &str = "__Host-session";
+
+/// The session cookie's name with `--insecure`: browsers refuse a `__Host-`
+/// cookie without `Secure`, so it is the library's default name.
+pub const INSECURE_COOKIE_NAME: &str = "session";
 
 /// The exit code for a command line that cannot be used.
 pub const USAGE_EXIT_CODE: u8 = 2;
@@ -43,7 +67,10 @@ OPTIONS:
                               when full, the session nearest its deadline is evicted
                               (the bound is per shard, N/32 each, so at least 32)
     --insecure                leave the Secure flag off the cookie, for plain http
-                              on a host other than localhost
+                              on a host other than localhost. The cookie is then
+                              named `session` instead of `__Host-session` (browsers
+                              refuse the __Host- prefix without Secure), so a sibling
+                              subdomain can plant one: for development only
     -h, --help                print this help
 
 Without a timeout the cookie lasts until the browser closes.
@@ -102,13 +129,29 @@ impl Options {
     /// The layer's [`ConfigError`]; the parser already rules out the values
     /// that would cause one, so this is a safety net.
     pub fn session_layer(&self) -> Result<SessionLayer, ConfigError> {
-        let store = match self.store {
+        match self.store {
             // Bounded: every page view that starts a session (the form token
             // does) costs memory, so an unbounded store would grow with
             // every client that never sends its cookie back.
-            StoreKind::Memory => MemoryStore::builder().capacity(self.max_sessions).build(),
-        };
-        let mut builder = SessionLayer::builder(store).secure(self.secure);
+            StoreKind::Memory => {
+                self.session_layer_over(MemoryStore::builder().capacity(self.max_sessions).build())
+            }
+        }
+    }
+
+    /// The session layer these options describe, over `store` instead of
+    /// the one `--store` and `--max-sessions` describe (the tests use it to
+    /// look into the store).
+    ///
+    /// # Errors
+    /// As [`Options::session_layer`].
+    pub fn session_layer_over<S: SessionStore>(
+        &self,
+        store: S,
+    ) -> Result<SessionLayer, ConfigError> {
+        let mut builder = SessionLayer::builder(store)
+            .secure(self.secure)
+            .cookie_name(self.cookie_name());
         if let Some(idle) = self.idle_timeout {
             builder = builder.idle_timeout(idle);
         }
@@ -116,6 +159,17 @@ impl Options {
             builder = builder.absolute_timeout(absolute);
         }
         builder.build()
+    }
+
+    /// The session cookie's name: [`SECURE_COOKIE_NAME`] when the cookie is
+    /// `Secure`, [`INSECURE_COOKIE_NAME`] with `--insecure` (see the module
+    /// documentation).
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            SECURE_COOKIE_NAME
+        } else {
+            INSECURE_COOKIE_NAME
+        }
     }
 }
 

@@ -8,10 +8,19 @@
 //! cargo run --example demo -- --max-sessions 10000
 //! ```
 //!
+//! The session cookie is `Secure` and named `__Host-session`, which a
+//! sibling subdomain cannot plant in a visitor's browser (see `args.rs`).
+//! `--insecure`, for plain http on a development host, drops `Secure`, and
+//! with it the `__Host-` prefix, which browsers refuse without `Secure`: the
+//! cookie is then named `session`, and a sibling subdomain can plant one.
+//!
 //! Drive the API with curl and a cookie jar (curl sends no `Origin`
-//! header; a browser request whose `Origin` names another site gets 403):
+//! header; a browser request whose `Origin` names another site gets 403).
+//! Start the demo with `--insecure` for this: curl may not keep a `Secure`
+//! cookie that came over plain http.
 //!
 //! ```text
+//! cargo run --example demo -- --insecure
 //! curl -c jar -b jar -X POST http://127.0.0.1:3000/api/counter/incr
 //! curl -c jar -b jar -X POST -H 'content-type: application/json' \
 //!      -d '{"user":"alice"}' http://127.0.0.1:3000/api/login
@@ -22,6 +31,8 @@
 
 pub mod app;
 pub mod args;
+#[cfg(test)]
+mod tests;
 
 use std::process::ExitCode;
 
@@ -84,6 +95,14 @@ async fn serve(options: args::Options, layer: typed_sessions::SessionLayer) -> E
         println!(
             "note: the session cookie is Secure; over plain http only localhost gets it back. \
              Use https, or --insecure for a development host."
+        );
+    }
+    if !options.secure {
+        println!(
+            "note: --insecure: the session cookie is `{}`, not `{}`; a sibling subdomain \
+             can plant one. For development only.",
+            args::INSECURE_COOKIE_NAME,
+            args::SECURE_COOKIE_NAME
         );
     }
 

@@ -19,6 +19,57 @@ pub(crate) enum Commit {
     Conflict { id: RawId, key: SessionKey },
 }
 
+/// Where a commit writes.
+struct Target {
+    id: RawId,
+    key: SessionKey,
+    mode: SaveMode,
+    created_at: u64,
+}
+
+/// The stored session (moved to a fresh id when a `rotate_id` field
+/// changed), or a new one; none after a failed load under fail-open: the
+/// client's own session may exist, so nothing may be created in its place.
+fn target(
+    stored: Option<StoredSession>,
+    rotate: bool,
+    load_failed: bool,
+    now: u64,
+) -> Result<Target, UpdateError> {
+    let fresh = || RawId::generate().map_err(StoreError::backend);
+    Ok(match stored {
+        Some(stored) if rotate => {
+            let id = fresh()?;
+            Target {
+                key: id.key(),
+                id,
+                mode: SaveMode::Rename { from: stored.key },
+                created_at: stored.created_at_ms,
+            }
+        }
+        Some(stored) => Target {
+            id: stored.id,
+            key: stored.key,
+            mode: SaveMode::Update,
+            created_at: stored.created_at_ms,
+        },
+        None if load_failed => {
+            return Err(UpdateError::Store(StoreError::unavailable(
+                "the session could not be loaded, so nothing is saved in its place",
+            )));
+        }
+        None => {
+            let id = fresh()?;
+            Target {
+                key: id.key(),
+                id,
+                mode: SaveMode::Create,
+                created_at: now,
+            }
+        }
+    })
+}
+
 impl RequestSession {
     /// One compare-and-swap attempt of `value`'s changes.
     ///
@@ -40,37 +91,12 @@ impl RequestSession {
         let removing = op == NamespaceOp::Remove;
         let change = NamespaceChange::new(T::NAMESPACE, plan.diff.version, Some(plan.revision), op);
         let source = plan.stored.as_ref().map(|s| (s.id.clone(), s.key));
-        let (id, key, mode, created_at) = match plan.stored {
-            Some(stored) if plan.diff.rotate => {
-                let fresh = RawId::generate().map_err(StoreError::backend)?;
-                let fresh_key = fresh.key();
-                let from = stored.key;
-                (
-                    fresh,
-                    fresh_key,
-                    SaveMode::Rename { from },
-                    stored.created_at_ms,
-                )
-            }
-            Some(stored) => (
-                stored.id,
-                stored.key,
-                SaveMode::Update,
-                stored.created_at_ms,
-            ),
-            // The load failed and the layer failed open: the client's own
-            // session may exist, so nothing may be created in its place.
-            None if plan.load_failed => {
-                return Err(UpdateError::Store(StoreError::unavailable(
-                    "the session could not be loaded, so nothing is saved in its place",
-                )));
-            }
-            None => {
-                let id = RawId::generate().map_err(StoreError::backend)?;
-                let key = id.key();
-                (id, key, SaveMode::Create, now)
-            }
-        };
+        let Target {
+            id,
+            key,
+            mode,
+            created_at,
+        } = target(plan.stored, plan.diff.rotate, plan.load_failed, now)?;
         let deadline = settings.expiry.write_deadline(created_at, now);
         let changeset = Changeset::new(mode, created_at, now, deadline, vec![change]);
         let outcome = settings

@@ -170,43 +170,53 @@ impl MemoryStore {
                 shard.evict_expired(now);
                 Ok(shard.update_in_place(key, changes))
             }
-            SaveMode::Rename { from } => {
-                let source = self.shard_index(&from);
-                if source == target {
-                    let mut shard = self.lock(target);
-                    shard.evict_expired(now);
-                    let Some(entry) = shard.remove(&from) else {
-                        return Ok(SaveOutcome::Missing);
-                    };
-                    return Ok(shard.commit(*key, entry, changes, None).unwrap_or_else(
-                        |(entry, namespace)| {
-                            shard.insert(from, entry, None);
-                            SaveOutcome::Conflict { namespace }
-                        },
-                    ));
-                }
-                // Lock both shards in index order so two renames cannot deadlock.
-                let (mut a, mut b) = if source < target {
-                    let a = self.lock(source);
-                    (a, self.lock(target))
-                } else {
-                    let b = self.lock(target);
-                    (self.lock(source), b)
-                };
-                a.evict_expired(now);
-                b.evict_expired(now);
-                let Some(entry) = a.remove(&from) else {
-                    return Ok(SaveOutcome::Missing);
-                };
-                Ok(
-                    b.commit(*key, entry, changes, self.inner.capacity_per_shard)
-                        .unwrap_or_else(|(entry, namespace)| {
-                            a.insert(from, entry, None);
-                            SaveOutcome::Conflict { namespace }
-                        }),
-                )
-            }
+            SaveMode::Rename { from } => Ok(self.rename(&from, key, changes, now)),
         }
+    }
+
+    /// [`SaveMode::Rename`]: takes the record out from under `from`, applies
+    /// the changes and files it under `to`; on a conflict it goes back
+    /// where it was.
+    fn rename(
+        &self,
+        from: &SessionKey,
+        to: &SessionKey,
+        changes: &Changeset,
+        now: u64,
+    ) -> SaveOutcome {
+        let source = self.shard_index(from);
+        let target = self.shard_index(to);
+        if source == target {
+            let mut shard = self.lock(target);
+            shard.evict_expired(now);
+            let Some(entry) = shard.remove(from) else {
+                return SaveOutcome::Missing;
+            };
+            return shard
+                .commit(*to, entry, changes, None)
+                .unwrap_or_else(|(entry, namespace)| {
+                    shard.insert(*from, entry, None);
+                    SaveOutcome::Conflict { namespace }
+                });
+        }
+        // Lock both shards in index order so two renames cannot deadlock.
+        let (mut a, mut b) = if source < target {
+            let a = self.lock(source);
+            (a, self.lock(target))
+        } else {
+            let b = self.lock(target);
+            (self.lock(source), b)
+        };
+        a.evict_expired(now);
+        b.evict_expired(now);
+        let Some(entry) = a.remove(from) else {
+            return SaveOutcome::Missing;
+        };
+        b.commit(*to, entry, changes, self.inner.capacity_per_shard)
+            .unwrap_or_else(|(entry, namespace)| {
+                a.insert(*from, entry, None);
+                SaveOutcome::Conflict { namespace }
+            })
     }
 }
 

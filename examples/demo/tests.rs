@@ -4,17 +4,14 @@
 
 use typed_sessions_test_support as common;
 
-#[path = "../examples/demo/app.rs"]
-pub mod app;
-#[path = "../examples/demo/args.rs"]
-pub mod args;
+use crate::{app, args};
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use common::{Reply, fetch, has_flag, is_removal, max_age, send, submit};
+use common::{Reply, attr, fetch, has_flag, is_removal, max_age, send, submit};
 use serde_json::{Value, json};
 use typed_sessions::stores::MemoryStore;
 use typed_sessions::{Session, SessionData, SessionLayer};
@@ -24,15 +21,21 @@ use args::{ArgError, Command, Options, StoreKind};
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/// The demo with the default layer over a fresh `MemoryStore`.
+/// The demo as it runs without options: its own layer, whose `Secure`
+/// cookie is named `__Host-session`. (The tests of `--insecure`, whose
+/// cookie is `session`, build theirs from the parsed options; the cookie
+/// helpers below take either name.)
 fn demo() -> Router {
-    app::app(SessionLayer::new(MemoryStore::new()))
+    app::app(Options::default().session_layer().unwrap())
 }
 
-/// The demo and its store, to look at what is kept.
+/// [`demo`] over a `MemoryStore` of the test's, to look at what is kept.
 fn demo_with_store() -> (Router, MemoryStore) {
     let store = MemoryStore::new();
-    (app::app(SessionLayer::new(store.clone())), store)
+    let layer = Options::default()
+        .session_layer_over(store.clone())
+        .unwrap();
+    (app::app(layer), store)
 }
 
 fn body_json(reply: &Reply) -> Value {
@@ -129,12 +132,14 @@ async fn open_page(app: &Router) -> (String, String) {
     (cookie_of(&page), page_token(&page))
 }
 
-/// The `name=value` of the cookie a reply set.
+/// The `name=value` of the cookie a reply set, whatever its name
+/// (`__Host-session`, or `session` with `--insecure`).
 fn cookie_of(reply: &Reply) -> String {
     reply.cookie()
 }
 
-/// The raw session id inside a `session=ID` pair.
+/// The raw session id inside a `NAME=ID` pair: `__Host-session=ID`, or
+/// `session=ID` with `--insecure` (a session id contains no `=`).
 fn raw_id(cookie: &str) -> &str {
     cookie.split_once('=').unwrap().1
 }
@@ -750,7 +755,12 @@ async fn form_routes_redirect_home_and_the_page_shows_the_state() {
     let rotated = cookie_of(&r);
     assert_ne!(rotated, cookie, "the form login rotates the id too");
     cookie = rotated;
-    // The token came along with the rest of the data; here it is last.
+    // The rest of the data came along; the token did not: the login
+    // replaced it, and the page it leads to shows the new one.
+    let before_login = token;
+    let token = page_token(&fetch(&app, "/", Some(&cookie)).await);
+    assert_ne!(token, before_login, "the login replaced the token");
+    // Here it is last.
     let r = post_form(
         &app,
         "/cart",
@@ -774,7 +784,7 @@ async fn form_routes_redirect_home_and_the_page_shows_the_state() {
         !page.body.contains(raw_id(&cookie)),
         "the page never shows the raw id"
     );
-    assert_eq!(page_token(&page), token, "one token for the session's life");
+    assert_eq!(page_token(&page), token, "one token from the login on");
 
     let r = post_form(&app, "/cart/clear", Some(&cookie), &format!("csrf={token}")).await;
     assert_eq!(r.status, 303);
@@ -908,7 +918,7 @@ fn form_fields(uri: &str) -> &'static str {
 }
 
 /// A session, opened on the page, with a count of 1, alice signed in and
-/// one cart line: the cookie and the form token.
+/// one cart line: the cookie and the form token (the one the login made).
 async fn session_with_state(app: &Router) -> (String, String) {
     let (cookie, token) = open_page(app).await;
     let csrf = format!("csrf={token}");
@@ -919,6 +929,9 @@ async fn session_with_state(app: &Router) -> (String, String) {
     let r = post_form(app, "/login", Some(&cookie), &format!("{csrf}&user=alice")).await;
     assert_eq!(r.status, 303);
     let cookie = cookie_of(&r);
+    // The login replaced the token: the page shows the new one.
+    let token = page_token(&fetch(app, "/", Some(&cookie)).await);
+    let csrf = format!("csrf={token}");
     let r = post_form(app, "/cart", Some(&cookie), &format!("{csrf}&sku=a1&qty=2")).await;
     assert_eq!(r.status, 303);
     (cookie, token)
@@ -1067,21 +1080,28 @@ async fn a_session_started_by_the_api_gets_its_token_from_the_page() {
     );
 }
 
-#[tokio::test]
-async fn csrf_tokens_are_random_per_session_and_stable_within_one() {
+/// Asserts that `token` is [`app::CSRF_TOKEN_BYTES`] bytes, base64url.
+fn assert_token_shape(token: &str) {
     use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap_or_else(|e| panic!("{token}: {e}"));
+    assert_eq!(bytes.len(), app::CSRF_TOKEN_BYTES, "{token}");
+}
+
+#[tokio::test]
+async fn csrf_tokens_are_random_per_session_and_stable_across_views() {
     let app = demo();
     let (cookie, first) = open_page(&app).await;
     let (_, second) = open_page(&app).await;
     assert_ne!(first, second, "every session gets its own token");
     for token in [&first, &second] {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .unwrap_or_else(|e| panic!("{token}: {e}"));
-        assert_eq!(bytes.len(), app::CSRF_TOKEN_BYTES, "{token}");
+        assert_token_shape(token);
     }
 
-    // Stable across views, and across the login's id rotation.
+    // Stable across views; the login's id rotation replaces it, and the
+    // new one is stable in turn (see
+    // `form_login_replaces_the_csrf_token_and_the_old_one_is_refused`).
     assert_eq!(page_token(&fetch(&app, "/", Some(&cookie)).await), first);
     let r = post_form(
         &app,
@@ -1092,9 +1112,129 @@ async fn csrf_tokens_are_random_per_session_and_stable_within_one() {
     .await;
     assert_eq!(r.status, 303);
     let rotated = cookie_of(&r);
-    assert_eq!(page_token(&fetch(&app, "/", Some(&rotated)).await), first);
+    let after_login = page_token(&fetch(&app, "/", Some(&rotated)).await);
+    assert_ne!(after_login, first, "the login replaced the token");
+    assert_token_shape(&after_login);
+    assert_eq!(
+        page_token(&fetch(&app, "/", Some(&rotated)).await),
+        after_login
+    );
     // The pre-login id names no session: its page starts a new one.
-    assert_ne!(page_token(&fetch(&app, "/", Some(&cookie)).await), first);
+    let fresh = page_token(&fetch(&app, "/", Some(&cookie)).await);
+    assert_ne!(fresh, first);
+    assert_ne!(fresh, after_login);
+}
+
+#[tokio::test]
+async fn form_login_replaces_the_csrf_token_and_the_old_one_is_refused() {
+    let (app, store) = demo_with_store();
+    let (cookie, before) = open_page(&app).await;
+    let r = post_form(
+        &app,
+        "/login",
+        Some(&cookie),
+        &format!("csrf={before}&user=alice"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = cookie_of(&r);
+    assert_eq!(store.len(), 1, "moved, not copied");
+
+    // The page the login leads to shows a fresh token, already stored by
+    // the login: showing it writes nothing.
+    let page = fetch(&app, "/", Some(&cookie)).await;
+    assert!(page.body.contains("Signed in as <strong>alice</strong>"));
+    assert!(page.set_cookies.is_empty(), "{:?}", page.set_cookies);
+    let after = page_token(&page);
+    assert_ne!(after, before, "a login gives the session a new token");
+    assert_token_shape(&after);
+
+    // The token from before the login (which an attacker may have learned
+    // from the anonymous session) is refused by every form route, with the
+    // session's new cookie, and changes nothing.
+    for uri in FORM_ROUTES {
+        let fields = form_fields(uri);
+        let r = post_form(&app, uri, Some(&cookie), &format!("csrf={before}&{fields}")).await;
+        assert_forbidden_form(&r, &format!("{uri} with the pre-login token"));
+        assert_eq!(
+            fetch(&app, "/api/me", Some(&cookie)).await.body,
+            r#"{"user":"alice"}"#,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        fetch(&app, "/api/counter", Some(&cookie)).await.body,
+        r#"{"count":0}"#
+    );
+    // The new one works.
+    let r = post_form(&app, "/incr", Some(&cookie), &format!("csrf={after}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        fetch(&app, "/api/counter", Some(&cookie)).await.body,
+        r#"{"count":1}"#
+    );
+
+    // Signing in as the user already signed in changes nothing: no new id,
+    // no new token.
+    let r = post_form(
+        &app,
+        "/login",
+        Some(&cookie),
+        &format!("csrf={after}&user=alice"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
+    assert_eq!(page_token(&fetch(&app, "/", Some(&cookie)).await), after);
+    // Another user does get a new one.
+    let r = post_form(
+        &app,
+        "/login",
+        Some(&cookie),
+        &format!("csrf={after}&user=bob"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let bobs = cookie_of(&r);
+    let bobs_token = page_token(&fetch(&app, "/", Some(&bobs)).await);
+    assert_ne!(bobs_token, after);
+    let r = post_form(&app, "/incr", Some(&bobs), &format!("csrf={after}")).await;
+    assert_forbidden_form(&r, "alice's token after bob's login");
+}
+
+#[tokio::test]
+async fn api_login_removes_the_csrf_token_and_the_old_one_is_refused() {
+    let (app, store) = demo_with_store();
+    let (cookie, before) = open_page(&app).await;
+    let r = post_json(&app, "/api/login", Some(&cookie), r#"{"user":"alice"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = cookie_of(&r);
+    assert_eq!(store.len(), 1, "moved, not copied");
+
+    // The pre-login token is refused by every form route and changes
+    // nothing: the session has no token until its page makes one.
+    for uri in FORM_ROUTES {
+        let fields = form_fields(uri);
+        let r = post_form(&app, uri, Some(&cookie), &format!("csrf={before}&{fields}")).await;
+        assert_forbidden_form(&r, &format!("{uri} with the pre-login token"));
+        assert_eq!(
+            fetch(&app, "/api/me", Some(&cookie)).await.body,
+            r#"{"user":"alice"}"#,
+            "{uri}"
+        );
+    }
+    // The next page makes a fresh one, which works.
+    let after = page_token(&fetch(&app, "/", Some(&cookie)).await);
+    assert_ne!(after, before, "a login gives the session a new token");
+    assert_token_shape(&after);
+    let r = post_form(&app, "/incr", Some(&cookie), &format!("csrf={after}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = post_form(&app, "/incr", Some(&cookie), &format!("csrf={before}")).await;
+    assert_forbidden_form(&r, "the pre-login token after the page");
+    assert_eq!(
+        fetch(&app, "/api/counter", Some(&cookie)).await.body,
+        r#"{"count":1}"#
+    );
 }
 
 #[tokio::test]
@@ -1368,6 +1508,12 @@ async fn cookie_is_secure_by_default_and_insecure_on_request() {
     assert!(has_flag(set, "Secure"), "{set}");
     assert!(has_flag(set, "HttpOnly"), "{set}");
     assert_eq!(max_age(set), None, "no timeout: a browser-session cookie");
+    // Secure, so `__Host-`, with the prefix's rules: Path=/, no Domain.
+    assert!(set.starts_with("__Host-session="), "{set}");
+    assert_eq!(attr(set, "Path").as_deref(), Some("/"), "{set}");
+    assert_eq!(attr(set, "Domain"), None, "{set}");
+    assert_eq!(Options::default().cookie_name(), "__Host-session");
+    assert_eq!(args::SECURE_COOKIE_NAME, "__Host-session");
 
     let Command::Run(options) = args::parse(["--insecure"]).unwrap() else {
         panic!("expected Run");
@@ -1377,6 +1523,79 @@ async fn cookie_is_secure_by_default_and_insecure_on_request() {
     let set = r.set_cookie().unwrap();
     assert!(!has_flag(set, "Secure"), "{set}");
     assert!(has_flag(set, "HttpOnly"), "{set}");
+    // Browsers refuse `__Host-` without Secure: the plain name.
+    assert!(set.starts_with("session="), "{set}");
+    assert_eq!(options.cookie_name(), "session");
+    assert_eq!(args::INSECURE_COOKIE_NAME, "session");
+    // And the insecure demo reads its cookie back.
+    let cookie = cookie_of(&r);
+    assert_eq!(
+        fetch(&insecure, "/api/counter", Some(&cookie)).await.body,
+        r#"{"count":1}"#
+    );
+}
+
+#[tokio::test]
+async fn a_session_cookie_planted_by_a_sibling_subdomain_is_not_the_demos() {
+    let (app, store) = demo_with_store();
+    // The attacker opens the page: a session of their own, and its token.
+    let (attackers, attackers_token) = open_page(&app).await;
+    // A page on a sibling subdomain can set a cookie for the whole site
+    // (`Domain=`), but never a `__Host-` one: it plants the attacker's
+    // session id under the plain name.
+    let planted = format!("session={}", raw_id(&attackers));
+    let mallory = format!("csrf={attackers_token}&user=mallory");
+
+    // A victim without a session of their own, sent the attacker's login
+    // form: the planted cookie names no session of the demo's, so the
+    // attacker's token matches nothing.
+    let r = post_form(&app, "/login", Some(&planted), &mallory).await;
+    assert_forbidden_form(&r, "login with the planted cookie");
+    // Nor do names a browser lets a sibling set that only look like the
+    // demo's: another case, or percent-encoded (the demo never decodes a
+    // cookie name).
+    for name in ["__host-session", "__HOST-session", "__%48ost-session"] {
+        let lookalike = format!("{name}={}", raw_id(&attackers));
+        let r = post_form(&app, "/login", Some(&lookalike), &mallory).await;
+        assert_forbidden_form(&r, &format!("login with {name}"));
+    }
+    assert_eq!(store.len(), 1, "only the attacker's own session");
+    assert!(body_json(&fetch(&app, "/api/me", Some(&planted)).await)["user"].is_null());
+    assert!(
+        body_json(&fetch(&app, "/api/me", Some(&attackers)).await)["user"].is_null(),
+        "the attacker's session was not signed in"
+    );
+    let page = fetch(&app, "/", Some(&planted)).await;
+    assert_ne!(
+        page_token(&page),
+        attackers_token,
+        "the page does not show the attacker's token"
+    );
+    assert!(page.body.contains("A new session starts with this page"));
+
+    // A victim with a session of their own and the planted cookie beside
+    // it: the demo reads only its own cookie, so the victim's forms work
+    // and the attacker's token does not.
+    let (victims, victims_token) = open_page(&app).await;
+    let both = format!("{planted}; {victims}");
+    let r = post_form(&app, "/login", Some(&both), &mallory).await;
+    assert_forbidden_form(&r, "login with both cookies");
+    let r = post_form(
+        &app,
+        "/login",
+        Some(&both),
+        &format!("csrf={victims_token}&user=alice"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let victims = cookie_of(&r);
+    assert_eq!(
+        fetch(&app, "/api/me", Some(&format!("{planted}; {victims}")))
+            .await
+            .body,
+        r#"{"user":"alice"}"#
+    );
+    assert!(body_json(&fetch(&app, "/api/me", Some(&attackers)).await)["user"].is_null());
 }
 
 #[tokio::test]
@@ -1542,6 +1761,21 @@ fn help_wins_over_everything() {
         "--help",
     ] {
         assert!(args::USAGE.contains(option), "usage mentions {option}");
+    }
+}
+
+#[test]
+fn help_says_insecure_drops_the_host_prefix() {
+    let insecure = args::USAGE
+        .split("--insecure")
+        .nth(1)
+        .and_then(|rest| rest.split("-h, --help").next())
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for words in ["`session`", "`__Host-session`", "sibling subdomain"] {
+        assert!(insecure.contains(words), "{words}: {insecure}");
     }
 }
 
