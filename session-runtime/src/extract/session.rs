@@ -47,7 +47,8 @@ use crate::session::{RequestSession, SessionContext};
 /// [`update`](Self::update), whose closure gets `&mut T`. A change made only
 /// through `&T` (a `Cell`, `RefCell` or `Mutex` field) is not seen and not
 /// saved; take a mutable borrow, or make the change inside `update`. A
-/// mutable borrow that changes nothing writes nothing.
+/// mutable borrow that changes nothing writes nothing. Debug builds log a
+/// warning when a value comes back changed without a mutable borrow.
 ///
 /// A `Session<T>` must not outlive the request: changes made after the
 /// response has been produced are not saved.

@@ -13,6 +13,26 @@ use crate::id::{RawId, SessionKey};
 use crate::settings::Settings;
 use crate::store::{NamespaceChange, NamespaceOp, NamespaceRecord, Record, SaveMode};
 
+/// In debug builds: a value handed back without a mutable borrow whose
+/// encoding differs from its baseline was changed where the runtime does not
+/// look (through `&T`: a `Cell`, `RefCell` or `Mutex` field), or holds a
+/// type that does not encode deterministically. Either way the change is
+/// not saved; say so instead of dropping it silently.
+#[cfg(debug_assertions)]
+fn warn_if_changed_unseen<T: SessionData + Default>(value: &T, baseline: &Baseline) {
+    if let Ok(diff) = super::diff::diff(value, baseline.view(), false)
+        && diff.op.is_some()
+    {
+        tracing::warn!(
+            namespace = T::NAMESPACE,
+            "a session value changed without a mutable borrow, and the change is not saved: \
+             borrow it mutably (DerefMut) or change it inside update(); a field type whose \
+             encoding is not deterministic (HashMap, HashSet) shows up here too \
+             (this check runs in debug builds only)"
+        );
+    }
+}
+
 /// The session as it exists in the store.
 #[derive(Clone)]
 pub(crate) struct StoredSession {
@@ -220,6 +240,10 @@ impl State {
         };
         slot.checked_out = false;
         slot.changed |= changed;
+        #[cfg(debug_assertions)]
+        if !slot.changed {
+            warn_if_changed_unseen(&value, &slot.baseline);
+        }
         // A value equal to its loaded baseline can be decoded again; one
         // whose baseline was computed here (an `update` commit, a migration,
         // a reset) cannot, so it is kept.
