@@ -3,6 +3,7 @@
 //! writing one namespace during a rolling deploy.
 
 use typed_sessions_test_support as common;
+use typed_sessions_test_support::schemas::{PrefsV1, PrefsV2};
 
 use std::sync::Arc;
 
@@ -154,28 +155,6 @@ async fn writing_into_a_record_emptied_meanwhile_is_not_reported_as_saved() {
 
 // ---------------------------------------------------------------------------
 // Rolling deploy: old and new code share one store.
-
-#[derive(SessionData, Default)]
-#[session(namespace = "prefs", version = 1)]
-struct PrefsV1 {
-    theme: String,
-}
-
-#[derive(SessionData, Default)]
-#[session(namespace = "prefs", version = 2, migrate_from = PrefsV1)]
-struct PrefsV2 {
-    theme: String,
-    lang: String,
-}
-
-impl From<PrefsV1> for PrefsV2 {
-    fn from(v1: PrefsV1) -> Self {
-        Self {
-            theme: v1.theme,
-            lang: "en".into(),
-        }
-    }
-}
 
 #[tokio::test]
 async fn older_code_never_relabels_data_written_by_newer_code() {

@@ -2,6 +2,7 @@
 //! later write in the same request builds on.
 
 use typed_sessions_test_support as common;
+use typed_sessions_test_support::schemas::{PrefsV1, PrefsV2};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -120,28 +121,6 @@ async fn a_write_after_update_deleted_the_record_stores_the_whole_namespace() {
 
 // ---------------------------------------------------------------------------
 // A namespace stored at an older version, set back to its default.
-
-#[derive(SessionData, Default)]
-#[session(namespace = "prefs", version = 1)]
-struct PrefsV1 {
-    theme: String,
-}
-
-#[derive(SessionData, Default)]
-#[session(namespace = "prefs", version = 2, migrate_from = PrefsV1)]
-struct PrefsV2 {
-    theme: String,
-    lang: String,
-}
-
-impl From<PrefsV1> for PrefsV2 {
-    fn from(v1: PrefsV1) -> Self {
-        Self {
-            theme: v1.theme,
-            lang: String::new(),
-        }
-    }
-}
 
 #[derive(SessionData, Default)]
 #[session(namespace = "other")]

@@ -107,9 +107,7 @@ impl Expiry {
         store_deadline_ms: u64,
         now_ms: u64,
     ) -> bool {
-        self.session_deadline(created_at_ms, last_seen_ms)
-            .map_or(store_deadline_ms, |d| d.min(store_deadline_ms))
-            <= now_ms
+        self.cookie_deadline(created_at_ms, last_seen_ms, store_deadline_ms) <= now_ms
     }
 
     /// The store deadline for a write at `now`: the session's deadline when a

@@ -231,15 +231,27 @@ fn plan_new_session(
     let deadline = settings.expiry.write_deadline(now, now);
     let changeset = Changeset::new(SaveMode::Create, now, now, deadline, changes);
     let key = id.key();
+    // A create never conflicts, so it is never rebased.
+    save(now, finish.to_delete, id, key, changeset, Vec::new())
+}
+
+/// Store work that ends in one save.
+fn save(
+    now: u64,
+    deletes: Vec<(RawId, SessionKey)>,
+    id: RawId,
+    key: SessionKey,
+    changeset: Changeset,
+    rebase: Vec<Rebase>,
+) -> WriteBack {
     WriteBack::Pending(StoreWork {
         now,
-        deletes: finish.to_delete,
+        deletes,
         last: LastStep::Save {
             id,
             key,
             changeset,
-            // A create never conflicts, so it is never rebased.
-            rebase: Vec::new(),
+            rebase,
         },
     })
 }
@@ -269,16 +281,7 @@ fn plan_existing(
     let (changes, rebase) = finish.changes.into_iter().unzip();
     let deadline = settings.expiry.write_deadline(stored.created_at_ms, now);
     let changeset = Changeset::new(mode, stored.created_at_ms, now, deadline, changes);
-    WriteBack::Pending(StoreWork {
-        now,
-        deletes: finish.to_delete,
-        last: LastStep::Save {
-            id,
-            key,
-            changeset,
-            rebase,
-        },
-    })
+    save(now, finish.to_delete, id, key, changeset, rebase)
 }
 
 /// Nothing to write: the cookie after `update` commits, or a refresh.

@@ -87,6 +87,31 @@ pub fn run(case: impl std::future::Future<Output = ()>) {
         .block_on(case);
 }
 
+/// `/incr` and `/count` over `store`, with an idle timeout: one deployment
+/// of an app whose configuration changes between deployments.
+fn counter_app<S: SessionStore>(
+    store: &CountingStore<S>,
+    clock: &Arc<ManualClock>,
+    idle: Duration,
+) -> Router {
+    Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
+        .route(
+            "/count",
+            get(|c: Session<Counter>| async move { c.count.to_string() }),
+        )
+        .layer(
+            SessionLayer::builder(store.clone())
+                .clock(clock.clone())
+                .idle_timeout(idle)
+                .build()
+                .unwrap(),
+        )
+}
+
 /// Whether the store holds the session the cookie names.
 async fn stored<S: SessionStore>(store: &CountingStore<S>, cookie: &str) -> bool {
     store.inner.load(&key_of(cookie)).await.unwrap().is_some()
@@ -644,24 +669,7 @@ pub async fn shorter_idle_timeout_expires_sessions_already_idle_longer<S: Sessio
 ) {
     let clock = ManualClock::starting_now();
     let store = CountingStore::wrap(make(Arc::clone(&clock)));
-    let build = |idle: u64| {
-        Router::new()
-            .route(
-                "/incr",
-                post(|mut c: Session<Counter>| async move { c.count += 1 }),
-            )
-            .route(
-                "/count",
-                get(|c: Session<Counter>| async move { c.count.to_string() }),
-            )
-            .layer(
-                SessionLayer::builder(store.clone())
-                    .clock(clock.clone())
-                    .idle_timeout(Duration::from_mins(idle))
-                    .build()
-                    .unwrap(),
-            )
-    };
+    let build = |idle: u64| counter_app(&store, &clock, Duration::from_mins(idle));
     let cookie = submit(&build(30), "/incr", None).await.cookie();
     clock.advance(Duration::from_mins(20));
     // Redeployed with a 10-minute idle timeout: this session has been idle
@@ -801,24 +809,7 @@ pub async fn a_longer_idle_timeout_refreshes_before_the_old_store_deadline<S: Se
 ) {
     let clock = ManualClock::starting_now();
     let store = CountingStore::wrap(make(Arc::clone(&clock)));
-    let build = |idle: u64| {
-        Router::new()
-            .route(
-                "/incr",
-                post(|mut c: Session<Counter>| async move { c.count += 1 }),
-            )
-            .route(
-                "/count",
-                get(|c: Session<Counter>| async move { c.count.to_string() }),
-            )
-            .layer(
-                SessionLayer::builder(store.clone())
-                    .clock(clock.clone())
-                    .idle_timeout(Duration::from_mins(idle))
-                    .build()
-                    .unwrap(),
-            )
-    };
+    let build = |idle: u64| counter_app(&store, &clock, Duration::from_mins(idle));
     let cookie = submit(&build(10), "/incr", None).await.cookie();
     // Redeployed with a 60-minute idle timeout: a read every 8 minutes keeps
     // the session alive, although a quarter of 60 minutes is 15.

@@ -15,3 +15,27 @@ pub struct Counter {
 pub struct Other {
     pub n: u64,
 }
+
+/// Namespace `prefs` as older code wrote it (version 1).
+#[derive(SessionData, Default, Debug)]
+#[session(namespace = "prefs", version = 1)]
+pub struct PrefsV1 {
+    pub theme: String,
+}
+
+/// Namespace `prefs` at version 2: `lang` added, migrated from version 1.
+#[derive(SessionData, Default, Debug)]
+#[session(namespace = "prefs", version = 2, migrate_from = PrefsV1)]
+pub struct PrefsV2 {
+    pub theme: String,
+    pub lang: String,
+}
+
+impl From<PrefsV1> for PrefsV2 {
+    fn from(v1: PrefsV1) -> Self {
+        Self {
+            theme: v1.theme,
+            lang: "en".into(),
+        }
+    }
+}
