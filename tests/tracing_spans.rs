@@ -5,7 +5,8 @@ use typed_sessions_test_support as common;
 
 use axum::Router;
 use axum::routing::{get, post};
-use common::{fetch, submit};
+use common::schemas::Counter;
+use common::{CountingStore, ManualClock, fetch, submit};
 use tracing_subscriber::fmt::format::FmtSpan;
 use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
 
@@ -82,5 +83,40 @@ async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
     assert!(
         !log.contains("blue-whale-42"),
         "a field value leaked into logs:\n{log}"
+    );
+}
+
+/// A store failure is logged inside the operation's span, with the hashed id.
+#[tokio::test]
+async fn load_failure_warning_carries_the_hashed_session_id() {
+    let captured = common::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let clock = ManualClock::new();
+    let store = CountingStore::new(clock);
+    let app = Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
+        .layer(SessionLayer::new(store.clone()));
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    store.counts.set_down(true);
+    let r = submit(&app, "/incr", Some(&cookie)).await;
+    assert_eq!(r.status, 503);
+    let log = captured.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("session store failed on load"))
+        .unwrap_or_else(|| panic!("no load warning:\n{log}"));
+    assert!(
+        line.contains("session_load{session="),
+        "the warning is outside the load span:\n{line}"
     );
 }

@@ -5,19 +5,22 @@ use typed_sessions_test_support as common;
 use typed_sessions_test_support::schemas::{PrefsV1, PrefsV2};
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 use axum::Router;
 use axum::routing::{get, post};
 use common::key_of;
 use common::{CountingStore, ManualClock, fetch, submit};
-use typed_sessions::UpdateError;
 use typed_sessions::stores::{
     Changeset, MemoryStore, NamespaceChange, NamespaceOp, Record, SaveMode, SaveOutcome,
     SessionKey, SessionStore, StoreError,
 };
 use typed_sessions::{DecodeFailurePolicy, Session, SessionData, SessionLayer, StoreDownPolicy};
+use typed_sessions::{SessionHandle, UpdateError};
 
 #[derive(SessionData, Default)]
 #[session(namespace = "counter")]
@@ -325,4 +328,163 @@ async fn update_emptying_the_record_then_writing_another_namespace_does_not_pani
     // created a fresh session rather than touching a stale baseline.
     let fresh = r.cookie();
     assert_ne!(fresh, cookie);
+}
+
+// ---------------------------------------------------------------------------
+// An update made after the response; the value a contended update leaves.
+
+type Outcome = (bool, Result<u64, String>);
+type Parked = Arc<Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<Outcome>)>>>;
+
+/// A `Session<T>` moved into a spawned task (or a streaming body) and
+/// updated after the response commits to the client's own session by
+/// compare-and-swap: never to a new session nobody holds a cookie for.
+#[tokio::test]
+async fn update_after_the_response_still_commits_to_the_clients_session() {
+    let store = MemoryStore::new();
+    let parked: Parked = Arc::default();
+    let p2 = Arc::clone(&parked);
+    let app = Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
+        .route(
+            "/count",
+            get(|c: Session<Counter>| async move { c.count.to_string() }),
+        )
+        .route(
+            "/later",
+            post(move |mut c: Session<Counter>, h: SessionHandle| {
+                let parked = Arc::clone(&p2);
+                async move {
+                    let (go_tx, go_rx) = oneshot::channel::<()>();
+                    let (done_tx, done_rx) = oneshot::channel::<Outcome>();
+                    tokio::spawn(async move {
+                        let _ = go_rx.await;
+                        let id_known = h.id().is_some();
+                        let r = c
+                            .update(|c| {
+                                c.count += 1;
+                                c.count
+                            })
+                            .await
+                            .map_err(|e: UpdateError| e.to_string());
+                        let _ = done_tx.send((id_known, r));
+                    });
+                    *parked.lock().unwrap() = Some((go_tx, done_rx));
+                    "ok"
+                }
+            }),
+        )
+        .layer(SessionLayer::new(store.clone()));
+
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    assert_eq!(store.len(), 1);
+    let r = submit(&app, "/later", Some(&cookie)).await;
+    assert_eq!(r.status, 200);
+    // The response is complete (write-back done); now the task runs.
+    let (go, done) = parked.lock().unwrap().take().unwrap();
+    go.send(()).unwrap();
+    let (id_known, result) = done.await.unwrap();
+
+    assert_eq!(result, Ok(2), "update reports success");
+    assert_eq!(
+        fetch(&app, "/count", Some(&cookie)).await.body,
+        "2",
+        "the successful update must be in the client's session"
+    );
+    assert_eq!(store.len(), 1, "no orphan session may be created");
+    assert!(
+        id_known,
+        "SessionHandle::id() still names the session after the response"
+    );
+}
+
+#[derive(SessionData, Default)]
+#[session(namespace = "tally")]
+struct Tally {
+    count: u64,
+    note: String,
+}
+
+/// A `MemoryStore` that, while switched on, answers `Conflict` to every
+/// compare-and-swap save of `tally`.
+#[derive(Clone)]
+struct ContendedStore {
+    inner: MemoryStore,
+    on: Arc<AtomicBool>,
+}
+
+impl SessionStore for ContendedStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &SessionKey, c: &Changeset) -> Result<SaveOutcome, StoreError> {
+        if self.on.load(Ordering::SeqCst)
+            && c.namespaces
+                .iter()
+                .any(|n| n.namespace == "tally" && n.expected_revision.is_some())
+        {
+            return Ok(SaveOutcome::Conflict { namespace: "tally" });
+        }
+        self.inner.save(key, c).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn touch(&self, key: &SessionKey, seen: u64, at: u64) -> Result<bool, StoreError> {
+        self.inner.touch(key, seen, at).await
+    }
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.inner.exists(key).await
+    }
+}
+
+/// After `Contended`, the `Session` holds the value as last loaded from the
+/// store, so a later edit of another field never writes the failed
+/// update's change back.
+#[tokio::test]
+async fn contended_update_leaves_the_stored_value_and_is_never_written_back() {
+    let on = Arc::new(AtomicBool::new(false));
+    let store = ContendedStore {
+        inner: MemoryStore::new(),
+        on: Arc::clone(&on),
+    };
+    let layer = SessionLayer::builder(store)
+        .update_deadline(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/seed",
+            post(|mut t: Session<Tally>| async move { t.count = 1 }),
+        )
+        .route(
+            "/bump",
+            post(|mut t: Session<Tally>| async move {
+                let r = t.update(|t| t.count += 10).await;
+                let seen = t.count;
+                t.note = "later edit".into();
+                format!("{}:{seen}", matches!(r, Err(UpdateError::Contended { .. })))
+            }),
+        )
+        .route(
+            "/get",
+            get(|t: Session<Tally>| async move { t.count.to_string() }),
+        )
+        .layer(layer);
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    on.store(true, Ordering::SeqCst);
+    let r = submit(&app, "/bump", Some(&cookie)).await;
+    on.store(false, Ordering::SeqCst);
+    assert_eq!(
+        r.body, "true:1",
+        "after Contended the Session holds the value as last loaded"
+    );
+    assert_eq!(
+        fetch(&app, "/get", Some(&cookie)).await.body,
+        "1",
+        "the failed update's change was written back"
+    );
 }

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use tracing::Instrument as _;
 
+use crate::error::ErrorChain;
 use crate::id::{LogSecret, RawId};
 use crate::store::{
     Changeset, DynStore, Record, SaveOutcome, SessionKey, SessionStore, StoreError,
@@ -48,7 +49,7 @@ impl Backend {
             latency_us = tracing::field::Empty
         );
         match self {
-            Self::Server(store) => timed(&span, id, secret, store.load(key)).await,
+            Self::Server(store) => timed("load", &span, id, secret, store.load(key)).await,
         }
     }
 
@@ -67,7 +68,7 @@ impl Backend {
             namespaces = changes.namespaces.len()
         );
         match self {
-            Self::Server(store) => timed(&span, id, secret, store.save(key, changes)).await,
+            Self::Server(store) => timed("save", &span, id, secret, store.save(key, changes)).await,
         }
     }
 
@@ -84,7 +85,7 @@ impl Backend {
             latency_us = tracing::field::Empty
         );
         match self {
-            Self::Server(store) => timed(&span, id, secret, store.delete(key)).await,
+            Self::Server(store) => timed("delete", &span, id, secret, store.delete(key)).await,
         }
     }
 
@@ -105,6 +106,7 @@ impl Backend {
         match self {
             Self::Server(store) => {
                 timed(
+                    "refresh",
                     &span,
                     id,
                     secret,
@@ -117,16 +119,22 @@ impl Backend {
 }
 
 /// Runs one store operation inside `span`, recording the hashed id and the
-/// latency. With no subscriber interested in the span, it costs neither a
-/// hash nor a clock read.
-async fn timed<F: std::future::Future>(
+/// latency, and logs a failure inside the span (so the warning carries the
+/// hashed id). With no subscriber interested in the span, it costs neither
+/// a hash nor a clock read.
+async fn timed<T, F: std::future::Future<Output = Result<T, StoreError>>>(
+    operation_name: &'static str,
     span: &tracing::Span,
     id: &RawId,
     secret: &LogSecret,
     operation: F,
-) -> F::Output {
+) -> Result<T, StoreError> {
     if span.is_disabled() {
-        return operation.await;
+        let output = operation.await;
+        if let Err(err) = &output {
+            tracing::warn!(error = %ErrorChain(err), "session store failed on {operation_name}");
+        }
+        return output;
     }
     span.record("session", tracing::field::display(id.log_hash(secret)));
     let started = Instant::now();
@@ -135,5 +143,8 @@ async fn timed<F: std::future::Future>(
         "latency_us",
         u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
+    if let Err(err) = &output {
+        tracing::warn!(parent: span, error = %ErrorChain(err), "session store failed on {operation_name}");
+    }
     output
 }

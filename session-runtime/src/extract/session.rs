@@ -146,15 +146,17 @@ impl<T: SessionData + Default> Session<T> {
                     return Ok(output);
                 }
                 Commit::Conflict { id, key } => {
-                    // Wait first, then reload: the retry starts from the freshest state.
-                    backoff
-                        .pause()
-                        .await
-                        .map_err(|gave_up| UpdateError::Contended {
+                    // Wait first, then reload: the retry starts from the
+                    // freshest state, and when the deadline has passed the
+                    // value is still the stored one, never `f`'s result.
+                    let paused = backoff.pause().await;
+                    self.value = Some(self.context.reload::<T>(&key, &id).await?);
+                    if let Err(gave_up) = paused {
+                        return Err(UpdateError::Contended {
                             attempts,
                             waited: gave_up.waited,
-                        })?;
-                    self.value = Some(self.context.reload::<T>(&key, &id).await?);
+                        });
+                    }
                 }
             }
         }

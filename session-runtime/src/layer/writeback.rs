@@ -385,12 +385,10 @@ impl StoreWork {
                         now,
                     )))
                 }
-                Ok(_) => Ok(CookieAction::Keep),
-                Err(err) => {
-                    // A missed refresh only shortens the session; the response stands.
-                    tracing::warn!(error = %ErrorChain(&err), "session refresh failed");
-                    Ok(CookieAction::Keep)
-                }
+                // Gone meanwhile, a browser-session cookie, or a missed
+                // refresh (logged by the backend), which only shortens the
+                // session: the response stands.
+                Ok(_) | Err(_) => Ok(CookieAction::Keep),
             },
         }
     }

@@ -165,8 +165,8 @@ impl RequestSession {
         let record = match settings.backend.load(id, &key, &settings.log_secret).await {
             Ok(Some(record)) => record,
             Ok(None) => return Ok(None),
+            // Logged by the backend, inside the load's span.
             Err(err) => {
-                tracing::warn!(error = %ErrorChain(&err), "session store failed on load");
                 let err = Arc::new(err);
                 return Err(match *err {
                     StoreError::Unavailable(_) => LoadFailure::Unavailable(err),

@@ -372,9 +372,12 @@ impl State {
     }
 
     /// The end of the request: diffs every changed namespace and hands the
-    /// write-back what it decides from. Baselines and the loaded record are
-    /// released, so that a store holding the only other reference to the
-    /// record can change it in place.
+    /// write-back what it decides from. Baselines that share the loaded
+    /// record are released (they become `Absent`: a later `update` then
+    /// writes by compare-and-swap from revision 0, conflicts, and reloads),
+    /// so that a store holding the only other reference to the record can
+    /// change it in place. The stored session stays known: a `Session<T>`
+    /// kept past the response still updates the client's own session.
     pub(crate) fn finish(&mut self) -> Result<Finish, (&'static str, CodecError)> {
         let mut changes = Vec::new();
         let mut rotate = self.regenerate_requested;
@@ -400,7 +403,12 @@ impl State {
                 ));
             }
         }
-        self.slots.clear();
+        for slot in &mut self.slots {
+            slot.changed = false;
+            if matches!(slot.baseline, Baseline::Loaded { .. }) {
+                slot.baseline = Baseline::Absent;
+            }
+        }
         self.record = None;
         let mut to_delete = std::mem::take(&mut self.to_delete);
         if self.destroy_requested {
@@ -409,7 +417,7 @@ impl State {
         Ok(Finish {
             destroy: self.destroy_requested,
             to_delete,
-            stored: self.stored.take(),
+            stored: self.stored.clone(),
             committed: self.committed,
             rotate,
             emptied: self.emptied,
