@@ -1,39 +1,146 @@
 //! The seam between the layer and where sessions live.
 //!
-//! The request state and the write-back talk only to [`Backend`]. Today it
-//! has one kind: a server-side [`SessionStore`](crate::store::SessionStore)
-//! keeping records by the SHA-256 of the id. A client-side store (the record
-//! sealed inside the cookie value) becomes a second variant: its `load`
-//! opens the cookie value instead of looking up a key, and its `save`
-//! applies the same [`Changeset`] to that record in memory and returns the
-//! sealed result as the next cookie value.
+//! A [`Backend`] is chosen when the layer is built; every request then talks
+//! to its [`RequestStorage`] only: the request state, the diff, `update` and
+//! the write-back see one store contract (`load`, `save` a [`Changeset`],
+//! `delete`, `touch`) whichever backend is behind it. Two hooks sit at the
+//! edges, where the cookie is read and written:
+//!
+//! - a **server-side** store keeps records by the SHA-256 of the id; the
+//!   cookie carries the id ([`Token::Id`]) and a request's storage is the
+//!   shared store itself;
+//! - a **client-side** store keeps no server state: the cookie carries the
+//!   record, sealed ([`Token::Sealed`]). At load it is opened into a
+//!   request-local store ([`LocalStore`]), every change of the request is
+//!   applied there with the same semantics, and the cookie written at the
+//!   end seals whatever that store holds under the final id.
 //!
 //! Every operation runs in a `tracing` span (`session_load`,
 //! `session_save`, `session_delete`, `session_touch`) that carries the
-//! hashed id and the latency; with no subscriber listening it costs neither
-//! a hash nor a clock read.
+//! hashed id and the latency, and logs a failure inside it; with no
+//! subscriber listening it costs neither a hash nor a clock read.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tracing::Instrument as _;
 
+use crate::cookie::{CookieValue, Token};
 use crate::error::ErrorChain;
 use crate::id::{LogSecret, RawId};
 use crate::store::{
-    Changeset, DynStore, Record, SaveOutcome, SessionKey, SessionStore, StoreError,
+    Changeset, DynStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
+    apply_changes,
 };
+
+/// Seals a session record into a cookie value and opens it again: what a
+/// client-side backend adds. Opening must authenticate the value; a value
+/// that does not open is treated like an unknown id.
+pub(crate) trait Sealer: Send + Sync + 'static {
+    /// The cookie value carrying `record`, identified by `id`.
+    fn seal(&self, id: &RawId, record: &Record) -> String;
+    /// The id and record a cookie value carries, if it is genuine.
+    fn open(&self, value: &str) -> Option<(RawId, Record)>;
+}
 
 /// Where a layer keeps its sessions.
 pub(crate) enum Backend {
-    /// Records in a store, by hashed id.
+    /// Records in a shared store, by hashed id.
     Server(Arc<dyn DynStore>),
+    /// Records sealed inside the cookie.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the cookie store adds its sealer here")
+    )]
+    Client(Arc<dyn Sealer>),
 }
 
 impl Backend {
     /// A backend over a server-side store.
     pub(crate) fn server<S: SessionStore>(store: S) -> Self {
         Self::Server(Arc::new(store))
+    }
+
+    /// What a cookie value under our name stands for, if it can be ours.
+    pub(crate) fn token(&self, value: &str) -> Option<Token> {
+        match self {
+            Self::Server(_) => RawId::parse(value).map(Token::Id),
+            Self::Client(_) => Some(Token::Sealed(value.into())),
+        }
+    }
+
+    /// The storage one request talks to.
+    pub(crate) fn begin(&self) -> RequestStorage {
+        match self {
+            Self::Server(store) => RequestStorage {
+                store: Arc::clone(store),
+                client: None,
+            },
+            Self::Client(sealer) => {
+                let local = Arc::new(LocalStore::default());
+                RequestStorage {
+                    store: Arc::new(Arc::clone(&local)),
+                    client: Some((Arc::clone(sealer), local)),
+                }
+            }
+        }
+    }
+}
+
+/// The storage of one request: the shared store, or a request-local store
+/// with the sealer that fills it from the cookie and empties it into the
+/// next cookie.
+#[derive(Clone)]
+pub(crate) struct RequestStorage {
+    store: Arc<dyn DynStore>,
+    client: Option<(Arc<dyn Sealer>, Arc<LocalStore>)>,
+}
+
+impl RequestStorage {
+    /// The session a cookie token names, with its record, if it exists.
+    pub(crate) async fn open(
+        &self,
+        token: &Token,
+        secret: &LogSecret,
+    ) -> Result<Option<(RawId, Record)>, StoreError> {
+        let (id, key) = match (token, &self.client) {
+            (Token::Id(id), _) => (id.clone(), id.key()),
+            (Token::Sealed(value), Some((sealer, local))) => {
+                let Some((id, record)) = sealer.open(value) else {
+                    return Ok(None);
+                };
+                let key = id.key();
+                local.put(key, record);
+                (id, key)
+            }
+            (Token::Sealed(_), None) => return Ok(None),
+        };
+        Ok(self
+            .load(&id, &key, secret)
+            .await?
+            .map(|record| (id, record)))
+    }
+
+    /// Whether the cookie carries the record (a client-side backend): then
+    /// every change of the record, a refresh included, re-sends the cookie.
+    pub(crate) fn carries_record(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// The value of the `Set-Cookie` for the session under `id`: the id
+    /// itself, or the sealed record (`None` when the request-local store
+    /// holds nothing under it).
+    pub(crate) fn cookie_value<'a>(
+        &self,
+        id: &'a RawId,
+        key: &SessionKey,
+    ) -> Option<CookieValue<'a>> {
+        match &self.client {
+            None => Some(CookieValue::Id(id)),
+            Some((sealer, local)) => local
+                .get(key)
+                .map(|record| CookieValue::Sealed(sealer.seal(id, &record))),
+        }
     }
 
     /// The record of `id`, if the store has one.
@@ -48,9 +155,7 @@ impl Backend {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        match self {
-            Self::Server(store) => timed("load", &span, id, secret, store.load(key)).await,
-        }
+        timed("load", &span, id, secret, self.store.load(key)).await
     }
 
     /// Applies `changes` to the record under `key`.
@@ -67,9 +172,7 @@ impl Backend {
             latency_us = tracing::field::Empty,
             namespaces = changes.namespaces.len()
         );
-        match self {
-            Self::Server(store) => timed("save", &span, id, secret, store.save(key, changes)).await,
-        }
+        timed("save", &span, id, secret, self.store.save(key, changes)).await
     }
 
     /// Deletes the record under `key`.
@@ -84,9 +187,7 @@ impl Backend {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        match self {
-            Self::Server(store) => timed("delete", &span, id, secret, store.delete(key)).await,
-        }
+        timed("delete", &span, id, secret, self.store.delete(key)).await
     }
 
     /// Moves the record's `last_seen` and deadline; `true` when it exists.
@@ -103,18 +204,8 @@ impl Backend {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        match self {
-            Self::Server(store) => {
-                timed(
-                    "refresh",
-                    &span,
-                    id,
-                    secret,
-                    store.touch(key, last_seen_ms, expires_at_ms),
-                )
-                .await
-            }
-        }
+        let touch = self.store.touch(key, last_seen_ms, expires_at_ms);
+        timed("refresh", &span, id, secret, touch).await
     }
 }
 
@@ -148,3 +239,134 @@ async fn timed<T, F: std::future::Future<Output = Result<T, StoreError>>>(
     }
     output
 }
+
+/// The records of one request of a client-side backend, with the store
+/// semantics of every backend (guards, revisions, rename, delete).
+#[derive(Default)]
+pub(crate) struct LocalStore {
+    records: Mutex<Vec<LocalEntry>>,
+}
+
+struct LocalEntry {
+    key: SessionKey,
+    record: Record,
+    /// The revision counter: above every revision the record holds.
+    counter: u64,
+}
+
+impl LocalStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LocalEntry>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn put(&self, key: SessionKey, record: Record) {
+        let counter = record
+            .namespaces
+            .iter()
+            .map(|ns| ns.revision)
+            .max()
+            .unwrap_or(0);
+        let mut records = self.lock();
+        records.retain(|entry| entry.key != key);
+        records.push(LocalEntry {
+            key,
+            record,
+            counter,
+        });
+    }
+
+    fn get(&self, key: &SessionKey) -> Option<Record> {
+        self.lock()
+            .iter()
+            .find(|entry| entry.key == *key)
+            .map(|entry| entry.record.clone())
+    }
+
+    fn apply(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
+        let mut records = self.lock();
+        let source = match changes.mode {
+            SaveMode::Create => {
+                if records.iter().any(|entry| entry.key == *key) {
+                    return Err(StoreError::backend(
+                        "a session already exists under a fresh key",
+                    ));
+                }
+                None
+            }
+            SaveMode::Update => Some(*key),
+            SaveMode::Rename { from } => Some(from),
+        };
+        let mut entry = match source {
+            None => LocalEntry {
+                key: *key,
+                record: Record::new(
+                    changes.created_at_ms,
+                    changes.last_seen_ms,
+                    changes.expires_at_ms,
+                    Vec::new(),
+                ),
+                counter: 0,
+            },
+            Some(source) => match records.iter().position(|entry| entry.key == source) {
+                Some(index) => records.swap_remove(index),
+                None => return Ok(SaveOutcome::Missing),
+            },
+        };
+        let namespaces = Arc::make_mut(&mut entry.record.namespaces);
+        match apply_changes(namespaces, &mut entry.counter, &changes.namespaces) {
+            Err(namespace) => {
+                if source.is_some() {
+                    records.push(entry);
+                }
+                Ok(SaveOutcome::Conflict { namespace })
+            }
+            Ok(_) if entry.record.namespaces.is_empty() => Ok(SaveOutcome::Deleted),
+            Ok(revisions) => {
+                entry.key = *key;
+                entry.record.last_seen_ms = changes.last_seen_ms;
+                entry.record.expires_at_ms = changes.expires_at_ms;
+                records.push(entry);
+                Ok(SaveOutcome::Saved { revisions })
+            }
+        }
+    }
+}
+
+impl SessionStore for Arc<LocalStore> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        Ok(self.get(key))
+    }
+
+    async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
+        self.apply(key, changes)
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let mut records = self.lock();
+        let before = records.len();
+        records.retain(|entry| entry.key != *key);
+        Ok(records.len() != before)
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.lock();
+        let Some(entry) = records.iter_mut().find(|entry| entry.key == *key) else {
+            return Ok(false);
+        };
+        entry.record.last_seen_ms = last_seen_ms;
+        entry.record.expires_at_ms = expires_at_ms;
+        Ok(true)
+    }
+
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        Ok(self.get(key).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests;

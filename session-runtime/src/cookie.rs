@@ -100,22 +100,37 @@ fn is_attr_value(value: &str) -> bool {
 /// stale path); more is an attempt to multiply store reads.
 pub(crate) const MAX_COOKIE_IDS: usize = 4;
 
+/// What one cookie value under our name stands for (the backend decides).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// A session id (server-side stores).
+    Id(RawId),
+    /// A sealed record (client-side stores), opened when the session loads.
+    Sealed(Box<str>),
+}
+
+/// The value of a `Set-Cookie` for a session.
+pub(crate) enum CookieValue<'a> {
+    Id(&'a RawId),
+    Sealed(String),
+}
+
 /// What a request's `Cookie` headers say about the session.
 pub(crate) enum CookieState {
     Absent,
-    /// Present but not an id we could have issued: never looked up.
+    /// Present but not a value we could have issued: never looked up.
     Malformed,
-    Present(RawId),
-    /// Several distinct well-formed ids (2 to [`MAX_COOKIE_IDS`]): the one
-    /// that names a live session is used; when several do, none is.
-    Several(Vec<RawId>),
-    /// More distinct ids than [`MAX_COOKIE_IDS`]: none is looked up.
+    Present(Token),
+    /// Several distinct well-formed values (2 to [`MAX_COOKIE_IDS`]): the
+    /// one that names a live session is used; when several do, none is.
+    Several(Vec<Token>),
+    /// More distinct values than [`MAX_COOKIE_IDS`]: none is looked up.
     TooMany,
 }
 
 impl CookieState {
     /// Adds one value found under our name.
-    fn with(self, value: Option<RawId>) -> Self {
+    fn with(self, value: Option<Token>) -> Self {
         match (self, value) {
             (Self::Absent, None) => Self::Malformed,
             (state, None) => state,
@@ -194,14 +209,28 @@ impl SessionCookie {
         self.persistent
     }
 
-    /// The `Set-Cookie` value for `id`, valid until `deadline_ms`: the
-    /// name, the id, `Max-Age` when a timeout is set, and the attributes.
-    pub(crate) fn set(&self, id: &RawId, deadline_ms: u64, now_ms: u64) -> HeaderValue {
+    /// The `Set-Cookie` value for a session, valid until `deadline_ms`: the
+    /// name, the value, `Max-Age` when a timeout is set, and the attributes.
+    pub(crate) fn set(
+        &self,
+        session: &CookieValue<'_>,
+        deadline_ms: u64,
+        now_ms: u64,
+    ) -> HeaderValue {
         use std::fmt::Write as _;
-        let mut value = String::with_capacity(self.config.name.len() + 40 + self.attributes.len());
+        let session_len = match session {
+            CookieValue::Id(_) => 22,
+            CookieValue::Sealed(sealed) => sealed.len(),
+        };
+        let mut value = String::with_capacity(
+            self.config.name.len() + session_len + 20 + self.attributes.len(),
+        );
         value.push_str(&self.config.name);
         value.push('=');
-        id.encode_into(&mut value);
+        match session {
+            CookieValue::Id(id) => id.encode_into(&mut value),
+            CookieValue::Sealed(sealed) => value.push_str(sealed),
+        }
         if self.persistent {
             let _ = write!(
                 value,
@@ -210,8 +239,8 @@ impl SessionCookie {
             );
         }
         value.push_str(&self.attributes);
-        // The name and attributes were validated when the layer was built,
-        // and ids are base64url.
+        // The name and attributes were validated when the layer was built;
+        // ids are base64url, and a sealer produces cookie-safe values.
         HeaderValue::try_from(value).expect("validated cookie attributes form a valid header")
     }
 
@@ -221,8 +250,13 @@ impl SessionCookie {
         self.removal.clone()
     }
 
-    /// Reads the ids under our name from the request's `Cookie` headers.
-    pub(crate) fn read(&self, headers: &HeaderMap) -> CookieState {
+    /// Reads the values under our name from the request's `Cookie`
+    /// headers; `token` says what each one stands for.
+    pub(crate) fn read(
+        &self,
+        headers: &HeaderMap,
+        token: impl Fn(&str) -> Option<Token>,
+    ) -> CookieState {
         let mut state = CookieState::Absent;
         for header in headers.get_all(COOKIE) {
             // Split on `;` before any UTF-8 check: another application's
@@ -235,7 +269,7 @@ impl SessionCookie {
                     continue;
                 };
                 if cookie.name() == self.config.name {
-                    state = state.with(RawId::parse(cookie.value()));
+                    state = state.with(token(cookie.value()));
                 }
             }
         }

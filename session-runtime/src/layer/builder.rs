@@ -75,7 +75,7 @@ impl std::fmt::Debug for SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    fn new(backend: Backend) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         Self {
             backend,
             cookie: CookieConfig::default(),

@@ -71,10 +71,11 @@ where
             (WriteBack::Pending(work), fresh) => (work, fresh),
         };
         let settings = Arc::clone(session.settings());
+        let storage = session.storage().clone();
         drop(session);
         let mut finishing: Pin<Box<dyn Future<Output = Response<B>> + Send>> =
             Box::pin(async move {
-                let outcome = work.run(&settings).await;
+                let outcome = work.run(&settings, &storage).await;
                 writeback::apply(&settings, outcome, fresh, &mut response);
                 response
             });

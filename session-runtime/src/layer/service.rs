@@ -43,7 +43,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let cookie = self.settings.cookie.read(request.headers());
+        let backend = &self.settings.backend;
+        let cookie = self
+            .settings
+            .cookie
+            .read(request.headers(), |value| backend.token(value));
         let session = Arc::new(RequestSession::new(Arc::clone(&self.settings), cookie));
         request
             .extensions_mut()

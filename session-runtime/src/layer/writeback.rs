@@ -14,6 +14,7 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE, VARY};
 use http::{HeaderMap, Response, StatusCode};
 
+use crate::backend::RequestStorage;
 use crate::codec::CodecError;
 use crate::cookie::CookieState;
 use crate::error::{ErrorChain, retry_after_value};
@@ -107,6 +108,8 @@ enum LastStep {
         changeset: Changeset,
         /// One per change: how to re-plan it after a conflict.
         rebase: Vec<Rebase>,
+        /// For a rename: the id the record lives under until it succeeds.
+        renamed_from: Option<RawId>,
     },
     /// Move the deadline (sliding refresh); a cookie when it has a Max-Age.
     Refresh {
@@ -129,11 +132,17 @@ pub(crate) fn plan(
     handler_failed: bool,
 ) -> (WriteBack, Option<HeaderValue>) {
     let settings = session.settings();
+    let storage = session.storage();
     let now = session.now_ms();
     let fresh = {
         let state = session.lock();
         match (state.committed(), state.stored()) {
-            (CommittedId::Fresh, Some(stored)) => Some(committed_cookie(settings, stored, now)),
+            (CommittedId::Fresh, Some(stored)) => {
+                match session_cookie(settings, storage, stored, stored.expires_at_ms, now) {
+                    CookieAction::Set(value) => Some(value),
+                    _ => None,
+                }
+            }
             _ => None,
         }
     };
@@ -158,20 +167,29 @@ pub(crate) fn plan(
     } else {
         match finish.stored.clone() {
             None => plan_new_session(settings, finish, cookie, now),
-            Some(stored) => plan_existing(settings, finish, stored, now),
+            Some(stored) => plan_existing(settings, storage, finish, stored, now),
         }
     };
     (work, fresh)
 }
 
-/// The `Set-Cookie` of a session this request moved to a fresh id.
-fn committed_cookie(settings: &Settings, stored: &StoredSession, now: u64) -> HeaderValue {
-    let deadline = settings.expiry.cookie_deadline(
-        stored.created_at_ms,
-        stored.last_seen_ms,
-        stored.expires_at_ms,
-    );
-    settings.cookie.set(&stored.id, deadline, now)
+/// The `Set-Cookie` for `stored` with the store deadline `store_deadline`
+/// (a removal when a client-side backend no longer holds the record).
+fn session_cookie(
+    settings: &Settings,
+    storage: &RequestStorage,
+    stored: &StoredSession,
+    store_deadline: u64,
+    now: u64,
+) -> CookieAction {
+    let Some(value) = storage.cookie_value(&stored.id, &stored.key) else {
+        return CookieAction::Remove;
+    };
+    let deadline =
+        settings
+            .expiry
+            .cookie_deadline(stored.created_at_ms, stored.last_seen_ms, store_deadline);
+    CookieAction::Set(settings.cookie.set(&value, deadline, now))
 }
 
 /// One rule for every path that leaves no session: clear a cookie that was
@@ -232,15 +250,20 @@ fn plan_new_session(
     let changeset = Changeset::new(SaveMode::Create, now, now, deadline, changes);
     let key = id.key();
     // A create never conflicts, so it is never rebased.
-    save(now, finish.to_delete, id, key, changeset, Vec::new())
+    save(
+        now,
+        finish.to_delete,
+        (id, key, None),
+        changeset,
+        Vec::new(),
+    )
 }
 
 /// Store work that ends in one save.
 fn save(
     now: u64,
     deletes: Vec<(RawId, SessionKey)>,
-    id: RawId,
-    key: SessionKey,
+    (id, key, renamed_from): (RawId, SessionKey, Option<RawId>),
     changeset: Changeset,
     rebase: Vec<Rebase>,
 ) -> WriteBack {
@@ -252,6 +275,7 @@ fn save(
             key,
             changeset,
             rebase,
+            renamed_from,
         },
     })
 }
@@ -260,49 +284,52 @@ fn save(
 /// or re-send the cookie / refresh the deadline when nothing changed.
 fn plan_existing(
     settings: &Settings,
+    storage: &RequestStorage,
     finish: Finish,
     stored: StoredSession,
     now: u64,
 ) -> WriteBack {
     if finish.changes.is_empty() && !finish.rotate {
-        let last = plan_unchanged(settings, finish.committed, stored, now);
+        let last = plan_unchanged(settings, storage, finish.committed, stored, now);
         return pending_or_ready(now, finish.to_delete, last);
     }
-    let (id, key, mode) = if finish.rotate {
+    let (target, mode) = if finish.rotate {
         let fresh = match fresh_id() {
             Ok(id) => id,
             Err(failure) => return WriteBack::Ready(Err(failure)),
         };
         let fresh_key = fresh.key();
-        (fresh, fresh_key, SaveMode::Rename { from: stored.key })
+        let from = stored.key;
+        (
+            (fresh, fresh_key, Some(stored.id)),
+            SaveMode::Rename { from },
+        )
     } else {
-        (stored.id, stored.key, SaveMode::Update)
+        ((stored.id, stored.key, None), SaveMode::Update)
     };
     let (changes, rebase) = finish.changes.into_iter().unzip();
     let deadline = settings.expiry.write_deadline(stored.created_at_ms, now);
     let changeset = Changeset::new(mode, stored.created_at_ms, now, deadline, changes);
-    save(now, finish.to_delete, id, key, changeset, rebase)
+    save(now, finish.to_delete, target, changeset, rebase)
 }
 
 /// Nothing to write: the cookie after `update` commits, or a refresh.
 fn plan_unchanged(
     settings: &Settings,
+    storage: &RequestStorage,
     committed: CommittedId,
     stored: StoredSession,
     now: u64,
 ) -> LastStep {
     let expiry = &settings.expiry;
     match committed {
-        CommittedId::Fresh => {
-            let deadline = expiry.cookie_deadline(
-                stored.created_at_ms,
-                stored.last_seen_ms,
-                stored.expires_at_ms,
-            );
-            LastStep::Cookie(CookieAction::Set(
-                settings.cookie.set(&stored.id, deadline, now),
-            ))
-        }
+        CommittedId::Fresh => LastStep::Cookie(session_cookie(
+            settings,
+            storage,
+            &stored,
+            stored.expires_at_ms,
+            now,
+        )),
         // An `update` moved the deadline: re-send the Max-Age, but only
         // after the store confirms the id still names the session (a
         // concurrent login may have moved it; re-sending the old id would
@@ -346,11 +373,14 @@ fn pending_or_ready(now: u64, deletes: Vec<(RawId, SessionKey)>, last: LastStep)
 }
 
 impl StoreWork {
-    pub(crate) async fn run(self, settings: &Settings) -> Result<CookieAction, Failure> {
+    pub(crate) async fn run(
+        self,
+        settings: &Settings,
+        storage: &RequestStorage,
+    ) -> Result<CookieAction, Failure> {
         let secret = &settings.log_secret;
         for (id, key) in &self.deletes {
-            settings
-                .backend
+            storage
                 .delete(id, key, secret)
                 .await
                 .map_err(Failure::Store)?;
@@ -363,27 +393,29 @@ impl StoreWork {
                 key,
                 changeset,
                 mut rebase,
-            } => save_with_rebase(settings, &id, &key, changeset, &mut rebase, now).await,
+                renamed_from,
+            } => {
+                let target = (&id, &key, renamed_from.as_ref());
+                save_with_rebase(settings, storage, target, changeset, &mut rebase, now).await
+            }
             LastStep::Refresh {
                 id,
                 key,
                 created_at,
                 last_seen,
                 deadline,
-            } => match settings
-                .backend
-                .touch(&id, &key, last_seen, deadline, secret)
-                .await
-            {
-                Ok(true) if settings.cookie.persistent() => {
-                    let cookie_deadline = settings
-                        .expiry
-                        .cookie_deadline(created_at, last_seen, deadline);
-                    Ok(CookieAction::Set(settings.cookie.set(
-                        &id,
-                        cookie_deadline,
-                        now,
-                    )))
+            } => match storage.touch(&id, &key, last_seen, deadline, secret).await {
+                // The browser learns the new deadline from `Max-Age`, or
+                // from the record when the cookie carries it.
+                Ok(true) if settings.cookie.persistent() || storage.carries_record() => {
+                    let stored = StoredSession {
+                        id,
+                        key,
+                        created_at_ms: created_at,
+                        last_seen_ms: last_seen,
+                        expires_at_ms: deadline,
+                    };
+                    Ok(session_cookie(settings, storage, &stored, deadline, now))
                 }
                 // Gone meanwhile, a browser-session cookie, or a missed
                 // refresh (logged by the backend), which only shortens the
@@ -400,8 +432,8 @@ impl StoreWork {
 /// what is stored now, until the layer's retry deadline.
 async fn save_with_rebase(
     settings: &Settings,
-    id: &RawId,
-    key: &SessionKey,
+    storage: &RequestStorage,
+    (id, key, renamed_from): (&RawId, &SessionKey, Option<&RawId>),
     mut changeset: Changeset,
     rebase: &mut Vec<Rebase>,
     now: u64,
@@ -410,15 +442,21 @@ async fn save_with_rebase(
     let secret = &settings.log_secret;
     let mut backoff = None;
     loop {
-        let outcome = settings
-            .backend
+        let outcome = storage
             .save(id, key, &changeset, secret)
             .await
             .map_err(Failure::Store)?;
         match outcome {
             SaveOutcome::Saved { .. } => {
-                let cookie = settings.cookie.set(id, changeset.expires_at_ms, now);
-                return Ok(CookieAction::Set(cookie));
+                let stored = StoredSession {
+                    id: id.clone(),
+                    key: *key,
+                    created_at_ms: changeset.created_at_ms,
+                    last_seen_ms: changeset.last_seen_ms,
+                    expires_at_ms: changeset.expires_at_ms,
+                };
+                let deadline = changeset.expires_at_ms;
+                return Ok(session_cookie(settings, storage, &stored, deadline, now));
             }
             // Emptied by this save: the cookie names nothing now.
             SaveOutcome::Deleted if !create => return Ok(CookieAction::Remove),
@@ -429,14 +467,13 @@ async fn save_with_rebase(
                     .pause()
                     .await
                     .map_err(|_| Failure::Contended { namespace })?;
-                let (source_id, source_key) = match changeset.mode {
-                    // The record is still under the id it had.
-                    SaveMode::Rename { from } => (None, from),
-                    _ => (Some(id), *key),
+                // A conflicting rename left the record under the id it had.
+                let (source_id, source_key) = match (changeset.mode, renamed_from) {
+                    (SaveMode::Rename { from }, Some(old)) => (old, from),
+                    _ => (id, *key),
                 };
-                let record = settings
-                    .backend
-                    .load(source_id.unwrap_or(id), &source_key, secret)
+                let record = storage
+                    .load(source_id, &source_key, secret)
                     .await
                     .map_err(Failure::Store)?;
                 let Some(record) = record else {

@@ -7,10 +7,11 @@ use http::request::Parts;
 use tokio::sync::OnceCell;
 
 use super::state::{State, StoredSession};
-use crate::cookie::{CookieState, MAX_COOKIE_IDS};
+use crate::backend::RequestStorage;
+use crate::cookie::{CookieState, MAX_COOKIE_IDS, Token};
 use crate::data::SessionData;
 use crate::error::{ErrorChain, SessionRejection};
-use crate::id::{RawId, SessionKey};
+
 use crate::settings::{Settings, StoreDownPolicy};
 use crate::store::{Record, StoreError};
 
@@ -31,6 +32,8 @@ impl SessionContext {
 
 pub(crate) struct RequestSession {
     settings: Arc<Settings>,
+    /// Where this request's session is kept (see `backend`).
+    storage: RequestStorage,
     cookie: CookieState,
     loaded: OnceCell<Result<(), LoadFailure>>,
     /// The request's time, read once (expiry decisions of one request agree).
@@ -48,6 +51,7 @@ enum LoadFailure {
 impl RequestSession {
     pub(crate) fn new(settings: Arc<Settings>, cookie: CookieState) -> Self {
         Self {
+            storage: settings.backend.begin(),
             settings,
             cookie,
             loaded: OnceCell::new(),
@@ -58,6 +62,10 @@ impl RequestSession {
 
     pub(crate) fn settings(&self) -> &Arc<Settings> {
         &self.settings
+    }
+
+    pub(crate) fn storage(&self) -> &RequestStorage {
+        &self.storage
     }
 
     pub(crate) fn cookie(&self) -> &CookieState {
@@ -108,8 +116,8 @@ impl RequestSession {
 
     async fn load(&self) -> Result<(), LoadFailure> {
         let found = match &self.cookie {
-            CookieState::Present(id) => self.load_live(id).await?,
-            CookieState::Several(ids) => self.load_one_of(ids).await?,
+            CookieState::Present(token) => self.load_live(token).await?,
+            CookieState::Several(tokens) => self.load_one_of(tokens).await?,
             CookieState::Absent | CookieState::Malformed => None,
             CookieState::TooMany => {
                 tracing::warn!(
@@ -131,11 +139,11 @@ impl RequestSession {
     /// fresh id.
     async fn load_one_of(
         &self,
-        ids: &[RawId],
+        tokens: &[Token],
     ) -> Result<Option<(StoredSession, Record)>, LoadFailure> {
         let mut live = Vec::new();
-        for id in ids {
-            if let Some(found) = self.load_live(id).await? {
+        for token in tokens {
+            if let Some(found) = self.load_live(token).await? {
                 live.push(found);
             }
         }
@@ -158,12 +166,14 @@ impl RequestSession {
         Ok(live.pop())
     }
 
-    /// The session `id` names, when it is stored and not over.
-    async fn load_live(&self, id: &RawId) -> Result<Option<(StoredSession, Record)>, LoadFailure> {
-        let key: SessionKey = id.key();
+    /// The session a cookie value names, when it exists and is not over.
+    async fn load_live(
+        &self,
+        token: &Token,
+    ) -> Result<Option<(StoredSession, Record)>, LoadFailure> {
         let settings = &self.settings;
-        let record = match settings.backend.load(id, &key, &settings.log_secret).await {
-            Ok(Some(record)) => record,
+        let (id, record) = match self.storage.open(token, &settings.log_secret).await {
+            Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             // Logged by the backend, inside the load's span.
             Err(err) => {
@@ -184,8 +194,8 @@ impl RequestSession {
             return Ok(None);
         }
         let stored = StoredSession {
-            id: id.clone(),
-            key,
+            key: id.key(),
+            id,
             created_at_ms: record.created_at_ms,
             last_seen_ms: record.last_seen_ms,
             expires_at_ms: record.expires_at_ms,

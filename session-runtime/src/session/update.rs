@@ -99,8 +99,8 @@ impl RequestSession {
         } = target(plan.stored, plan.diff.rotate, plan.load_failed, now)?;
         let deadline = settings.expiry.write_deadline(created_at, now);
         let changeset = Changeset::new(mode, created_at, now, deadline, vec![change]);
-        let outcome = settings
-            .backend
+        let outcome = self
+            .storage()
             .save(&id, &key, &changeset, &settings.log_secret)
             .await?;
         match outcome {
@@ -141,7 +141,7 @@ impl RequestSession {
         id: &RawId,
     ) -> Result<T, UpdateError> {
         let settings = self.settings();
-        let Some(record) = settings.backend.load(id, key, &settings.log_secret).await? else {
+        let Some(record) = self.storage().load(id, key, &settings.log_secret).await? else {
             return Err(UpdateError::SessionGone);
         };
         // Unreadable or newer data under the layer's policy: stop rather
