@@ -126,5 +126,5 @@ impl Codec for JsonCodec {
 }
 
 fn contains_null(bytes: &[u8]) -> bool {
-    bytes.windows(4).any(|w| w == b"null")
+    memchr::memmem::find(bytes, b"null").is_some()
 }

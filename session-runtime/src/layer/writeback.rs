@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use http::header::Entry;
 use http::header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE, VARY};
 use http::{HeaderMap, Response, StatusCode};
 
@@ -134,9 +135,9 @@ pub(crate) fn plan(
     let settings = session.settings();
     let storage = session.storage();
     let now = session.now_ms();
-    let fresh = {
-        let state = session.lock();
-        match (state.committed(), state.stored()) {
+    // The cookie of a fresh id that an `update` committed, if any.
+    let committed =
+        |committed: CommittedId, stored: Option<&StoredSession>| match (committed, stored) {
             (CommittedId::Fresh, Some(stored)) => {
                 match session_cookie(settings, storage, stored, stored.expires_at_ms, now) {
                     CookieAction::Set(value) => Some(value),
@@ -144,23 +145,29 @@ pub(crate) fn plan(
                 }
             }
             _ => None,
-        }
-    };
+        };
     if handler_failed {
         // None of the handler's changes is written; what `update` already
         // committed stays committed, so a fresh id is still sent.
-        let action = fresh.clone().map_or(CookieAction::Keep, CookieAction::Set);
+        let state = session.lock();
+        let fresh = committed(state.committed(), state.stored());
+        let action = fresh.map_or(CookieAction::Keep, CookieAction::Set);
         return (WriteBack::Ready(Ok(action)), None);
     }
-    let finish = match session.lock().finish() {
+    // The guard must be gone before the error path locks again.
+    let finished = session.lock().finish();
+    let finish = match finished {
         Ok(finish) => finish,
         Err((namespace, source)) => {
+            let state = session.lock();
+            let fresh = committed(state.committed(), state.stored());
             return (
                 WriteBack::Ready(Err(Failure::Codec { namespace, source })),
                 fresh,
             );
         }
     };
+    let fresh = committed(finish.committed, finish.stored.as_ref());
     let cookie = session.cookie();
     let work = if finish.destroy {
         plan_destroy(finish, cookie, now)
@@ -223,12 +230,8 @@ fn plan_new_session(
     cookie: &CookieState,
     now: u64,
 ) -> WriteBack {
-    let changes: Vec<NamespaceChange> = finish
-        .changes
-        .into_iter()
-        .map(|(change, _)| change)
-        .filter(|change| change.op != NamespaceOp::Remove)
-        .collect();
+    let mut changes = finish.changes;
+    changes.retain(|change| change.op != NamespaceOp::Remove);
     if changes.is_empty() {
         let named_something = finish.emptied || !finish.to_delete.is_empty();
         let action = removal_rule(cookie, named_something);
@@ -307,7 +310,7 @@ fn plan_existing(
     } else {
         ((stored.id, stored.key, None), SaveMode::Update)
     };
-    let (changes, rebase) = finish.changes.into_iter().unzip();
+    let (changes, rebase) = (finish.changes, finish.rebase);
     let deadline = settings.expiry.write_deadline(stored.created_at_ms, now);
     let changeset = Changeset::new(mode, stored.created_at_ms, now, deadline, changes);
     save(now, finish.to_delete, target, changeset, rebase)
@@ -602,16 +605,23 @@ fn failure_response<B: Default>(settings: &Settings, failure: &Failure) -> Respo
 /// (another user would receive the cookie). The app's own `Cache-Control`
 /// wins.
 fn add_cache_headers(headers: &mut HeaderMap, set_cookie: bool) {
-    let varies = headers.get_all(VARY).iter().any(|value| {
-        value.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("cookie"))
-        })
-    });
-    if !varies {
-        headers.append(VARY, HeaderValue::from_static("cookie"));
+    match headers.entry(VARY) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(HeaderValue::from_static("cookie"));
+        }
+        Entry::Occupied(mut occupied) => {
+            let varies = occupied.iter().any(|value| {
+                value.to_str().is_ok_and(|v| {
+                    v.split(',')
+                        .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("cookie"))
+                })
+            });
+            if !varies {
+                occupied.append(HeaderValue::from_static("cookie"));
+            }
+        }
     }
-    if set_cookie && !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    if set_cookie && let Entry::Vacant(vacant) = headers.entry(CACHE_CONTROL) {
+        vacant.insert(HeaderValue::from_static("private"));
     }
 }

@@ -126,8 +126,10 @@ pub(crate) struct Finish {
     pub(crate) rotate: bool,
     pub(crate) emptied: bool,
     pub(crate) load_failed: bool,
-    /// One change per namespace that needs writing, and how to rebase it.
-    pub(crate) changes: Vec<(NamespaceChange, Rebase)>,
+    /// One change per namespace that needs writing...
+    pub(crate) changes: Vec<NamespaceChange>,
+    /// ...and, at the same index, how to rebase it.
+    pub(crate) rebase: Vec<Rebase>,
 }
 
 impl State {
@@ -380,6 +382,7 @@ impl State {
     /// kept past the response still updates the client's own session.
     pub(crate) fn finish(&mut self) -> Result<Finish, (&'static str, CodecError)> {
         let mut changes = Vec::new();
+        let mut rebase = Vec::new();
         let mut rotate = self.regenerate_requested;
         if !self.destroy_requested {
             for slot in &self.slots {
@@ -397,10 +400,13 @@ impl State {
                 // per field, guarded by the store against an absent namespace
                 // or another version.
                 let expected = (!matches!(op, NamespaceOp::Patch(_))).then_some(baseline.revision);
-                changes.push((
-                    NamespaceChange::new(slot.namespace, diff.version, expected, op),
-                    diff.rebase,
+                changes.push(NamespaceChange::new(
+                    slot.namespace,
+                    diff.version,
+                    expected,
+                    op,
                 ));
+                rebase.push(diff.rebase);
             }
         }
         for slot in &mut self.slots {
@@ -423,6 +429,7 @@ impl State {
             emptied: self.emptied,
             load_failed: self.load_failed,
             changes,
+            rebase,
         })
     }
 }
