@@ -1,8 +1,8 @@
 //! The demo application: three session schemas, an HTML page with plain
 //! forms, and a JSON API.
 //!
-//! Shared with `tests/demo.rs` through `#[path]`: [`app`] is the whole
-//! application minus the listener.
+//! [`app`] is the whole application minus the listener, so the tests next
+//! to it (`tests.rs`) drive it through `oneshot`.
 //!
 //! Each schema is its own namespace in the same session, loaded once per
 //! request however many of them a handler extracts, and written back field

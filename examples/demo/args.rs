@@ -1,7 +1,6 @@
 //! The demo's command line, parsed by hand (no argument-parsing crate).
 //!
-//! Shared with `tests/demo.rs` through `#[path]`, so every rule here is
-//! unit-tested without starting a process.
+//! Every rule here is tested (in `tests.rs`) without starting a process.
 //!
 //! # The cookie name
 //!

@@ -204,11 +204,6 @@ impl SessionCookie {
         &self.config
     }
 
-    /// Whether the cookie carries `Max-Age`.
-    pub(crate) fn persistent(&self) -> bool {
-        self.persistent
-    }
-
     /// The `Set-Cookie` value for a session, valid until `deadline_ms`: the
     /// name, the value, `Max-Age` when a timeout is set, and the attributes.
     pub(crate) fn set(

@@ -62,8 +62,9 @@ pub(crate) struct Settings {
     pub(crate) store_down: StoreDownPolicy,
     pub(crate) decode_failure: DecodeFailurePolicy,
     pub(crate) newer_version: NewerVersionPolicy,
-    /// How long `update` and the write-back's rebase keep retrying.
-    pub(crate) retry_deadline: Duration,
+    /// How long `update` and the write-back's rebase keep retrying
+    /// (`SessionLayerBuilder::update_deadline`).
+    pub(crate) update_deadline: Duration,
     pub(crate) clock: SharedClock,
     pub(crate) log_secret: LogSecret,
     /// Add `Vary: Cookie` and `Cache-Control: private`.

@@ -134,7 +134,7 @@ impl<T: SessionData + Default> Session<T> {
     }
 
     async fn update_loop<R>(&mut self, f: &mut impl FnMut(&mut T) -> R) -> Result<R, UpdateError> {
-        let mut backoff = Backoff::new(self.context.settings().retry_deadline);
+        let mut backoff = Backoff::new(self.context.settings().update_deadline);
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;

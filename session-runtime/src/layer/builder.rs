@@ -246,7 +246,7 @@ impl SessionLayerBuilder {
             store_down: self.store_down,
             decode_failure: self.decode_failure,
             newer_version: self.newer_version,
-            retry_deadline: self.update_deadline,
+            update_deadline: self.update_deadline,
             clock: self.clock,
             log_secret: LogSecret::generate(),
             cache_headers: self.cache_headers,

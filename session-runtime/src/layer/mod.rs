@@ -1,8 +1,8 @@
 //! The middleware: [`SessionLayer`] attaches a lazy per-request session to
 //! every request, and writes it back after the handler.
 //!
-//! - `session_layer`: the [`SessionLayer`] itself;
 //! - `builder`: [`SessionLayerBuilder`], configuration checked at `build()`;
+//! - `session_layer`: the [`SessionLayer`] itself;
 //! - `service`: the [`SessionService`] made by the layer;
 //! - `future`: its [`ResponseFuture`];
 //! - `writeback`: the end of a request, from request state to store and cookie.

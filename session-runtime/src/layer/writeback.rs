@@ -150,8 +150,8 @@ pub(crate) fn plan(
         // None of the handler's changes is written; what `update` already
         // committed stays committed, so a fresh id is still sent.
         let state = session.lock();
-        let fresh = committed(state.committed(), state.stored());
-        let action = fresh.map_or(CookieAction::Keep, CookieAction::Set);
+        let fresh_id_cookie = committed(state.committed(), state.stored());
+        let action = fresh_id_cookie.map_or(CookieAction::Keep, CookieAction::Set);
         return (WriteBack::Ready(Ok(action)), None);
     }
     // The guard must be gone before the error path locks again.
@@ -160,14 +160,14 @@ pub(crate) fn plan(
         Ok(finish) => finish,
         Err((namespace, source)) => {
             let state = session.lock();
-            let fresh = committed(state.committed(), state.stored());
+            let fresh_id_cookie = committed(state.committed(), state.stored());
             return (
                 WriteBack::Ready(Err(Failure::Codec { namespace, source })),
-                fresh,
+                fresh_id_cookie,
             );
         }
     };
-    let fresh = committed(finish.committed, finish.stored.as_ref());
+    let fresh_id_cookie = committed(finish.committed, finish.stored.as_ref());
     let cookie = session.cookie();
     let work = if finish.destroy {
         plan_destroy(finish, cookie, now)
@@ -177,7 +177,7 @@ pub(crate) fn plan(
             Some(stored) => plan_existing(settings, storage, finish, stored, now),
         }
     };
-    (work, fresh)
+    (work, fresh_id_cookie)
 }
 
 /// The `Set-Cookie` for `stored` with the store deadline `store_deadline`
@@ -410,7 +410,7 @@ impl StoreWork {
             } => match storage.touch(&id, &key, last_seen, deadline, secret).await {
                 // The browser learns the new deadline from `Max-Age`, or
                 // from the record when the cookie carries it.
-                Ok(true) if settings.cookie.persistent() || storage.carries_record() => {
+                Ok(true) if settings.expiry.persistent() || storage.carries_record() => {
                     let stored = StoredSession {
                         id,
                         key,
@@ -466,7 +466,7 @@ async fn save_with_rebase(
             SaveOutcome::Missing if !create => return gone(&changeset),
             SaveOutcome::Conflict { namespace } if !create => {
                 backoff
-                    .get_or_insert_with(|| Backoff::new(settings.retry_deadline))
+                    .get_or_insert_with(|| Backoff::new(settings.update_deadline))
                     .pause()
                     .await
                     .map_err(|_| Failure::Contended { namespace })?;
@@ -549,7 +549,7 @@ fn rebase_changes(
 pub(crate) fn apply<B: Default>(
     settings: &Settings,
     outcome: Result<CookieAction, Failure>,
-    fresh: Option<HeaderValue>,
+    fresh_id_cookie: Option<HeaderValue>,
     response: &mut Response<B>,
 ) {
     let mut set_cookie = true;
@@ -566,9 +566,9 @@ pub(crate) fn apply<B: Default>(
         Err(failure) => {
             *response = failure_response(settings, &failure);
             // An id that `update` already moved the session to is kept.
-            set_cookie = fresh.is_some();
-            if let Some(fresh) = fresh {
-                response.headers_mut().append(SET_COOKIE, fresh);
+            set_cookie = fresh_id_cookie.is_some();
+            if let Some(cookie) = fresh_id_cookie {
+                response.headers_mut().append(SET_COOKIE, cookie);
             }
         }
     }

@@ -36,10 +36,10 @@ fn target(
     load_failed: bool,
     now: u64,
 ) -> Result<Target, UpdateError> {
-    let fresh = || RawId::generate().map_err(StoreError::backend);
+    let new_id = || RawId::generate().map_err(StoreError::backend);
     Ok(match stored {
         Some(stored) if rotate => {
-            let id = fresh()?;
+            let id = new_id()?;
             Target {
                 key: id.key(),
                 id,
@@ -59,7 +59,7 @@ fn target(
             )));
         }
         None => {
-            let id = fresh()?;
+            let id = new_id()?;
             Target {
                 key: id.key(),
                 id,
@@ -146,7 +146,7 @@ impl RequestSession {
         };
         // Unreadable or newer data under the layer's policy: stop rather
         // than loop on data this code must not overwrite.
-        let (fresh, baseline) = decode_namespace::<T>(Some(&record), settings)?;
+        let (stored_value, baseline) = decode_namespace::<T>(Some(&record), settings)?;
         let baseline = match baseline {
             Baseline::Loaded { namespaces, index } => Baseline::Computed {
                 ns: namespaces[index].clone(),
@@ -155,6 +155,6 @@ impl RequestSession {
             other => other,
         };
         self.lock().record_reloaded::<T>(baseline);
-        Ok(fresh)
+        Ok(stored_value)
     }
 }
