@@ -167,7 +167,13 @@ pub(crate) fn plan(
             );
         }
     };
-    let fresh_id_cookie = committed(finish.committed, finish.stored.as_ref());
+    // After `destroy()` the session is meant to end: a failed delete must
+    // not hand the browser the fresh id either.
+    let fresh_id_cookie = if finish.destroy {
+        None
+    } else {
+        committed(finish.committed, finish.stored.as_ref())
+    };
     let cookie = session.cookie();
     let work = if finish.destroy {
         plan_destroy(finish, cookie, now)
