@@ -97,12 +97,14 @@ pub(crate) struct RequestStorage {
 }
 
 impl RequestStorage {
-    /// The session a cookie token names, with its record, if it exists.
+    /// The session a cookie token names, with its key and record, if it
+    /// exists. (The key is hashed once per request: SHA-256 is the costliest
+    /// step of a read.)
     pub(crate) async fn open(
         &self,
         token: &Token,
         secret: &LogSecret,
-    ) -> Result<Option<(RawId, Record)>, StoreError> {
+    ) -> Result<Option<(RawId, SessionKey, Record)>, StoreError> {
         let (id, key) = match (token, &self.client) {
             (Token::Id(id), _) => (id.clone(), id.key()),
             (Token::Sealed(value), Some((sealer, local))) => {
@@ -118,7 +120,7 @@ impl RequestStorage {
         Ok(self
             .load(&id, &key, secret)
             .await?
-            .map(|record| (id, record)))
+            .map(|record| (id, key, record)))
     }
 
     /// Whether the cookie carries the record (a client-side backend): then

@@ -172,7 +172,7 @@ impl RequestSession {
         token: &Token,
     ) -> Result<Option<(StoredSession, Record)>, LoadFailure> {
         let settings = &self.settings;
-        let (id, record) = match self.storage.open(token, &settings.log_secret).await {
+        let (id, key, record) = match self.storage.open(token, &settings.log_secret).await {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             // Logged by the backend, inside the load's span.
@@ -194,7 +194,7 @@ impl RequestSession {
             return Ok(None);
         }
         let stored = StoredSession {
-            key: id.key(),
+            key,
             id,
             created_at_ms: record.created_at_ms,
             last_seen_ms: record.last_seen_ms,
