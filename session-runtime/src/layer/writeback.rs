@@ -477,22 +477,14 @@ async fn save_with_rebase(
                     .await
                     .map_err(|_| Failure::Contended { namespace })?;
                 // A conflicting rename left the record under the id it had.
-                let (source_id, source_key) = match (changeset.mode, renamed_from) {
+                let source = match (changeset.mode, renamed_from) {
                     (SaveMode::Rename { from }, Some(old)) => (old, from),
                     _ => (id, *key),
                 };
-                let record = storage
-                    .load(source_id, &source_key, secret)
-                    .await
-                    .map_err(Failure::Store)?;
-                let Some(record) = record else {
-                    return gone(&changeset);
-                };
-                let policies = (settings.decode_failure, settings.newer_version);
-                rebase_changes(&mut changeset.namespaces, rebase, &record, policies)?;
-                if changeset.namespaces.is_empty() && changeset.mode == SaveMode::Update {
-                    // What this request wanted is what is stored now.
-                    return Ok(CookieAction::Keep);
+                if let Some(done) =
+                    replan(settings, storage, source, &mut changeset, rebase).await?
+                {
+                    return Ok(done);
                 }
             }
             outcome => {
@@ -503,6 +495,32 @@ async fn save_with_rebase(
             }
         }
     }
+}
+
+/// After a conflict: reloads the record from `(id, key)` and re-plans the
+/// changes onto it. `Some` when the save is over (the session is gone, or
+/// nothing is left to write).
+async fn replan(
+    settings: &Settings,
+    storage: &RequestStorage,
+    (id, key): (&RawId, SessionKey),
+    changeset: &mut Changeset,
+    rebase: &mut Vec<Rebase>,
+) -> Result<Option<CookieAction>, Failure> {
+    let record = storage
+        .load(id, &key, &settings.log_secret)
+        .await
+        .map_err(Failure::Store)?;
+    let Some(record) = record else {
+        return gone(changeset).map(Some);
+    };
+    let policies = (settings.decode_failure, settings.newer_version);
+    rebase_changes(&mut changeset.namespaces, rebase, &record, policies)?;
+    if changeset.namespaces.is_empty() && changeset.mode == SaveMode::Update {
+        // What this request wanted is what is stored now.
+        return Ok(Some(CookieAction::Keep));
+    }
+    Ok(None)
 }
 
 /// The session is gone (a concurrent logout wins, or a concurrent login
