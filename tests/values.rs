@@ -168,34 +168,3 @@ async fn interior_mutability_is_saved_exactly_when_the_value_is_borrowed_mutably
     submit(&app, "/update", Some(&cookie)).await;
     assert_eq!(fetch(&app, "/get", Some(&cookie)).await.body, "3");
 }
-
-/// Debug builds say so when a change through `&T` is dropped.
-#[cfg(debug_assertions)]
-#[tokio::test]
-async fn a_change_through_a_shared_reference_is_reported_in_debug_builds() {
-    let captured = common::Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let app = Router::new()
-        .route("/shared", post(|c: Session<Cell>| async move { bump(&c) }))
-        .route(
-            "/read",
-            get(|c: Session<Cell>| async move { c.hits.lock().unwrap().to_string() }),
-        )
-        .layer(SessionLayer::new(typed_sessions::stores::MemoryStore::new()));
-    let cookie = submit(&app, "/shared", None).await;
-    assert!(cookie.set_cookies.is_empty(), "nothing saved");
-    let log = captured.text();
-    assert!(
-        log.contains("changed without a mutable borrow") && log.contains("namespace=\"cell\""),
-        "{log}"
-    );
-    // A plain read warns about nothing.
-    let before = captured.text().len();
-    fetch(&app, "/read", None).await;
-    assert_eq!(captured.text().len(), before, "{}", captured.text());
-}
