@@ -97,30 +97,22 @@ pub(crate) struct RequestStorage {
 }
 
 impl RequestStorage {
-    /// The session a cookie token names, with its key and record, if it
-    /// exists. (The key is hashed once per request: SHA-256 is the costliest
-    /// step of a read.)
-    pub(crate) async fn open(
-        &self,
-        token: &Token,
-        secret: &LogSecret,
-    ) -> Result<Option<(RawId, SessionKey, Record)>, StoreError> {
-        let (id, key) = match (token, &self.client) {
-            (Token::Id(id), _) => (id.clone(), id.key()),
+    /// The id and key a cookie token names, to [`load`](Self::load) next;
+    /// a sealed record is opened into the request-local store here. `None`
+    /// for a value that does not open. (The key is hashed once per request:
+    /// SHA-256 is the costliest step of a read. This step is synchronous so
+    /// that the load future stays one level deep.)
+    pub(crate) fn resolve(&self, token: &Token) -> Option<(RawId, SessionKey)> {
+        match (token, &self.client) {
+            (Token::Id(id), _) => Some((id.clone(), id.key())),
             (Token::Sealed(value), Some((sealer, local))) => {
-                let Some((id, record)) = sealer.open(value) else {
-                    return Ok(None);
-                };
+                let (id, record) = sealer.open(value)?;
                 let key = id.key();
                 local.put(key, record);
-                (id, key)
+                Some((id, key))
             }
-            (Token::Sealed(_), None) => return Ok(None),
-        };
-        Ok(self
-            .load(&id, &key, secret)
-            .await?
-            .map(|record| (id, key, record)))
+            (Token::Sealed(_), None) => None,
+        }
     }
 
     /// Whether the cookie carries the record (a client-side backend): then

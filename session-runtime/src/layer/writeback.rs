@@ -156,7 +156,7 @@ pub(crate) fn plan(
     }
     // The guard must be gone before the error path locks again.
     let finished = session.lock().finish();
-    let finish = match finished {
+    let mut finish = match finished {
         Ok(finish) => finish,
         Err((namespace, source)) => {
             let state = session.lock();
@@ -178,7 +178,7 @@ pub(crate) fn plan(
     let work = if finish.destroy {
         plan_destroy(finish, cookie, now)
     } else {
-        match finish.stored.clone() {
+        match finish.stored.take() {
             None => plan_new_session(settings, finish, cookie, now),
             Some(stored) => plan_existing(settings, storage, finish, stored, now),
         }

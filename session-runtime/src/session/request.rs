@@ -172,8 +172,11 @@ impl RequestSession {
         token: &Token,
     ) -> Result<Option<(StoredSession, Record)>, LoadFailure> {
         let settings = &self.settings;
-        let (id, key, record) = match self.storage.open(token, &settings.log_secret).await {
-            Ok(Some(found)) => found,
+        let Some((id, key)) = self.storage.resolve(token) else {
+            return Ok(None);
+        };
+        let record = match self.storage.load(&id, &key, &settings.log_secret).await {
+            Ok(Some(record)) => record,
             Ok(None) => return Ok(None),
             // Logged by the backend, inside the load's span.
             Err(err) => {
