@@ -481,9 +481,9 @@ async fn save_with_rebase(
                     (SaveMode::Rename { from }, Some(old)) => (old, from),
                     _ => (id, *key),
                 };
-                if let Some(done) =
-                    replan(settings, storage, source, &mut changeset, rebase).await?
-                {
+                // Rare: boxed, so that every write-back future stays small.
+                let replanned = Box::pin(replan(settings, storage, source, &mut changeset, rebase));
+                if let Some(done) = replanned.await? {
                     return Ok(done);
                 }
             }

@@ -117,7 +117,9 @@ impl RequestSession {
     async fn load(&self) -> Result<(), LoadFailure> {
         let found = match &self.cookie {
             CookieState::Present(token) => self.load_live(token).await?,
-            CookieState::Several(tokens) => self.load_one_of(tokens).await?,
+            // Rare: boxed, so that its future does not enlarge every
+            // request's (and every handler's) future.
+            CookieState::Several(tokens) => Box::pin(self.load_one_of(tokens)).await?,
             CookieState::Absent | CookieState::Malformed => None,
             CookieState::TooMany => {
                 tracing::warn!(
