@@ -135,44 +135,30 @@ pub(crate) fn plan(
     let settings = session.settings();
     let storage = session.storage();
     let now = session.now_ms();
-    // The cookie of a fresh id that an `update` committed, if any.
-    let committed =
-        |committed: CommittedId, stored: Option<&StoredSession>| match (committed, stored) {
-            (CommittedId::Fresh, Some(stored)) => {
-                match session_cookie(settings, storage, stored, stored.expires_at_ms, now) {
-                    CookieAction::Set(value) => Some(value),
-                    _ => None,
-                }
+    let (fresh_id_cookie, finished) = {
+        let mut state = session.lock();
+        let fresh_id_cookie = state.fresh_id().and_then(|stored| {
+            match session_cookie(settings, storage, stored, stored.expires_at_ms, now) {
+                CookieAction::Set(value) => Some(value),
+                _ => None,
             }
-            _ => None,
-        };
-    if handler_failed {
-        // None of the handler's changes is written; what `update` already
-        // committed stays committed, so a fresh id is still sent.
-        let state = session.lock();
-        let fresh_id_cookie = committed(state.committed(), state.stored());
-        let action = fresh_id_cookie.map_or(CookieAction::Keep, CookieAction::Set);
-        return (WriteBack::Ready(Ok(action)), None);
-    }
-    // The guard must be gone before the error path locks again.
-    let finished = session.lock().finish();
+        });
+        if handler_failed {
+            // None of the handler's changes is written; what `update`
+            // already committed stays committed, so a fresh id is still sent.
+            let action = fresh_id_cookie.map_or(CookieAction::Keep, CookieAction::Set);
+            return (WriteBack::Ready(Ok(action)), None);
+        }
+        (fresh_id_cookie, state.finish())
+    };
     let mut finish = match finished {
         Ok(finish) => finish,
         Err((namespace, source)) => {
-            let state = session.lock();
-            let fresh_id_cookie = committed(state.committed(), state.stored());
             return (
                 WriteBack::Ready(Err(Failure::Codec { namespace, source })),
                 fresh_id_cookie,
             );
         }
-    };
-    // After `destroy()` the session is meant to end: a failed delete must
-    // not hand the browser the fresh id either.
-    let fresh_id_cookie = if finish.destroy {
-        None
-    } else {
-        committed(finish.committed, finish.stored.as_ref())
     };
     let cookie = session.cookie();
     let work = if finish.destroy {

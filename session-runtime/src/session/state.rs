@@ -153,8 +153,12 @@ impl State {
         self.stored.as_ref()
     }
 
-    pub(crate) fn committed(&self) -> CommittedId {
-        self.committed
+    /// The session an `update` moved to a fresh id, unless `destroy()` was
+    /// asked for: the browser must learn that id whatever else happens.
+    pub(crate) fn fresh_id(&self) -> Option<&StoredSession> {
+        (self.committed == CommittedId::Fresh && !self.destroy_requested)
+            .then_some(self.stored.as_ref())
+            .flatten()
     }
 
     /// The load found a live session.
