@@ -12,7 +12,6 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use common::{CountingStore, Gate, ManualClock, fetch, key_of, send, submit};
-use tokio::sync::Notify;
 use typed_sessions::stores::MemoryStore;
 use typed_sessions::stores::{SaveMode, SessionStore};
 use typed_sessions::{Session, SessionData, SessionHandle, SessionLayer, SessionLayerBuilder};
@@ -119,6 +118,14 @@ fn app(
         .route(
             "/logout",
             post(|h: SessionHandle| async move { h.destroy() }),
+        )
+        .route(
+            "/login-logout-fail",
+            post(|mut a: Session<Auth>, h: SessionHandle| async move {
+                a.update(|a| a.user = Some("victim".into())).await.unwrap();
+                h.destroy();
+                (http::StatusCode::INTERNAL_SERVER_ERROR, "boom")
+            }),
         )
         .layer(layer)
 }
@@ -311,9 +318,8 @@ async fn logout_with_two_live_ids_under_our_name_ends_both_and_removes_the_cooki
 
 #[tokio::test]
 async fn write_racing_a_login_does_not_remove_the_new_cookie() {
-    let loaded = Arc::new(Notify::new());
-    let go = Arc::new(Notify::new());
-    let (l2, g2) = (loaded.clone(), go.clone());
+    let gate = Gate::default();
+    let held = gate.clone();
     let app = Router::new()
         .route(
             "/seed",
@@ -330,11 +336,10 @@ async fn write_racing_a_login_does_not_remove_the_new_cookie() {
         .route(
             "/slow-write",
             post(move |mut o: Session<Other>| {
-                let (l, g) = (l2.clone(), g2.clone());
+                let held = held.clone();
                 async move {
                     o.n = 5;
-                    l.notify_one();
-                    g.notified().await;
+                    held.hold().await;
                 }
             }),
         )
@@ -343,11 +348,11 @@ async fn write_racing_a_login_does_not_remove_the_new_cookie() {
     let app2 = app.clone();
     let c2 = cookie.clone();
     let slow = tokio::spawn(async move { submit(&app2, "/slow-write", Some(&c2)).await });
-    loaded.notified().await;
+    gate.loaded().await;
     let login = submit(&app, "/login", Some(&cookie)).await;
     let new_cookie = login.cookie();
     assert_ne!(new_cookie, cookie);
-    go.notify_one();
+    gate.release();
     let slow = slow.await.unwrap();
     // The slow response arrives last: it must not remove the cookie, which
     // in the browser now holds the new id of a live session.
@@ -377,4 +382,13 @@ async fn another_cookie_with_non_ascii_bytes_does_not_hide_the_session() {
         .unwrap();
     let r = common::reply(&app, req).await;
     assert_eq!(r.body, "42", "the session cookie next to it is still read");
+}
+
+#[tokio::test]
+async fn a_fresh_id_is_not_sent_when_the_request_also_destroyed_the_session() {
+    let (app, _, _) = fixture(|b| b);
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    let reply = submit(&app, "/login-logout-fail", Some(&cookie)).await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.set_cookies.is_empty(), "{:?}", reply.set_cookies);
 }
