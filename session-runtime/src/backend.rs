@@ -254,6 +254,11 @@ impl LocalStore {
     }
 
     fn put(&self, key: SessionKey, record: Record) {
+        // Within the request revisions stay unique from here. (A sealed
+        // record carries no counter, so across requests a removed
+        // namespace's revision may come back; a client-side store has no
+        // cross-request compare-and-swap anyway: the browser keeps the last
+        // cookie.)
         let counter = record
             .namespaces
             .iter()
