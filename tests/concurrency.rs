@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use common::{CountingStore, Gate, ManualClock, fetch, key_of, submit};
-use tokio::sync::Notify;
 use typed_sessions::stores::MemoryStore;
 use typed_sessions::stores::SessionStore;
 use typed_sessions::{DecodeFailurePolicy, Session, SessionData, SessionLayer};
@@ -241,9 +240,8 @@ impl From<CartV1> for Cart {
 
 async fn writing_a_migrated_namespace_keeps_a_concurrent_update() {
     let store = MemoryStore::new();
-    let loaded = Arc::new(Notify::new());
-    let go = Arc::new(Notify::new());
-    let (l2, g2) = (loaded.clone(), go.clone());
+    let gate = Gate::default();
+    let held = gate.clone();
     let v1 = Router::new()
         .route(
             "/",
@@ -258,10 +256,9 @@ async fn writing_a_migrated_namespace_keeps_a_concurrent_update() {
         .route(
             "/coupon",
             post(move |mut c: Session<Cart>| {
-                let (l, g) = (l2.clone(), g2.clone());
+                let held = held.clone();
                 async move {
-                    l.notify_one();
-                    g.notified().await;
+                    held.hold().await;
                     c.coupon = "SAVE10".into(); // a different field
                 }
             }),
@@ -274,10 +271,10 @@ async fn writing_a_migrated_namespace_keeps_a_concurrent_update() {
     let cookie = submit(&v1, "/", None).await.cookie();
     let (app2, c2) = (v2.clone(), cookie.clone());
     let slow = tokio::spawn(async move { submit(&app2, "/coupon", Some(&c2)).await });
-    loaded.notified().await;
+    gate.loaded().await;
     submit(&v2, "/incr", Some(&cookie)).await;
     assert_eq!(fetch(&v2, "/get", Some(&cookie)).await.body, "11 ");
-    go.notify_one();
+    gate.release();
     slow.await.unwrap();
     // Different fields of one namespace must both survive.
     assert_eq!(fetch(&v2, "/get", Some(&cookie)).await.body, "11 SAVE10");
@@ -292,9 +289,8 @@ struct Look {
 
 #[tokio::test]
 async fn first_writes_of_one_namespace_by_two_requests_both_survive() {
-    let loaded = Arc::new(Notify::new());
-    let go = Arc::new(Notify::new());
-    let (l2, g2) = (loaded.clone(), go.clone());
+    let gate = Gate::default();
+    let held = gate.clone();
     let app = Router::new()
         .route(
             "/seed",
@@ -307,10 +303,9 @@ async fn first_writes_of_one_namespace_by_two_requests_both_survive() {
         .route(
             "/slow-lang",
             post(move |mut p: Session<Look>| {
-                let (l, g) = (l2.clone(), g2.clone());
+                let held = held.clone();
                 async move {
-                    l.notify_one();
-                    g.notified().await;
+                    held.hold().await;
                     p.lang = "fr".into();
                 }
             }),
@@ -323,9 +318,9 @@ async fn first_writes_of_one_namespace_by_two_requests_both_survive() {
     let cookie = submit(&app, "/seed", None).await.cookie();
     let (app2, c2) = (app.clone(), cookie.clone());
     let slow = tokio::spawn(async move { submit(&app2, "/slow-lang", Some(&c2)).await });
-    loaded.notified().await;
+    gate.loaded().await;
     submit(&app, "/theme", Some(&cookie)).await;
-    go.notify_one();
+    gate.release();
     assert_eq!(slow.await.unwrap().status, 200);
     assert_eq!(fetch(&app, "/prefs", Some(&cookie)).await.body, "dark/fr");
 }

@@ -26,13 +26,7 @@ fn bump(cell: &Cell) {
 #[cfg(debug_assertions)]
 #[tokio::test]
 async fn a_change_through_a_shared_reference_is_reported_in_debug_builds() {
-    let captured = common::Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::capture_logs(tracing::Level::WARN);
     let app = Router::new()
         .route("/shared", post(|c: Session<Cell>| async move { bump(&c) }))
         .route(

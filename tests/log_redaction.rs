@@ -27,12 +27,7 @@ struct AuthNew {
 
 #[tokio::test]
 async fn sensitive_value_never_reaches_the_log_when_it_does_not_decode() {
-    let captured = common::Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::capture_logs(tracing::Level::INFO);
     let store = MemoryStore::new();
     let old = Router::new()
         .route(

@@ -7,7 +7,6 @@ use axum::Router;
 use axum::routing::{get, post};
 use common::schemas::Counter;
 use common::{CountingStore, ManualClock, fetch, submit};
-use tracing_subscriber::fmt::format::FmtSpan;
 use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
 
 #[derive(SessionData, Default)]
@@ -19,14 +18,7 @@ struct Account {
 
 #[tokio::test]
 async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
-    let captured = common::Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::capture_logs(tracing::Level::DEBUG);
 
     let app = Router::new()
         .route(
@@ -89,14 +81,7 @@ async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
 /// A store failure is logged inside the operation's span, with the hashed id.
 #[tokio::test]
 async fn load_failure_warning_carries_the_hashed_session_id() {
-    let captured = common::Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::capture_logs(tracing::Level::DEBUG);
 
     let clock = ManualClock::new();
     let store = CountingStore::new(clock);

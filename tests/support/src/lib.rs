@@ -290,6 +290,19 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     }
 }
 
+/// Captures everything logged on this thread at `level` or above (span
+/// closes included, with their fields) until the guard is dropped.
+pub fn capture_logs(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(level)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
 /// A log writer for `tracing_subscriber::fmt` that keeps what was logged.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
