@@ -16,6 +16,8 @@ pub mod layer {
 
 /// Where sessions live: the [`SessionStore`](stores::SessionStore) contract and the built-in stores.
 pub mod stores {
+    pub use session_runtime::SessionBackend;
+    pub use session_runtime::cookie_store::{CookieKey, CookieStore, KeyError};
     pub use session_runtime::store::*;
 }
 

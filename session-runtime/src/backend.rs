@@ -20,13 +20,14 @@
 //! hashed id and the latency, and logs a failure inside it; with no
 //! subscriber listening it costs neither a hash nor a clock read.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tracing::Instrument as _;
 
 use crate::cookie::{CookieValue, Token};
-use crate::error::ErrorChain;
+use crate::error::{ConfigError, ErrorChain};
 use crate::id::{LogSecret, RawId};
 use crate::store::{
     Changeset, DynStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
@@ -35,12 +36,89 @@ use crate::store::{
 
 /// Seals a session record into a cookie value and opens it again: what a
 /// client-side backend adds. Opening must authenticate the value; a value
-/// that does not open is treated like an unknown id.
+/// that does not open reads as no session, and its cookie is cleared.
 pub(crate) trait Sealer: Send + Sync + 'static {
-    /// The cookie value carrying `record`, identified by `id`.
-    fn seal(&self, id: &RawId, record: &Record) -> String;
+    /// The cookie value carrying `record`, identified by `id`; an error when
+    /// it would not fit [`budget`](Self::budget) (with the cookie name).
+    fn seal(&self, id: &RawId, record: &Record) -> Result<String, SealError>;
     /// The id and record a cookie value carries, if it is genuine.
-    fn open(&self, value: &str) -> Option<(RawId, Record)>;
+    fn open(&self, value: &str) -> Result<Opened, OpenError>;
+    /// The most bytes the cookie's `name=value` may take.
+    fn budget(&self) -> usize;
+}
+
+/// What a sealed cookie value held.
+pub(crate) struct Opened {
+    pub(crate) id: RawId,
+    pub(crate) record: Record,
+    /// Sealed by a fallback key: re-seal with the primary on this response.
+    pub(crate) fallback: bool,
+}
+
+/// Why a cookie value did not open. It names the reason for the log; the
+/// value itself is never logged.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error("larger than the cookie budget")]
+    TooLarge,
+    #[error("not base64url")]
+    Encoding,
+    #[error("too short to be a sealed session")]
+    Truncated,
+    #[error("sealed in another format or mode")]
+    Format,
+    #[error("sealed by a key this layer does not have")]
+    UnknownKey,
+    #[error("does not authenticate (tampered, another key, or another cookie name)")]
+    Forged,
+    #[error("authentic but unreadable payload")]
+    Payload,
+}
+
+/// Why a session could not be sealed into a cookie.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SealError {
+    #[error(
+        "the session cookie would take {size} bytes (name=value), over its budget of {budget}; nothing was sent, the browser keeps its previous cookie"
+    )]
+    TooLarge { size: usize, budget: usize },
+    #[error("no OS randomness for a nonce")]
+    NoRandomness(#[source] getrandom::Error),
+    #[error("the cipher refused the payload")]
+    Cipher,
+}
+
+/// Where a layer keeps its sessions: every [`SessionStore`] (records on the
+/// server, the cookie carries an id) and
+/// [`CookieStore`](crate::cookie_store::CookieStore) (the record sealed in
+/// the cookie). [`SessionLayer::new`](crate::SessionLayer::new) and
+/// [`SessionLayer::builder`](crate::SessionLayer::builder) take either.
+///
+/// Sealed: implement [`SessionStore`] for a store of your own.
+pub trait SessionBackend: sealed::IntoBackend {}
+
+impl<T: sealed::IntoBackend> SessionBackend for T {}
+
+pub(crate) mod sealed {
+    use super::{Backend, ConfigError};
+
+    /// Turns what the user passed into the layer's backend, once the
+    /// cookie's name is known.
+    pub trait IntoBackend: Send + Sync + 'static {
+        /// Whether the session travels in the cookie.
+        const CLIENT_SIDE: bool = false;
+        /// The backend for a layer whose cookie is named `cookie_name`.
+        fn into_backend(self, cookie_name: &str) -> Result<MadeBackend, ConfigError>;
+    }
+
+    /// A backend, behind a name outside code cannot reach.
+    pub struct MadeBackend(pub(crate) Backend);
+}
+
+impl<S: SessionStore> sealed::IntoBackend for S {
+    fn into_backend(self, _cookie_name: &str) -> Result<sealed::MadeBackend, ConfigError> {
+        Ok(sealed::MadeBackend(Backend::Server(Arc::new(self))))
+    }
 }
 
 /// Where a layer keeps its sessions.
@@ -48,24 +126,30 @@ pub(crate) enum Backend {
     /// Records in a shared store, by hashed id.
     Server(Arc<dyn DynStore>),
     /// Records sealed inside the cookie.
-    #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "the cookie store adds its sealer here")
-    )]
     Client(Arc<dyn Sealer>),
 }
 
 impl Backend {
-    /// A backend over a server-side store.
-    pub(crate) fn server<S: SessionStore>(store: S) -> Self {
-        Self::Server(Arc::new(store))
-    }
-
     /// What a cookie value under our name stands for, if it can be ours.
+    /// (A sealed value is only checked for size and alphabet here; it is
+    /// opened when the session loads.)
     pub(crate) fn token(&self, value: &str) -> Option<Token> {
         match self {
             Self::Server(_) => RawId::parse(value).map(Token::Id),
-            Self::Client(_) => Some(Token::Sealed(value.into())),
+            Self::Client(sealer) => {
+                if value.len() < sealer.budget()
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    Some(Token::Sealed(value.into()))
+                } else {
+                    tracing::warn!(
+                        "session cookie is not a sealed session (too large, or not base64url); starting a fresh session and clearing the cookie"
+                    );
+                    None
+                }
+            }
         }
     }
 
@@ -105,12 +189,18 @@ impl RequestStorage {
     pub(crate) fn resolve(&self, token: &Token) -> Option<(RawId, SessionKey)> {
         match (token, &self.client) {
             (Token::Id(id), _) => Some((id.clone(), id.key())),
-            (Token::Sealed(value), Some((sealer, local))) => {
-                let (id, record) = sealer.open(value)?;
-                let key = id.key();
-                local.put(key, record);
-                Some((id, key))
-            }
+            (Token::Sealed(value), Some((sealer, local))) => match sealer.open(value) {
+                Ok(opened) => {
+                    let key = opened.id.key();
+                    local.put(key, opened.record, opened.fallback);
+                    Some((opened.id, key))
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "session cookie does not open; starting a fresh session and clearing the cookie");
+                    local.rejected.store(true, Ordering::Relaxed);
+                    None
+                }
+            },
             (Token::Sealed(_), None) => None,
         }
     }
@@ -121,19 +211,45 @@ impl RequestStorage {
         self.client.is_some()
     }
 
+    /// Whether the cookie the request sent must be cleared even though it
+    /// named no session: a sealed value that did not open, or had expired.
+    pub(crate) fn cookie_rejected(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|(_, local)| local.rejected.load(Ordering::Relaxed))
+    }
+
+    /// Marks the request's sealed cookie as one to clear (it expired).
+    pub(crate) fn reject_cookie(&self) {
+        if let Some((_, local)) = &self.client {
+            local.rejected.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the cookie must be re-sent although nothing changed: it was
+    /// sealed by a fallback key.
+    pub(crate) fn reseal_due(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|(_, local)| local.reseal.load(Ordering::Relaxed))
+    }
+
     /// The value of the `Set-Cookie` for the session under `id`: the id
-    /// itself, or the sealed record (`None` when the request-local store
-    /// holds nothing under it).
+    /// itself, or the sealed record (`Ok(None)` when the request-local
+    /// store holds nothing under it).
     pub(crate) fn cookie_value<'a>(
         &self,
         id: &'a RawId,
         key: &SessionKey,
-    ) -> Option<CookieValue<'a>> {
+    ) -> Result<Option<CookieValue<'a>>, SealError> {
         match &self.client {
-            None => Some(CookieValue::Id(id)),
-            Some((sealer, local)) => local
-                .get(key)
-                .map(|record| CookieValue::Sealed(sealer.seal(id, &record))),
+            None => Ok(Some(CookieValue::Id(id))),
+            Some((sealer, local)) => match local.get(key) {
+                None => Ok(None),
+                Some(record) => sealer
+                    .seal(id, &record)
+                    .map(|sealed| Some(CookieValue::Sealed(sealed))),
+            },
         }
     }
 
@@ -239,6 +355,10 @@ async fn timed<T, F: std::future::Future<Output = Result<T, StoreError>>>(
 #[derive(Default)]
 pub(crate) struct LocalStore {
     records: Mutex<Vec<LocalEntry>>,
+    /// A record was opened with a fallback key.
+    reseal: AtomicBool,
+    /// The request's cookie did not open, or had expired.
+    rejected: AtomicBool,
 }
 
 struct LocalEntry {
@@ -253,7 +373,10 @@ impl LocalStore {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn put(&self, key: SessionKey, record: Record) {
+    fn put(&self, key: SessionKey, record: Record, fallback: bool) {
+        if fallback {
+            self.reseal.store(true, Ordering::Relaxed);
+        }
         // Within the request revisions stay unique from here. (A sealed
         // record carries no counter, so across requests a removed
         // namespace's revision may come back; a client-side store has no

@@ -43,6 +43,24 @@ pub enum ConfigError {
     /// The refresh share must be a fraction in (0, 1].
     #[error("refresh share must be greater than 0 and at most 1")]
     RefreshShare,
+    /// A [`CookieStore`](crate::cookie_store::CookieStore) key is shorter than 32 bytes.
+    #[error("a cookie store key must have at least {min} bytes, this one has {len}")]
+    KeyTooShort {
+        /// The key's length in bytes.
+        len: usize,
+        /// The least accepted.
+        min: usize,
+    },
+    /// A [`CookieStore`](crate::cookie_store::CookieStore) cookie budget out of range.
+    #[error("a cookie budget must be between {min} and {max} bytes, not {budget}")]
+    CookieBudget {
+        /// The budget asked for.
+        budget: usize,
+        /// The least accepted.
+        min: usize,
+        /// The most browsers keep.
+        max: usize,
+    },
 }
 
 /// Why a [`Session`](crate::Session) or [`SessionHandle`](crate::SessionHandle)

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// Length of a raw id: 128 bits from the OS CSPRNG.
-const ID_BYTES: usize = 16;
+pub(crate) const ID_BYTES: usize = 16;
 /// Length of the base64url form of an id in the cookie.
 const ID_CHARS: usize = 22;
 
@@ -37,6 +37,16 @@ impl RawId {
             Ok(ID_BYTES) => Some(Self(bytes)),
             _ => None,
         }
+    }
+
+    /// The id's bytes, for a sealed cookie that carries it.
+    pub(crate) fn as_bytes(&self) -> &[u8; ID_BYTES] {
+        &self.0
+    }
+
+    /// An id read back from a sealed (authenticated) cookie.
+    pub(crate) fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
+        Self(bytes)
     }
 
     #[cfg(test)]

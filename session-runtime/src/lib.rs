@@ -3,7 +3,7 @@
 //! Modules, bottom to top (each uses only modules above it in this list):
 //! `clock`, `id`, `codec`, `data` (the schema side), `store` (the storage
 //! contract and `MemoryStore`), `error`, `cookie`, `backend` (the seam to
-//! stores), `settings`, `retry`, `session` (the per-request state), `layer`
+//! stores), `cookie_store` (the client-side store behind it), `settings`, `retry`, `session` (the per-request state), `layer`
 //! (the middleware and the write-back), `extract` (the extractors).
 
 mod backend;
@@ -12,6 +12,7 @@ mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod cookie;
+pub mod cookie_store;
 mod data;
 mod error;
 mod extract;
@@ -25,6 +26,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod __private;
 
+pub use backend::SessionBackend;
 pub use clock::{Clock, SystemClock};
 pub use codec::{Codec, CodecError, JsonCodec};
 pub use cookie::SameSite;

@@ -14,7 +14,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use super::{Backend, Sealer};
+use super::{Backend, OpenError, Opened, SealError, Sealer};
 use crate::data::FieldMap;
 use crate::id::RawId;
 use crate::layer::{SessionLayer, SessionLayerBuilder};
@@ -25,7 +25,7 @@ use crate::{Session, SessionHandle};
 struct PlainSealer;
 
 impl Sealer for PlainSealer {
-    fn seal(&self, id: &RawId, record: &Record) -> String {
+    fn seal(&self, id: &RawId, record: &Record) -> Result<String, SealError> {
         let namespaces: Vec<Value> = record
             .namespaces
             .iter()
@@ -47,10 +47,20 @@ impl Sealer for PlainSealer {
             "e": record.expires_at_ms,
             "ns": namespaces,
         });
-        URL_SAFE_NO_PAD.encode(value.to_string())
+        Ok(URL_SAFE_NO_PAD.encode(value.to_string()))
     }
 
-    fn open(&self, value: &str) -> Option<(RawId, Record)> {
+    fn budget(&self) -> usize {
+        4096
+    }
+
+    fn open(&self, value: &str) -> Result<Opened, OpenError> {
+        Self::read(value).ok_or(OpenError::Forged)
+    }
+}
+
+impl PlainSealer {
+    fn read(value: &str) -> Option<Opened> {
         let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
         let value: Value = serde_json::from_slice(&bytes).ok()?;
         let id = RawId::parse(value["id"].as_str()?)?;
@@ -74,7 +84,11 @@ impl Sealer for PlainSealer {
             value["e"].as_u64()?,
             namespaces,
         );
-        Some((id, record))
+        Some(Opened {
+            id,
+            record,
+            fallback: false,
+        })
     }
 }
 
@@ -180,7 +194,7 @@ async fn a_client_side_backend_runs_the_whole_lifecycle_with_no_server_state() {
     );
     let value = first.split_once('=').unwrap().1;
     assert!(value.len() > 22, "the record, not an id: {value}");
-    let (_, record) = PlainSealer.open(value).expect("a sealed record");
+    let record = PlainSealer.open(value).expect("a sealed record").record;
     assert_eq!(
         record.namespace("counter").unwrap().fields.get("count"),
         Some(&b"1"[..])
@@ -233,17 +247,21 @@ async fn a_client_side_backend_refresh_reseals_the_deadline() {
             .refresh_share(0.000_01)
     });
     let cookie = pair(&call(&app, "POST", "/incr", None).await.set_cookie.unwrap());
-    let (_, before) = PlainSealer.open(cookie.split_once('=').unwrap().1).unwrap();
+    let before = PlainSealer
+        .open(cookie.split_once('=').unwrap().1)
+        .unwrap()
+        .record;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let refreshed = call(&app, "GET", "/count", Some(&cookie)).await;
-    let (_, after) = PlainSealer
+    let after = PlainSealer
         .open(
             pair(&refreshed.set_cookie.expect("re-sealed"))
                 .split_once('=')
                 .unwrap()
                 .1,
         )
-        .unwrap();
+        .unwrap()
+        .record;
     assert!(after.expires_at_ms > before.expires_at_ms);
     assert!(after.last_seen_ms > before.last_seen_ms);
     assert_eq!(

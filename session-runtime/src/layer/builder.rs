@@ -6,25 +6,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::session_layer::SessionLayer;
-use crate::backend::Backend;
+use crate::backend::{Backend, SessionBackend};
 use crate::clock::{Clock, SharedClock};
 use crate::cookie::{CookieConfig, SameSite, SessionCookie};
 use crate::error::ConfigError;
 use crate::id::LogSecret;
 use crate::settings::{DecodeFailurePolicy, Expiry, NewerVersionPolicy, Settings, StoreDownPolicy};
-use crate::store::SessionStore;
 
 impl SessionLayer {
     /// A layer with the default configuration: cookie `session`, `Path=/`,
     /// `HttpOnly`, `SameSite=Lax`, `Secure`; browser-session cookie with a
-    /// 24-hour store TTL; fail closed when the store is down.
+    /// 24-hour store TTL (with a [`CookieStore`], a 24-hour absolute
+    /// timeout instead); fail closed when the store is down.
+    ///
+    /// `store` is any [`SessionStore`](crate::store::SessionStore) or a
+    /// [`CookieStore`].
     ///
     /// # Panics
-    /// Never: the default configuration is valid (a test pins this).
-    pub fn new<S: SessionStore>(store: S) -> Self {
-        Self::builder(store)
-            .build()
-            .expect("the default configuration is valid")
+    /// When the store's own configuration is invalid: a [`CookieStore`]
+    /// key shorter than 32 bytes, or a cookie budget out of range. Use
+    /// [`builder`](Self::builder) to get those as a [`ConfigError`]. The
+    /// layer's default configuration itself is valid (a test pins this).
+    ///
+    /// [`CookieStore`]: crate::cookie_store::CookieStore
+    pub fn new<S: SessionBackend>(store: S) -> Self {
+        match Self::builder(store).build() {
+            Ok(layer) => layer,
+            Err(err) => panic!("invalid session store configuration: {err}"),
+        }
     }
 
     /// A builder for cookie attributes, expiry and error policies.
@@ -42,15 +51,29 @@ impl SessionLayer {
     /// # let _ = layer;
     /// # Ok::<(), typed_sessions::ConfigError>(())
     /// ```
-    pub fn builder<S: SessionStore>(store: S) -> SessionLayerBuilder {
-        SessionLayerBuilder::new(Backend::server(store))
+    pub fn builder<S: SessionBackend>(store: S) -> SessionLayerBuilder {
+        let mut builder =
+            SessionLayerBuilder::with_backend(Box::new(move |cookie: &CookieConfig| {
+                store.into_backend(&cookie.name).map(|made| made.0)
+            }));
+        if S::CLIENT_SIDE {
+            // A copied cookie cannot be revoked: bound how long it works.
+            builder.absolute = Some(CLIENT_SIDE_ABSOLUTE_TIMEOUT);
+        }
+        builder
     }
 }
+
+/// The default absolute timeout with a client-side store.
+const CLIENT_SIDE_ABSOLUTE_TIMEOUT: Duration = Duration::from_hours(24);
+
+/// Makes the backend once the cookie's attributes are known.
+type MakeBackend = Box<dyn FnOnce(&CookieConfig) -> Result<Backend, ConfigError> + Send + Sync>;
 
 /// Builds a [`SessionLayer`]; see [`SessionLayer::builder`].
 #[must_use]
 pub struct SessionLayerBuilder {
-    backend: Backend,
+    backend: MakeBackend,
     cookie: CookieConfig,
     idle: Option<Duration>,
     absolute: Option<Duration>,
@@ -75,7 +98,13 @@ impl std::fmt::Debug for SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
+    /// A builder over a backend made already (tests of the seam).
+    #[cfg(test)]
     pub(crate) fn new(backend: Backend) -> Self {
+        Self::with_backend(Box::new(move |_| Ok(backend)))
+    }
+
+    fn with_backend(backend: MakeBackend) -> Self {
         Self {
             backend,
             cookie: CookieConfig::default(),
@@ -218,6 +247,7 @@ impl SessionLayerBuilder {
     /// A [`ConfigError`] for any combination that cannot work.
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
         self.cookie.validate()?;
+        let backend = (self.backend)(&self.cookie)?;
         // Durations are kept in whole milliseconds: anything shorter is zero.
         let nonzero = |d: Option<Duration>, what| match d {
             Some(d) if d.as_millis() == 0 => Err(ConfigError::ZeroDuration(what)),
@@ -240,7 +270,7 @@ impl SessionLayerBuilder {
             refresh_share: self.refresh_share,
         };
         let settings = Settings {
-            backend: self.backend,
+            backend,
             cookie: SessionCookie::new(self.cookie, expiry.persistent()),
             expiry,
             store_down: self.store_down,

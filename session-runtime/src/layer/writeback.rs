@@ -15,7 +15,7 @@ use http::header::Entry;
 use http::header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE, VARY};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::backend::RequestStorage;
+use crate::backend::{RequestStorage, SealError};
 use crate::codec::CodecError;
 use crate::cookie::CookieState;
 use crate::error::{ErrorChain, retry_after_value};
@@ -67,6 +67,8 @@ pub(crate) enum Failure {
     },
     #[error("no OS randomness for a session id")]
     NoRandomness(#[source] getrandom::Error),
+    #[error("the session could not be sealed into its cookie")]
+    Seal(#[source] SealError),
     #[error("the store answered {outcome:?} to a {mode:?}")]
     UnexpectedOutcome {
         outcome: SaveOutcome,
@@ -137,10 +139,21 @@ pub(crate) fn plan(
     let now = session.now_ms();
     let (fresh_id_cookie, finished) = {
         let mut state = session.lock();
-        let fresh_id_cookie = state.fresh_id().and_then(|stored| {
+        // With a client-side store, whatever an `update` committed lives
+        // in the cookie only: it is sent like a fresh id.
+        let committed = if storage.carries_record() {
+            state.committed_session()
+        } else {
+            state.fresh_id()
+        };
+        let fresh_id_cookie = committed.and_then(|stored| {
             match session_cookie(settings, storage, stored, stored.expires_at_ms, now) {
-                CookieAction::Set(value) => Some(value),
-                _ => None,
+                Ok(CookieAction::Set(value)) => Some(value),
+                Ok(_) => None,
+                Err(failure) => {
+                    tracing::error!(error = %ErrorChain(&failure), "the session committed by update() cannot be sent");
+                    None
+                }
             }
         });
         if handler_failed {
@@ -161,11 +174,12 @@ pub(crate) fn plan(
         }
     };
     let cookie = session.cookie();
+    let rejected = storage.cookie_rejected();
     let work = if finish.destroy {
-        plan_destroy(finish, cookie, now)
+        plan_destroy(finish, cookie, rejected, now)
     } else {
         match finish.stored.take() {
-            None => plan_new_session(settings, finish, cookie, now),
+            None => plan_new_session(settings, finish, (cookie, rejected), now),
             Some(stored) => plan_existing(settings, storage, finish, stored, now),
         }
     };
@@ -173,22 +187,28 @@ pub(crate) fn plan(
 }
 
 /// The `Set-Cookie` for `stored` with the store deadline `store_deadline`
-/// (a removal when a client-side backend no longer holds the record).
+/// (a removal when a client-side backend no longer holds the record; an
+/// error when its sealed record does not fit the cookie budget).
 fn session_cookie(
     settings: &Settings,
     storage: &RequestStorage,
     stored: &StoredSession,
     store_deadline: u64,
     now: u64,
-) -> CookieAction {
-    let Some(value) = storage.cookie_value(&stored.id, &stored.key) else {
-        return CookieAction::Remove;
+) -> Result<CookieAction, Failure> {
+    let Some(value) = storage
+        .cookie_value(&stored.id, &stored.key)
+        .map_err(Failure::Seal)?
+    else {
+        return Ok(CookieAction::Remove);
     };
     let deadline =
         settings
             .expiry
             .cookie_deadline(stored.created_at_ms, stored.last_seen_ms, store_deadline);
-    CookieAction::Set(settings.cookie.set(&value, deadline, now))
+    Ok(CookieAction::Set(
+        settings.cookie.set(&value, deadline, now),
+    ))
 }
 
 /// One rule for every path that leaves no session: clear a cookie that was
@@ -203,9 +223,10 @@ fn removal_rule(cookie: &CookieState, named_something: bool) -> CookieAction {
 }
 
 /// `destroy()`: delete whatever this request knows of, remove the cookie.
-fn plan_destroy(finish: Finish, cookie: &CookieState, now: u64) -> WriteBack {
+fn plan_destroy(finish: Finish, cookie: &CookieState, rejected: bool, now: u64) -> WriteBack {
     let mut deletes = finish.to_delete;
-    let named_something = finish.stored.is_some()
+    let named_something = rejected
+        || finish.stored.is_some()
         || !deletes.is_empty()
         || finish.committed != CommittedId::Untouched;
     let action = removal_rule(cookie, named_something);
@@ -216,16 +237,18 @@ fn plan_destroy(finish: Finish, cookie: &CookieState, now: u64) -> WriteBack {
 }
 
 /// No stored session: create one only for values that are not all defaults.
+/// (`rejected`: the request's cookie was a sealed session that did not
+/// open or had expired, and is cleared.)
 fn plan_new_session(
     settings: &Settings,
     finish: Finish,
-    cookie: &CookieState,
+    (cookie, rejected): (&CookieState, bool),
     now: u64,
 ) -> WriteBack {
     let mut changes = finish.changes;
     changes.retain(|change| change.op != NamespaceOp::Remove);
     if changes.is_empty() {
-        let named_something = finish.emptied || !finish.to_delete.is_empty();
+        let named_something = rejected || finish.emptied || !finish.to_delete.is_empty();
         let action = removal_rule(cookie, named_something);
         return pending_or_ready(now, finish.to_delete, LastStep::Cookie(action));
     }
@@ -285,8 +308,10 @@ fn plan_existing(
     now: u64,
 ) -> WriteBack {
     if finish.changes.is_empty() && !finish.rotate {
-        let last = plan_unchanged(settings, storage, finish.committed, stored, now);
-        return pending_or_ready(now, finish.to_delete, last);
+        return match plan_unchanged(settings, storage, finish.committed, stored, now) {
+            Ok(last) => pending_or_ready(now, finish.to_delete, last),
+            Err(failure) => WriteBack::Ready(Err(failure)),
+        };
     }
     let (target, mode) = if finish.rotate {
         let fresh = match fresh_id() {
@@ -315,16 +340,15 @@ fn plan_unchanged(
     committed: CommittedId,
     stored: StoredSession,
     now: u64,
-) -> LastStep {
+) -> Result<LastStep, Failure> {
     let expiry = &settings.expiry;
-    match committed {
-        CommittedId::Fresh => LastStep::Cookie(session_cookie(
-            settings,
-            storage,
-            &stored,
-            stored.expires_at_ms,
-            now,
-        )),
+    let cookie = |stored: &StoredSession| {
+        session_cookie(settings, storage, stored, stored.expires_at_ms, now).map(LastStep::Cookie)
+    };
+    Ok(match committed {
+        CommittedId::Fresh => cookie(&stored)?,
+        // A client-side store: what `update` committed travels in the cookie.
+        CommittedId::Same if storage.carries_record() => cookie(&stored)?,
         // An `update` moved the deadline: re-send the Max-Age, but only
         // after the store confirms the id still names the session (a
         // concurrent login may have moved it; re-sending the old id would
@@ -350,9 +374,11 @@ fn plan_unchanged(
                 last_seen: now,
                 deadline,
             },
+            // Opened with a fallback key: re-issue under the primary.
+            None if storage.reseal_due() => cookie(&stored)?,
             None => LastStep::Cookie(CookieAction::Keep),
         },
-    }
+    })
 }
 
 /// A fresh session id from the OS CSPRNG.
@@ -410,7 +436,7 @@ impl StoreWork {
                         last_seen_ms: last_seen,
                         expires_at_ms: deadline,
                     };
-                    Ok(session_cookie(settings, storage, &stored, deadline, now))
+                    session_cookie(settings, storage, &stored, deadline, now)
                 }
                 // Gone meanwhile, a browser-session cookie, or a missed
                 // refresh (logged by the backend), which only shortens the
@@ -451,7 +477,7 @@ async fn save_with_rebase(
                     expires_at_ms: changeset.expires_at_ms,
                 };
                 let deadline = changeset.expires_at_ms;
-                return Ok(session_cookie(settings, storage, &stored, deadline, now));
+                return session_cookie(settings, storage, &stored, deadline, now);
             }
             // Emptied by this save: the cookie names nothing now.
             SaveOutcome::Deleted if !create => return Ok(CookieAction::Remove),
@@ -592,6 +618,9 @@ pub(crate) fn apply<B: Default>(
 fn failure_response<B: Default>(settings: &Settings, failure: &Failure) -> Response<B> {
     let status = failure.status();
     match failure {
+        Failure::Seal(SealError::TooLarge { size, budget }) => {
+            tracing::error!(size, budget, error = %ErrorChain(failure), "session not saved; answering {status} instead of the handler's response");
+        }
         Failure::SessionGone => {
             tracing::warn!(error = %ErrorChain(failure), "session changes not saved; answering {status} instead of the handler's response");
         }

@@ -196,6 +196,8 @@ impl RequestSession {
             self.now_ms(),
         ) {
             tracing::debug!("session expired");
+            // A sealed session carries its own deadline: clear the cookie.
+            self.storage.reject_cookie();
             return Ok(None);
         }
         let stored = StoredSession {

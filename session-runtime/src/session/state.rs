@@ -161,6 +161,14 @@ impl State {
             .flatten()
     }
 
+    /// The session an `update` committed to (under the same id or a fresh
+    /// one), unless `destroy()` was asked for.
+    pub(crate) fn committed_session(&self) -> Option<&StoredSession> {
+        (self.committed != CommittedId::Untouched && !self.destroy_requested)
+            .then_some(self.stored.as_ref())
+            .flatten()
+    }
+
     /// The load found a live session.
     pub(crate) fn record_loaded(&mut self, stored: StoredSession, record: Record) {
         self.stored = Some(stored);

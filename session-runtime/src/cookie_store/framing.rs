@@ -1,0 +1,295 @@
+//! The binary framing of a session inside a sealed cookie: compact, and
+//! read back strictly (every length checked, nothing left over).
+//!
+//! ```text
+//! body      = id[16] created:varint last_seen:zigzag expires:zigzag
+//!             count:varint namespace*count
+//! namespace = name:bytes version:varint revision:varint count:varint field*count
+//! field     = name:bytes value:bytes
+//! bytes     = length:varint byte*length
+//! ```
+//!
+//! `varint` is unsigned LEB128 (at most 10 bytes); `last_seen` is stored as
+//! the signed difference to `created`, `expires` as the difference to
+//! `last_seen` (zigzag-encoded), so the three timestamps take about
+//! 11 bytes instead of 24. Field values are the codec's bytes as they are.
+
+use crate::data::FieldMap;
+use crate::id::{ID_BYTES, RawId};
+use crate::store::{NamespaceRecord, Record};
+
+/// Appends the body for `id` and `record` to `out`.
+pub(crate) fn encode(id: &RawId, record: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(id.as_bytes());
+    put_varint(out, record.created_at_ms);
+    put_signed(out, record.last_seen_ms, record.created_at_ms);
+    put_signed(out, record.expires_at_ms, record.last_seen_ms);
+    put_varint(out, record.namespaces.len() as u64);
+    for ns in record.namespaces.iter() {
+        put_bytes(out, ns.name.as_bytes());
+        put_varint(out, u64::from(ns.version));
+        put_varint(out, ns.revision);
+        put_varint(out, ns.fields.len() as u64);
+        for (name, value) in ns.fields.iter() {
+            put_bytes(out, name.as_bytes());
+            put_bytes(out, value);
+        }
+    }
+}
+
+/// The exact length [`encode`] appends.
+pub(crate) fn encoded_len(record: &Record) -> usize {
+    let mut len = ID_BYTES
+        + varint_len(record.created_at_ms)
+        + varint_len(zigzag(record.last_seen_ms, record.created_at_ms))
+        + varint_len(zigzag(record.expires_at_ms, record.last_seen_ms))
+        + varint_len(record.namespaces.len() as u64);
+    for ns in record.namespaces.iter() {
+        len += bytes_len(ns.name.len())
+            + varint_len(u64::from(ns.version))
+            + varint_len(ns.revision)
+            + varint_len(ns.fields.len() as u64);
+        for (name, value) in ns.fields.iter() {
+            len += bytes_len(name.len()) + bytes_len(value.len());
+        }
+    }
+    len
+}
+
+/// Reads a body back. `None` for anything [`encode`] cannot have written:
+/// a short or over-long body, a length past the end, a name that is not
+/// UTF-8, a duplicate namespace or field, a timestamp out of range.
+pub(crate) fn decode(body: &[u8]) -> Option<(RawId, Record)> {
+    let mut input = Reader(body);
+    let id = RawId::from_bytes(input.take(ID_BYTES)?.try_into().ok()?);
+    let created = input.varint()?;
+    let last_seen = input.signed(created)?;
+    let expires = input.signed(last_seen)?;
+    let count = input.count()?;
+    let mut namespaces: Vec<NamespaceRecord> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = input.text()?;
+        let version = u32::try_from(input.varint()?).ok()?;
+        let revision = input.varint()?;
+        let fields_count = input.count()?;
+        let mut fields = FieldMap::with_capacity(fields_count);
+        for _ in 0..fields_count {
+            let field = input.text()?.to_owned();
+            let value = input.bytes()?.to_vec();
+            if fields.insert(field, value).is_some() {
+                return None;
+            }
+        }
+        if namespaces.iter().any(|ns| ns.name == name) {
+            return None;
+        }
+        namespaces.push(NamespaceRecord::new(name, version, revision, fields));
+    }
+    if !input.0.is_empty() {
+        return None;
+    }
+    Some((id, Record::new(created, last_seen, expires, namespaces)))
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        #[allow(clippy::cast_possible_truncation, reason = "the low 7 bits")]
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "under 0x80")]
+    out.push(value as u8);
+}
+
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// `value - base` as a zigzag varint (small either way).
+fn zigzag(value: u64, base: u64) -> u64 {
+    #[allow(
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss,
+        reason = "wrapping difference, undone by `unzigzag`"
+    )]
+    {
+        let delta = value.wrapping_sub(base) as i64;
+        ((delta << 1) ^ (delta >> 63)) as u64
+    }
+}
+
+fn unzigzag(encoded: u64, base: u64) -> u64 {
+    #[allow(
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss,
+        reason = "the inverse of `zigzag`"
+    )]
+    {
+        let delta = ((encoded >> 1) as i64) ^ -((encoded & 1) as i64);
+        base.wrapping_add(delta as u64)
+    }
+}
+
+fn put_signed(out: &mut Vec<u8>, value: u64, base: u64) {
+    put_varint(out, zigzag(value, base));
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn bytes_len(len: usize) -> usize {
+    varint_len(len as u64) + len
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        if len > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.0.split_first()?;
+            self.0 = rest;
+            let bits = u64::from(byte & 0x7f);
+            // The tenth byte may carry only the top bit.
+            if shift == 63 && bits > 1 {
+                return None;
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn signed(&mut self, base: u64) -> Option<u64> {
+        self.varint().map(|encoded| unzigzag(encoded, base))
+    }
+
+    /// A count of items that each take at least one byte: never more than
+    /// the bytes left, so a forged count cannot make a large allocation.
+    fn count(&mut self) -> Option<usize> {
+        let count = usize::try_from(self.varint()?).ok()?;
+        (count <= self.0.len()).then_some(count)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        self.take(len)
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn record_strategy() -> impl Strategy<Value = Record> {
+        let field = (
+            "[a-z_]{1,12}",
+            proptest::collection::vec(any::<u8>(), 0..40),
+        );
+        let namespace = (
+            "[a-z_]{1,10}",
+            any::<u32>(),
+            any::<u64>(),
+            proptest::collection::btree_map(field.0, field.1, 0..6),
+        );
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::btree_map("[a-z]{1,8}", namespace, 0..4),
+        )
+            .prop_map(|(created, last_seen, expires, namespaces)| {
+                let namespaces = namespaces
+                    .into_values()
+                    .enumerate()
+                    .map(|(i, (name, version, revision, fields))| {
+                        let fields: FieldMap = fields.into_iter().collect();
+                        NamespaceRecord::new(format!("{name}{i}"), version, revision, fields)
+                    })
+                    .collect();
+                Record::new(created, last_seen, expires, namespaces)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_record_round_trips(id in any::<[u8; 16]>(), record in record_strategy()) {
+            let id = RawId::from_bytes(id);
+            let mut body = Vec::new();
+            encode(&id, &record, &mut body);
+            prop_assert_eq!(body.len(), encoded_len(&record));
+            let (back_id, back) = decode(&body).expect("an encoded body decodes");
+            prop_assert!(back_id == id);
+            prop_assert_eq!(back, record);
+        }
+
+        #[test]
+        fn any_bytes_decode_without_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&body);
+        }
+
+        #[test]
+        fn truncated_or_extended_bodies_are_refused(record in record_strategy(), cut in any::<prop::sample::Index>(), extra in any::<u8>()) {
+            let mut body = Vec::new();
+            encode(&RawId::from_bytes([1; 16]), &record, &mut body);
+            let short = &body[..cut.index(body.len())];
+            prop_assert!(decode(short).is_none());
+            body.push(extra);
+            prop_assert!(decode(&body).is_none());
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_at_the_edges() {
+        for value in [0, 1, 127, 128, 16_383, 16_384, u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(out.len(), varint_len(value), "{value}");
+            assert_eq!(Reader(&out).varint(), Some(value));
+        }
+        // An eleventh byte, or a tenth with more than one bit, overflows.
+        assert_eq!(Reader(&[0xff; 10]).varint(), None);
+        assert_eq!(
+            Reader(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]).varint(),
+            None
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let mut fields = FieldMap::new();
+        fields.insert("a", b"1".to_vec());
+        let ns = NamespaceRecord::new("n", 1, 1, fields);
+        let record = Record::new(
+            1,
+            2,
+            3,
+            vec![ns.clone(), NamespaceRecord::new("m", 1, 1, FieldMap::new())],
+        );
+        let mut body = Vec::new();
+        encode(&RawId::from_bytes([0; 16]), &record, &mut body);
+        // Rename namespace "m" to "n": same length, now a duplicate.
+        let at = body.iter().rposition(|&b| b == b'm').unwrap();
+        body[at] = b'n';
+        assert!(decode(&body).is_none());
+    }
+}

@@ -1,0 +1,402 @@
+//! [`CookieStore`] (what users configure) and the sealer it becomes when a
+//! layer is built (what seals and opens cookie values).
+//!
+//! Envelope, base64url without padding:
+//!
+//! ```text
+//! private: format=0x01 key_id nonce[12] AES-256-GCM(body) tag[16]
+//!          associated data: format key_id cookie_name
+//! signed:  format=0x02 key_id body tag[16]
+//!          tag = HMAC-SHA256(format key_id len(cookie_name):u64le cookie_name body)[..16]
+//! ```
+//!
+//! `body` is the framing of the `framing` module.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aes_gcm::aead::AeadInPlace as _;
+use aes_gcm::{Aes256Gcm, KeyInit as _, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::framing;
+use super::key::CookieKey;
+use crate::backend::sealed::{IntoBackend, MadeBackend};
+use crate::backend::{Backend, OpenError, Opened, SealError, Sealer};
+use crate::error::ConfigError;
+use crate::id::RawId;
+use crate::store::Record;
+
+const FORMAT_PRIVATE: u8 = 0x01;
+const FORMAT_SIGNED: u8 = 0x02;
+const HEADER: usize = 2;
+const NONCE: usize = 12;
+const TAG: usize = 16;
+
+/// Sessions kept entirely in the cookie, sealed: no server state at all.
+///
+/// - **private** ([`CookieStore::private`], the default choice):
+///   AES-256-GCM with a fresh random nonce per cookie; the browser (and
+///   anyone who copies the cookie) can read nothing.
+/// - **signed** ([`CookieStore::signed`]): HMAC-SHA256 (the tag is the first
+///   128 bits, verified in constant time); the data is readable by whoever
+///   holds the cookie, but cannot be changed. A little smaller and faster.
+///
+/// In both, the envelope also authenticates the cookie name (a value moved
+/// under another name does not open), the creation time and the deadline:
+/// idle and absolute timeouts are enforced from inside the cookie, never
+/// trusted to the browser's `Max-Age`.
+///
+/// ```
+/// use std::time::Duration;
+/// use typed_sessions::SessionLayer;
+/// use typed_sessions::stores::{CookieKey, CookieStore};
+///
+/// let key = CookieKey::generate()?; // in production: CookieKey::parse(&env_var)?
+/// let layer = SessionLayer::builder(CookieStore::private(key))
+///     .idle_timeout(Duration::from_secs(30 * 60))
+///     .build()?;
+/// # let _ = layer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Keys and rotation
+/// One primary key seals; [`fallback_key`](Self::fallback_key)s still open
+/// cookies sealed before a rotation, and such a cookie is re-issued under
+/// the primary key on the same response. Each key's sub-keys are derived
+/// with HKDF-SHA256; the envelope names the key by a one-byte public id, so
+/// opening tries only the key(s) with that id. To rotate: make the new key
+/// primary and the old one a fallback; remove the fallback once every
+/// cookie has been re-issued or expired (after the absolute timeout).
+/// With random 96-bit nonces, rotate the primary key before it seals about
+/// 2³² cookies (AES-GCM's bound for random nonces).
+///
+/// # What differs from a server-side store
+/// - **No cross-request compare-and-swap.** Each response carries the whole
+///   session, and the browser keeps the last cookie it receives: of two
+///   concurrent requests that both write, the one answered last wins, even
+///   through [`Session::update`](crate::Session::update).
+/// - **No revocation.** Logging out removes the cookie from this browser,
+///   but a copy taken earlier keeps working until its own deadline. Keep
+///   timeouts short: with a `CookieStore` the layer's absolute timeout
+///   defaults to 24 hours (set [`absolute_timeout`] to change it).
+/// - **Size.** The whole `name=value` must fit the budget (4096 bytes, the
+///   least every browser keeps; lower with
+///   [`max_cookie_size`](Self::max_cookie_size)). A response whose session
+///   would not fit becomes a 500, the log names the size and the budget,
+///   and the browser keeps its previous cookie: never a cookie that
+///   browsers drop silently.
+/// - **[`SessionHandle::id`](crate::SessionHandle::id)** is a random id
+///   sealed inside the cookie: stable across requests, new after
+///   [`regenerate_id`](crate::SessionHandle::regenerate_id) (whose cookie
+///   then has a fresh id, nonce and tag).
+/// - A cookie that does not open (tampered, truncated, sealed by an unknown
+///   or removed key, under another cookie name, expired, not base64) reads
+///   as a fresh session and is cleared, with a warning that names the
+///   reason and never the value.
+///
+/// [`absolute_timeout`]: crate::SessionLayerBuilder::absolute_timeout
+#[derive(Clone)]
+pub struct CookieStore {
+    mode: Mode,
+    primary: CookieKey,
+    fallbacks: Vec<CookieKey>,
+    budget: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Private,
+    Signed,
+}
+
+impl CookieStore {
+    /// The largest cookie (`name=value`) a store sends, and the default
+    /// budget: the size every browser keeps.
+    pub const MAX_COOKIE_SIZE: usize = 4096;
+    /// The smallest budget accepted.
+    pub const MIN_COOKIE_SIZE: usize = 128;
+
+    /// An encrypting store (AES-256-GCM): the browser cannot read the
+    /// session.
+    pub fn private(key: CookieKey) -> Self {
+        Self::with_mode(Mode::Private, key)
+    }
+
+    /// A signing store (HMAC-SHA256): the browser can read the session but
+    /// not change it. Never put secrets in a signed session.
+    pub fn signed(key: CookieKey) -> Self {
+        Self::with_mode(Mode::Signed, key)
+    }
+
+    fn with_mode(mode: Mode, primary: CookieKey) -> Self {
+        Self {
+            mode,
+            primary,
+            fallbacks: Vec::new(),
+            budget: Self::MAX_COOKIE_SIZE,
+        }
+    }
+
+    /// A key that still opens cookies sealed before a rotation; such a
+    /// cookie is re-issued under the primary key. Call once per old key.
+    #[must_use]
+    pub fn fallback_key(mut self, key: CookieKey) -> Self {
+        self.fallbacks.push(key);
+        self
+    }
+
+    /// The budget for the whole `name=value` of the cookie, in bytes
+    /// (default and maximum [`MAX_COOKIE_SIZE`](Self::MAX_COOKIE_SIZE), at
+    /// least [`MIN_COOKIE_SIZE`](Self::MIN_COOKIE_SIZE); checked when the
+    /// layer is built). Lower it to leave room for other cookies.
+    #[must_use]
+    pub fn max_cookie_size(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// The backend for a layer whose cookie is named `cookie_name`.
+    fn bind(self, cookie_name: &str) -> Result<Backend, ConfigError> {
+        Ok(Backend::Client(Arc::new(self.sealer(cookie_name)?)))
+    }
+
+    /// The sealer for a layer whose cookie is named `cookie_name`.
+    fn sealer(self, cookie_name: &str) -> Result<CookieSealer, ConfigError> {
+        if !(Self::MIN_COOKIE_SIZE..=Self::MAX_COOKIE_SIZE).contains(&self.budget) {
+            return Err(ConfigError::CookieBudget {
+                budget: self.budget,
+                min: Self::MIN_COOKIE_SIZE,
+                max: Self::MAX_COOKIE_SIZE,
+            });
+        }
+        let keys = std::iter::once(&self.primary)
+            .chain(&self.fallbacks)
+            .map(|key| {
+                if key.len() < CookieKey::MIN_LEN {
+                    return Err(ConfigError::KeyTooShort {
+                        len: key.len(),
+                        min: CookieKey::MIN_LEN,
+                    });
+                }
+                Ok(SealingKey::derive(self.mode, key))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CookieSealer {
+            format: match self.mode {
+                Mode::Private => FORMAT_PRIVATE,
+                Mode::Signed => FORMAT_SIGNED,
+            },
+            keys,
+            name: cookie_name.into(),
+            budget: self.budget,
+        })
+    }
+}
+
+impl IntoBackend for CookieStore {
+    const CLIENT_SIDE: bool = true;
+
+    fn into_backend(self, cookie_name: &str) -> Result<MadeBackend, ConfigError> {
+        self.bind(cookie_name).map(MadeBackend)
+    }
+}
+
+impl fmt::Debug for CookieStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookieStore")
+            .field("mode", &self.mode)
+            .field("primary", &self.primary)
+            .field("fallbacks", &self.fallbacks)
+            .field("max_cookie_size", &self.budget)
+            .finish()
+    }
+}
+
+/// One key of the ring, ready to use.
+struct SealingKey {
+    id: u8,
+    cipher: Cipher,
+}
+
+enum Cipher {
+    Aead(Box<Aes256Gcm>),
+    Mac(Box<Hmac<Sha256>>),
+}
+
+impl SealingKey {
+    fn derive(mode: Mode, key: &CookieKey) -> Self {
+        let mut sub_key = Zeroizing::new([0u8; 32]);
+        let cipher = match mode {
+            Mode::Private => {
+                key.derive(b"aes-256-gcm", &mut sub_key[..]);
+                Cipher::Aead(Box::new(Aes256Gcm::new((&*sub_key).into())))
+            }
+            Mode::Signed => {
+                key.derive(b"hmac-sha256", &mut sub_key[..]);
+                Cipher::Mac(Box::new(
+                    <Hmac<Sha256> as hmac::Mac>::new_from_slice(&sub_key[..])
+                        .expect("HMAC takes any key"),
+                ))
+            }
+        };
+        Self {
+            id: key.id(),
+            cipher,
+        }
+    }
+}
+
+/// A [`CookieStore`] bound to one layer's cookie name.
+pub(crate) struct CookieSealer {
+    format: u8,
+    /// The primary key first, then the fallbacks.
+    keys: Vec<SealingKey>,
+    name: Box<str>,
+    budget: usize,
+}
+
+impl CookieSealer {
+    fn overhead(&self) -> usize {
+        HEADER
+            + if self.format == FORMAT_PRIVATE {
+                NONCE + TAG
+            } else {
+                TAG
+            }
+    }
+
+    /// `format key_id name`: what the AEAD authenticates besides the body.
+    fn associated_data(&self, key_id: u8) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(HEADER + self.name.len());
+        aad.extend_from_slice(&[self.format, key_id]);
+        aad.extend_from_slice(self.name.as_bytes());
+        aad
+    }
+
+    /// The MAC over `format key_id len(name) name body`, ready to finish.
+    fn mac_over(&self, mac: &Hmac<Sha256>, header: &[u8], body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = mac.clone();
+        mac.update(header);
+        mac.update(&(self.name.len() as u64).to_le_bytes());
+        mac.update(self.name.as_bytes());
+        mac.update(body);
+        mac
+    }
+
+    fn open_with(&self, key: &SealingKey, raw: &[u8]) -> Option<Vec<u8>> {
+        let header = &raw[..HEADER];
+        match &key.cipher {
+            Cipher::Aead(cipher) => {
+                let nonce = Nonce::from_slice(&raw[HEADER..HEADER + NONCE]);
+                let (sealed, tag) =
+                    raw[HEADER + NONCE..].split_at(raw.len() - HEADER - NONCE - TAG);
+                let mut body = sealed.to_vec();
+                cipher
+                    .decrypt_in_place_detached(
+                        nonce,
+                        &self.associated_data(key.id),
+                        &mut body,
+                        tag.into(),
+                    )
+                    .ok()?;
+                Some(body)
+            }
+            Cipher::Mac(mac) => {
+                let (body, tag) = raw[HEADER..].split_at(raw.len() - HEADER - TAG);
+                self.mac_over(mac, header, body)
+                    .verify_truncated_left(tag)
+                    .ok()?;
+                Some(body.to_vec())
+            }
+        }
+    }
+}
+
+impl Sealer for CookieSealer {
+    fn seal(&self, id: &RawId, record: &Record) -> Result<String, SealError> {
+        let raw_len = self.overhead() + framing::encoded_len(record);
+        let size = self.name.len() + 1 + (raw_len * 4).div_ceil(3);
+        if size > self.budget {
+            return Err(SealError::TooLarge {
+                size,
+                budget: self.budget,
+            });
+        }
+        let key = &self.keys[0];
+        let mut raw = Vec::with_capacity(raw_len);
+        raw.extend_from_slice(&[self.format, key.id]);
+        match &key.cipher {
+            Cipher::Aead(cipher) => {
+                let mut nonce = [0u8; NONCE];
+                getrandom::fill(&mut nonce).map_err(SealError::NoRandomness)?;
+                raw.extend_from_slice(&nonce);
+                framing::encode(id, record, &mut raw);
+                let tag = cipher
+                    .encrypt_in_place_detached(
+                        Nonce::from_slice(&nonce),
+                        &self.associated_data(key.id),
+                        &mut raw[HEADER + NONCE..],
+                    )
+                    .map_err(|_| SealError::Cipher)?;
+                raw.extend_from_slice(&tag);
+            }
+            Cipher::Mac(mac) => {
+                framing::encode(id, record, &mut raw);
+                let full = self
+                    .mac_over(mac, &raw[..HEADER], &raw[HEADER..])
+                    .finalize()
+                    .into_bytes();
+                raw.extend_from_slice(&full[..TAG]);
+            }
+        }
+        debug_assert_eq!(raw.len(), raw_len);
+        Ok(URL_SAFE_NO_PAD.encode(&raw))
+    }
+
+    fn open(&self, value: &str) -> Result<Opened, OpenError> {
+        if self.name.len() + 1 + value.len() > self.budget {
+            return Err(OpenError::TooLarge);
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(value)
+            .map_err(|_| OpenError::Encoding)?;
+        if raw.len() < self.overhead() {
+            return Err(OpenError::Truncated);
+        }
+        if raw[0] != self.format {
+            return Err(OpenError::Format);
+        }
+        let mut candidates = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| key.id == raw[1])
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(OpenError::UnknownKey);
+        }
+        for (index, key) in candidates {
+            if let Some(body) = self.open_with(key, &raw) {
+                let (id, record) = framing::decode(&body).ok_or(OpenError::Payload)?;
+                return Ok(Opened {
+                    id,
+                    record,
+                    fallback: index != 0,
+                });
+            }
+        }
+        Err(OpenError::Forged)
+    }
+
+    fn budget(&self) -> usize {
+        self.budget
+    }
+}
+
+#[cfg(test)]
+mod tests;
