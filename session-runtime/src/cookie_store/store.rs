@@ -166,7 +166,7 @@ impl CookieStore {
     }
 
     /// The sealer for a layer whose cookie is named `cookie_name`.
-    fn sealer(self, cookie_name: &str) -> Result<CookieSealer, ConfigError> {
+    pub(super) fn sealer(self, cookie_name: &str) -> Result<CookieSealer, ConfigError> {
         if !(Self::MIN_COOKIE_SIZE..=Self::MAX_COOKIE_SIZE).contains(&self.budget) {
             return Err(ConfigError::CookieBudget {
                 budget: self.budget,
