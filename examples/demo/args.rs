@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use typed_sessions::stores::{MemoryStore, SessionStore};
+use typed_sessions::stores::{CookieKey, CookieStore, MemoryStore, SessionBackend};
 use typed_sessions::{ConfigError, SessionLayer};
 
 /// Where the demo listens unless `--addr` says otherwise.
@@ -46,6 +46,10 @@ pub const SECURE_COOKIE_NAME: &str = "__Host-session";
 /// cookie without `Secure`, so it is the library's default name.
 pub const INSECURE_COOKIE_NAME: &str = "session";
 
+/// The environment variable that holds the cookie store's key (hex or
+/// base64, at least 32 bytes), read with `--store cookie`.
+pub const KEY_ENV: &str = "SESSION_KEY";
+
 /// The exit code for a command line that cannot be used.
 pub const USAGE_EXIT_CODE: u8 = 2;
 
@@ -59,7 +63,11 @@ USAGE:
 OPTIONS:
     --addr HOST:PORT          where to listen; HOST is an IP address or localhost
                               (default 127.0.0.1:3000; port 0 picks a free port)
-    --store KIND              where sessions live: memory (default); cookie and redis come later
+    --store KIND              where sessions live: memory (default), or cookie (the
+                              whole session sealed in the cookie, no server state)
+    --cookie-mode MODE        with --store cookie: private (default; AES-256-GCM, the
+                              browser cannot read the session) or signed
+                              (HMAC-SHA256, readable but tamper-proof)
     --idle-timeout SECS       end a session after SECS seconds without a request
     --absolute-timeout SECS   end a session SECS seconds after it began, however active
     --max-sessions N          keep at most about N sessions in memory (default 100000);
@@ -72,7 +80,16 @@ OPTIONS:
                               subdomain can plant one: for development only
     -h, --help                print this help
 
-Without a timeout the cookie lasts until the browser closes.
+Without a timeout the cookie lasts until the browser closes (with --store
+cookie: at most 24 hours, the absolute timeout's default there).
+
+ENVIRONMENT:
+    SESSION_KEY               with --store cookie: the key that seals the cookies,
+                              at least 32 bytes as hex or base64 (make one with
+                              `openssl rand -hex 32`). Without it the demo makes a
+                              random key and warns: sessions then do not survive a
+                              restart
+    RUST_LOG                  log filter (default `info`)
 ";
 
 /// Which session store to use.
@@ -80,6 +97,48 @@ Without a timeout the cookie lasts until the browser closes.
 pub enum StoreKind {
     /// `MemoryStore`: sessions live in this process and vanish when it exits.
     Memory,
+    /// `CookieStore`: sessions live, sealed, in the browser's cookie.
+    Cookie(CookieMode),
+}
+
+/// How `--store cookie` seals the cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieMode {
+    /// AES-256-GCM: unreadable by the browser (the default).
+    Private,
+    /// HMAC-SHA256: readable, not changeable.
+    Signed,
+}
+
+/// Where the cookie store's key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// The [`KEY_ENV`] environment variable.
+    Environment,
+    /// Generated at start-up: sessions do not survive a restart.
+    Generated,
+}
+
+/// The cookie store's key from the value of [`KEY_ENV`] (hex or base64),
+/// or a fresh random one when the variable is unset.
+///
+/// # Errors
+/// An [`ArgError`] when the variable is set but is not hex or base64 (a
+/// typo must not silently become a random key). Its length is checked when
+/// the layer is built.
+pub fn cookie_key(env_value: Option<&str>) -> Result<(CookieKey, KeyOrigin), ArgError> {
+    match env_value {
+        Some(text) => CookieKey::parse(text)
+            .map(|key| (key, KeyOrigin::Environment))
+            .map_err(|_| {
+                ArgError::new(format!(
+                    "`{KEY_ENV}` is neither hex nor base64; make a key with `openssl rand -hex 32`"
+                ))
+            }),
+        None => CookieKey::generate()
+            .map(|key| (key, KeyOrigin::Generated))
+            .map_err(|err| ArgError::new(format!("cannot generate a key: {err}"))),
+    }
 }
 
 /// What the demo was asked to do.
@@ -122,18 +181,26 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The session layer these options describe.
+    /// The session layer these options describe; `cookie_key` seals the
+    /// cookies with `--store cookie` (see [`cookie_key`]), and is ignored
+    /// otherwise.
     ///
     /// # Errors
-    /// The layer's [`ConfigError`]; the parser already rules out the values
-    /// that would cause one, so this is a safety net.
-    pub fn session_layer(&self) -> Result<SessionLayer, ConfigError> {
+    /// The layer's [`ConfigError`]: a cookie key shorter than 32 bytes; the
+    /// parser already rules out the other values that would cause one.
+    pub fn session_layer(&self, cookie_key: CookieKey) -> Result<SessionLayer, ConfigError> {
         match self.store {
             // Bounded: every page view that starts a session (the form token
             // does) costs memory, so an unbounded store would grow with
             // every client that never sends its cookie back.
             StoreKind::Memory => {
                 self.session_layer_over(MemoryStore::builder().capacity(self.max_sessions).build())
+            }
+            StoreKind::Cookie(CookieMode::Private) => {
+                self.session_layer_over(CookieStore::private(cookie_key))
+            }
+            StoreKind::Cookie(CookieMode::Signed) => {
+                self.session_layer_over(CookieStore::signed(cookie_key))
             }
         }
     }
@@ -144,7 +211,7 @@ impl Options {
     ///
     /// # Errors
     /// As [`Options::session_layer`].
-    pub fn session_layer_over<S: SessionStore>(
+    pub fn session_layer_over<S: SessionBackend>(
         &self,
         store: S,
     ) -> Result<SessionLayer, ConfigError> {
@@ -226,6 +293,7 @@ where
     let mut idle_timeout = None;
     let mut absolute_timeout = None;
     let mut max_sessions = None;
+    let mut cookie_mode = None;
     let mut insecure = false;
 
     let mut args = args.into_iter();
@@ -254,6 +322,11 @@ where
                 let value = value(&name, "KIND", inline, &mut args)?;
                 store = Some(parse_store(&value)?);
             }
+            "--cookie-mode" => {
+                once(&name, cookie_mode.is_some())?;
+                let value = value(&name, "MODE", inline, &mut args)?;
+                cookie_mode = Some(parse_cookie_mode(&value)?);
+            }
             "--idle-timeout" => {
                 once(&name, idle_timeout.is_some())?;
                 let value = value(&name, "SECS", inline, &mut args)?;
@@ -281,9 +354,23 @@ where
     }
 
     let defaults = Options::default();
+    let store = match (store.unwrap_or(defaults.store), cookie_mode) {
+        (StoreKind::Cookie(_), Some(mode)) => StoreKind::Cookie(mode),
+        (StoreKind::Memory, Some(_)) => {
+            return Err(ArgError::new(
+                "`--cookie-mode` applies to `--store cookie` only",
+            ));
+        }
+        (store, None) => store,
+    };
+    if max_sessions.is_some() && store != StoreKind::Memory {
+        return Err(ArgError::new(
+            "`--max-sessions` applies to `--store memory` only: a cookie store keeps nothing on the server",
+        ));
+    }
     Ok(Command::Run(Options {
         addr: addr.unwrap_or(defaults.addr),
-        store: store.unwrap_or(defaults.store),
+        store,
         idle_timeout,
         absolute_timeout,
         secure: !insecure,
@@ -336,11 +423,22 @@ fn parse_addr(value: &str) -> Result<SocketAddr, ArgError> {
 fn parse_store(value: &str) -> Result<StoreKind, ArgError> {
     match value {
         "memory" => Ok(StoreKind::Memory),
-        "cookie" | "redis" => Err(ArgError::new(format!(
-            "store `{value}` is not available yet; use `--store memory`"
-        ))),
+        "cookie" => Ok(StoreKind::Cookie(CookieMode::Private)),
+        "redis" => Err(ArgError::new(
+            "store `redis` is not available yet; use `--store memory` or `--store cookie`",
+        )),
         other => Err(ArgError::new(format!(
-            "unknown store `{other}`: expected `memory` (`cookie` and `redis` come later)"
+            "unknown store `{other}`: expected `memory` or `cookie`"
+        ))),
+    }
+}
+
+fn parse_cookie_mode(value: &str) -> Result<CookieMode, ArgError> {
+    match value {
+        "private" => Ok(CookieMode::Private),
+        "signed" => Ok(CookieMode::Signed),
+        other => Err(ArgError::new(format!(
+            "unknown cookie mode `{other}`: expected `private` or `signed`"
         ))),
     }
 }

@@ -36,7 +36,7 @@ mod tests;
 
 use std::process::ExitCode;
 
-use args::Command;
+use args::{Command, CookieMode, KeyOrigin, StoreKind};
 
 fn main() -> ExitCode {
     let options = match args::parse(std::env::args_os().skip(1)) {
@@ -50,7 +50,32 @@ fn main() -> ExitCode {
             return ExitCode::from(args::USAGE_EXIT_CODE);
         }
     };
-    let layer = match options.session_layer() {
+    let env_key = match std::env::var(args::KEY_ENV) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("demo: `{}` is not valid UTF-8", args::KEY_ENV);
+            return ExitCode::from(args::USAGE_EXIT_CODE);
+        }
+    };
+    // Read (or made) only for the cookie store; the memory store needs none.
+    let (cookie_key, key_origin) = match options.store {
+        StoreKind::Memory => match typed_sessions::stores::CookieKey::generate() {
+            Ok(key) => (key, None),
+            Err(err) => {
+                eprintln!("demo: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        StoreKind::Cookie(_) => match args::cookie_key(env_key.as_deref()) {
+            Ok((key, origin)) => (key, Some(origin)),
+            Err(err) => {
+                eprintln!("demo: {err}");
+                return ExitCode::from(args::USAGE_EXIT_CODE);
+            }
+        },
+    };
+    let layer = match options.session_layer(cookie_key) {
         Ok(layer) => layer,
         Err(err) => {
             eprintln!("demo: invalid session configuration: {err}");
@@ -75,10 +100,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(options, layer))
+    runtime.block_on(serve(options, layer, key_origin))
 }
 
-async fn serve(options: args::Options, layer: typed_sessions::SessionLayer) -> ExitCode {
+async fn serve(
+    options: args::Options,
+    layer: typed_sessions::SessionLayer,
+    key_origin: Option<KeyOrigin>,
+) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(options.addr).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -87,10 +116,23 @@ async fn serve(options: args::Options, layer: typed_sessions::SessionLayer) -> E
         }
     };
     let addr = listener.local_addr().unwrap_or(options.addr);
-    println!(
-        "typed-sessions demo listening on http://{addr}/ (store: memory, at most about {} sessions; Ctrl-C to stop)",
-        options.max_sessions
-    );
+    let store = match options.store {
+        StoreKind::Memory => format!(
+            "store: memory, at most about {} sessions",
+            options.max_sessions
+        ),
+        StoreKind::Cookie(CookieMode::Private) => "store: cookie, private".to_owned(),
+        StoreKind::Cookie(CookieMode::Signed) => "store: cookie, signed".to_owned(),
+    };
+    println!("typed-sessions demo listening on http://{addr}/ ({store}; Ctrl-C to stop)");
+    if key_origin == Some(KeyOrigin::Generated) {
+        println!(
+            "warning: `{}` is not set: the cookies are sealed with a random key made at \
+             start-up, so sessions will not survive a restart. Set it to a key of at least \
+             32 bytes in hex or base64 (`openssl rand -hex 32`).",
+            args::KEY_ENV
+        );
+    }
     if options.secure && !addr.ip().is_loopback() {
         println!(
             "note: the session cookie is Secure; over plain http only localhost gets it back. \

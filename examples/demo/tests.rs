@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use typed_sessions::stores::MemoryStore;
 use typed_sessions::{Session, SessionData, SessionLayer};
 
-use args::{ArgError, Command, Options, StoreKind};
+use args::{ArgError, Command, CookieMode, KeyOrigin, Options, StoreKind};
+use typed_sessions::stores::CookieKey;
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -26,7 +27,21 @@ use args::{ArgError, Command, Options, StoreKind};
 /// cookie is `session`, build theirs from the parsed options; the cookie
 /// helpers below take either name.)
 fn demo() -> Router {
-    app::app(Options::default().session_layer().unwrap())
+    app::app(Options::default().session_layer(test_key()).unwrap())
+}
+
+/// A fixed cookie-store key for tests.
+fn test_key() -> CookieKey {
+    CookieKey::from_bytes(vec![0x42; 32])
+}
+
+/// The demo over `--store cookie` in `mode`.
+fn cookie_demo(mode: CookieMode) -> Router {
+    let options = Options {
+        store: StoreKind::Cookie(mode),
+        ..Options::default()
+    };
+    app::app(options.session_layer(test_key()).unwrap())
 }
 
 /// [`demo`] over a `MemoryStore` of the test's, to look at what is kept.
@@ -574,7 +589,7 @@ async fn session_metadata_reports_expiry_with_a_timeout() {
         absolute_timeout: Some(Duration::from_hours(1)),
         ..Options::default()
     };
-    let app = app::app(options.session_layer().unwrap());
+    let app = app::app(options.session_layer(test_key()).unwrap());
     let r = submit(&app, "/api/counter/incr", None).await;
     assert_eq!(max_age(r.set_cookie().unwrap()), Some(600));
     let cookie = cookie_of(&r);
@@ -1502,7 +1517,7 @@ async fn api_without_an_origin_works_as_before() {
 
 #[tokio::test]
 async fn cookie_is_secure_by_default_and_insecure_on_request() {
-    let secure = app::app(Options::default().session_layer().unwrap());
+    let secure = app::app(Options::default().session_layer(test_key()).unwrap());
     let r = submit(&secure, "/api/counter/incr", None).await;
     let set = r.set_cookie().unwrap();
     assert!(has_flag(set, "Secure"), "{set}");
@@ -1518,7 +1533,7 @@ async fn cookie_is_secure_by_default_and_insecure_on_request() {
     let Command::Run(options) = args::parse(["--insecure"]).unwrap() else {
         panic!("expected Run");
     };
-    let insecure = app::app(options.session_layer().unwrap());
+    let insecure = app::app(options.session_layer(test_key()).unwrap());
     let r = submit(&insecure, "/api/counter/incr", None).await;
     let set = r.set_cookie().unwrap();
     assert!(!has_flag(set, "Secure"), "{set}");
@@ -1603,7 +1618,11 @@ async fn max_sessions_bounds_the_memory_store() {
     // 32 over the store's 32 shards: one session per shard. A new session
     // evicts the one in its shard, so the first session goes once a later
     // one lands in its shard (1 in 32 each time).
-    let app = app::app(run(&["--max-sessions", "32"]).session_layer().unwrap());
+    let app = app::app(
+        run(&["--max-sessions", "32"])
+            .session_layer(test_key())
+            .unwrap(),
+    );
     let first = cookie_of(&submit(&app, "/api/counter/incr", None).await);
     let alive = |cookie: String| {
         let app = app.clone();
@@ -1641,7 +1660,7 @@ async fn max_sessions_bounds_the_memory_store() {
 async fn the_default_bound_keeps_every_session_of_a_small_load() {
     // The contrast to `max_sessions_bounds_the_memory_store`: the same
     // load under the default bound loses nothing.
-    let app = app::app(Options::default().session_layer().unwrap());
+    let app = app::app(Options::default().session_layer(test_key()).unwrap());
     let mut cookies = Vec::new();
     for _ in 0..300 {
         cookies.push(cookie_of(&submit(&app, "/api/counter/incr", None).await));
@@ -1781,12 +1800,118 @@ fn help_says_insecure_drops_the_host_prefix() {
 
 #[test]
 fn stores_that_come_later_are_a_clear_error() {
-    for store in ["cookie", "redis"] {
-        let message = error(&["--store", store]);
-        assert!(
-            message.contains(&format!("store `{store}` is not available yet")),
-            "{message}"
+    let message = error(&["--store", "redis"]);
+    assert!(
+        message.contains("store `redis` is not available yet"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_cookie_store_and_its_mode_are_parsed() {
+    assert_eq!(
+        run(&["--store", "cookie"]).store,
+        StoreKind::Cookie(CookieMode::Private),
+        "private is the default mode"
+    );
+    assert_eq!(
+        run(&["--store=cookie", "--cookie-mode=signed"]).store,
+        StoreKind::Cookie(CookieMode::Signed)
+    );
+    assert_eq!(
+        run(&["--cookie-mode", "private", "--store", "cookie"]).store,
+        StoreKind::Cookie(CookieMode::Private)
+    );
+    assert!(error(&["--cookie-mode", "signed"]).contains("`--store cookie` only"));
+    assert!(error(&["--store", "cookie", "--cookie-mode", "open"]).contains("unknown cookie mode"));
+    assert!(
+        error(&["--store", "cookie", "--max-sessions", "10"]).contains("`--store memory` only")
+    );
+    for words in [
+        "--cookie-mode",
+        "SESSION_KEY",
+        "openssl rand -hex 32",
+        "not survive a restart",
+    ] {
+        let usage = args::USAGE.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(usage.contains(words), "usage mentions {words}");
+    }
+}
+
+#[test]
+fn the_cookie_key_comes_from_the_environment_as_hex_or_base64() {
+    let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let (key, origin) = args::cookie_key(Some(hex)).unwrap();
+    assert_eq!((key.len(), origin), (32, KeyOrigin::Environment));
+    let base64 = "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=";
+    let (key, _) = args::cookie_key(Some(base64)).unwrap();
+    assert_eq!(key.len(), 32);
+    let (key, origin) = args::cookie_key(None).unwrap();
+    assert_eq!((key.len(), origin), (32, KeyOrigin::Generated));
+    let err = args::cookie_key(Some("not a key!")).unwrap_err();
+    assert!(err.message().contains("SESSION_KEY"), "{err}");
+    // A short key parses, and the layer refuses it.
+    let (short, _) = args::cookie_key(Some("abcd")).unwrap();
+    let options = Options {
+        store: StoreKind::Cookie(CookieMode::Private),
+        ..Options::default()
+    };
+    let refused = options.session_layer(short).unwrap_err();
+    assert!(
+        refused.to_string().contains("at least 32 bytes"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_runs_on_the_cookie_store_in_both_modes() {
+    for mode in [CookieMode::Private, CookieMode::Signed] {
+        let app = cookie_demo(mode);
+        let anon = cookie_of(&submit(&app, "/api/counter/incr", None).await);
+        let r = post_json(&app, "/api/login", Some(&anon), r#"{"user":"alice"}"#).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let logged_in = cookie_of(&r);
+        assert_eq!(
+            fetch(&app, "/api/me", Some(&logged_in)).await.body,
+            r#"{"user":"alice"}"#
         );
+        assert_eq!(
+            fetch(&app, "/api/counter", Some(&logged_in)).await.body,
+            r#"{"count":1}"#,
+            "the data came along"
+        );
+        let r = post_json(
+            &app,
+            "/api/cart",
+            Some(&logged_in),
+            r#"{"sku":"tea","qty":2}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let with_cart = cookie_of(&r);
+        let cart = fetch(&app, "/api/cart", Some(&with_cart)).await.body;
+        assert!(cart.contains("tea"), "{cart}");
+        let r = submit(&app, "/api/counter/atomic-incr", Some(&with_cart)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let counted = cookie_of(&r);
+        assert_eq!(
+            fetch(&app, "/api/counter", Some(&counted)).await.body,
+            r#"{"count":2}"#
+        );
+        let out = submit(&app, "/api/logout", Some(&counted)).await;
+        assert!(out.has_removal(), "{:?}", out.set_cookies);
+        // The page and its form token work too.
+        let (cookie, token) = open_page(&app).await;
+        let r = post_form(&app, "/incr", Some(&cookie), &format!("csrf={token}")).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        // Private mode hides the user name; signed mode does not.
+        let sealed = raw_id(&logged_in);
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed)
+            .unwrap();
+        let visible = raw.windows(5).any(|w| w == b"alice");
+        assert_eq!(visible, mode == CookieMode::Signed);
     }
 }
 
@@ -1884,7 +2009,7 @@ fn non_utf8_arguments_are_a_clear_error() {
 #[test]
 fn argument_errors_exit_with_code_2() {
     assert_eq!(args::USAGE_EXIT_CODE, 2);
-    let err: ArgError = args::parse(["--store", "cookie"]).unwrap_err();
+    let err: ArgError = args::parse(["--store", "redis"]).unwrap_err();
     assert_eq!(err.to_string(), err.message());
 }
 
@@ -1938,7 +2063,11 @@ async fn real_server_round_trip() {
         ..Options::default()
     };
     let server = tokio::spawn(async move {
-        axum::serve(listener, app::app(options.session_layer().unwrap())).await
+        axum::serve(
+            listener,
+            app::app(options.session_layer(test_key()).unwrap()),
+        )
+        .await
     });
 
     let exchange = async {
