@@ -1906,9 +1906,7 @@ async fn the_demo_runs_on_the_cookie_store_in_both_modes() {
         assert_eq!(r.status, 303, "{}", r.body);
         // Private mode hides the user name; signed mode does not.
         let sealed = raw_id(&logged_in);
-        use base64::Engine as _;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(sealed)
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sealed)
             .unwrap();
         let visible = raw.windows(5).any(|w| w == b"alice");
         assert_eq!(visible, mode == CookieMode::Signed);
