@@ -246,6 +246,34 @@ proptest! {
     }
 
     #[test]
+    fn rotation_opens_with_the_fallback_reseals_with_the_primary_and_ends_with_removal(
+        signed in any::<bool>(),
+        old_key in proptest::collection::vec(any::<u8>(), 32..64),
+        new_key in proptest::collection::vec(any::<u8>(), 32..64),
+        user in "[a-z]{0,30}",
+    ) {
+        prop_assume!(old_key != new_key);
+        let store = |bytes: &Vec<u8>| {
+            let key = CookieKey::from_bytes(bytes.clone());
+            if signed { CookieStore::signed(key) } else { CookieStore::private(key) }
+        };
+        let id = RawId::generate().unwrap();
+        let old_cookie = sealer(store(&old_key), "session").seal(&id, &record(&user)).unwrap();
+        let ring = sealer(
+            store(&new_key).fallback_key(CookieKey::from_bytes(old_key.clone())),
+            "session",
+        );
+        let opened = ring.open(&old_cookie).unwrap();
+        prop_assert!(opened.fallback);
+        prop_assert_eq!(&opened.record, &record(&user));
+        let resealed = ring.seal(&opened.id, &opened.record).unwrap();
+        let only_new = sealer(store(&new_key), "session");
+        prop_assert!(!ring.open(&resealed).unwrap().fallback);
+        prop_assert_eq!(only_new.open(&resealed).unwrap().record, record(&user));
+        prop_assert!(only_new.open(&old_cookie).is_err());
+    }
+
+    #[test]
     fn arbitrary_text_never_panics(text in ".{0,600}") {
         let s = sealer(CookieStore::signed(key(5)), "session");
         let _ = s.open(&text);
