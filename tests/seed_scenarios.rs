@@ -1386,3 +1386,229 @@ async fn s38_memory_store_ttl_through_a_router() {
     assert_eq!(body_json(&r), json!({}), "gone after the TTL");
     assert!(f.store.inner.is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// Encryption and the cookie store (test_middleware.py's encrypted sessions,
+// test_encryptors.py, test_cookie_store.py): 21, 22, 36, 37, through a
+// `CookieStore`, where the whole session is sealed in the cookie.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::capture_logs;
+use typed_sessions::stores::{CookieKey, CookieStore};
+
+fn cookie_key(byte: u8) -> CookieKey {
+    CookieKey::from_bytes(vec![byte; 32])
+}
+
+/// The routes every fixture serves, behind a layer over `store`.
+fn cookie_app(store: CookieStore) -> Router {
+    cookie_app_with(store, |b| b)
+}
+
+fn cookie_app_with(
+    store: CookieStore,
+    configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+) -> Router {
+    let layer = configure(SessionLayer::builder(store))
+        .build()
+        .expect("a valid configuration");
+    routes().layer(layer)
+}
+
+/// The bytes a sealed cookie carries.
+fn sealed_bytes(cookie: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD
+        .decode(session_value(cookie))
+        .expect("a base64url cookie value")
+}
+
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Asserts that `cookie` reads as an empty session on `app`, with a 200,
+/// and that the cookie is cleared.
+async fn assert_reads_empty_and_is_cleared(app: &Router, cookie: &str) {
+    let r = fetch(app, "/bag", Some(cookie)).await;
+    assert_eq!(r.status, 200, "{cookie}: {}", r.body);
+    assert_eq!(body_json(&r), json!({}), "{cookie}");
+    assert!(r.has_removal(), "{cookie}: {:?}", r.set_cookies);
+}
+
+/// 21. An encrypted session read with the wrong key → empty session, 200;
+/// ours also clears the cookie, and logs why without the value.
+#[tokio::test]
+async fn s21_encrypted_session_with_the_wrong_key_reads_empty() {
+    let right = cookie_app(CookieStore::private(cookie_key(1)));
+    let r = submit(&right, "/set/user/alice", None).await;
+    assert_eq!(r.status, 200);
+    let cookie = r.cookie();
+
+    let wrong = cookie_app(CookieStore::private(cookie_key(2)));
+    let (logs, _guard) = capture_logs(tracing::Level::WARN);
+    assert_reads_empty_and_is_cleared(&wrong, &cookie).await;
+    let log = logs.text();
+    assert!(log.contains("does not open"), "{log}");
+    assert!(!log.contains(session_value(&cookie)), "value logged: {log}");
+    let m = meta(&wrong, Some(&cookie)).await;
+    assert!(m.id.is_none(), "no session under the wrong key");
+
+    // A write with that cookie starts a new session under the wrong key's
+    // layer; the original is untouched for the right key.
+    let r = submit(&wrong, "/set/user/mallory", Some(&cookie)).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.has_removal());
+    let r = fetch(&right, "/bag", Some(&cookie)).await;
+    assert_eq!(body_json(&r), json!({"user": "alice"}));
+}
+
+/// 22. An encrypted session read with the right key → the data round-trips,
+/// also through another layer with the same key (a restart) and through a
+/// fallback key after a rotation.
+#[tokio::test]
+async fn s22_encrypted_session_with_the_right_key_round_trips() {
+    let map = sample_map();
+    let body = serde_json::to_string(&map).unwrap();
+    let app = cookie_app(CookieStore::private(cookie_key(1)));
+    let r = send(&app, "POST", "/bag", None, Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.cookie();
+    let bytes = sealed_bytes(&cookie);
+    for clear in [&b"empty key"[..], b"nested", b"values", b"false"] {
+        assert!(!holds(&bytes, clear), "{clear:?} in clear");
+    }
+
+    for reader in [app.clone(), cookie_app(CookieStore::private(cookie_key(1)))] {
+        let r = fetch(&reader, "/bag", Some(&cookie)).await;
+        assert_eq!(r.status, 200);
+        let back: BTreeMap<String, Value> = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(back, map);
+        assert!(r.set_cookies.is_empty(), "a read sends no cookie");
+    }
+
+    // Rotated: the old key as a fallback still opens it, and the cookie is
+    // re-issued under the new primary key, which alone then opens it.
+    let rotated = cookie_app(CookieStore::private(cookie_key(2)).fallback_key(cookie_key(1)));
+    let r = fetch(&rotated, "/bag", Some(&cookie)).await;
+    let back: BTreeMap<String, Value> = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(back, map);
+    let reissued = r.cookie();
+    let r = fetch(
+        &cookie_app(CookieStore::private(cookie_key(2))),
+        "/bag",
+        Some(&reissued),
+    )
+    .await;
+    let back: BTreeMap<String, Value> = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(back, map);
+}
+
+/// 36. Encryption round trip; two encryptions of the same data differ; the
+/// wrong key and truncated input are rejected (an empty session, the
+/// cookie cleared).
+#[tokio::test]
+async fn s36_encryption_round_trips_differs_each_time_and_rejects_bad_input() {
+    // A clock that does not move: two writes from the same cookie seal
+    // records that are identical byte for byte.
+    let clock = ManualClock::new();
+    let sealed_twice = |store: CookieStore| {
+        let app = cookie_app_with(store, |b| b.clock(clock.clone()));
+        async move {
+            let first = submit(&app, "/set/a/1", None).await.cookie();
+            let x = submit(&app, "/set/b/2", Some(&first)).await.cookie();
+            let y = submit(&app, "/set/b/2", Some(&first)).await.cookie();
+            for cookie in [&x, &y] {
+                let r = fetch(&app, "/bag", Some(cookie)).await;
+                assert_eq!(body_json(&r), json!({"a": "1", "b": "2"}), "round trip");
+            }
+            (app, x, y)
+        }
+    };
+
+    // Signed (deterministic) shows that the two records are the same...
+    let (_, x, y) = sealed_twice(CookieStore::signed(cookie_key(1))).await;
+    assert_eq!(x, y, "the same record, signed twice");
+    // ...and encryption still gives two different cookies: a fresh nonce,
+    // so no run of bytes past the header is shared.
+    let (app, x, y) = sealed_twice(CookieStore::private(cookie_key(1))).await;
+    assert_ne!(x, y, "two encryptions of the same data");
+    let (x_raw, y_raw) = (sealed_bytes(&x), sealed_bytes(&y));
+    assert_eq!(x_raw.len(), y_raw.len());
+    assert_eq!(x_raw[..2], y_raw[..2], "same format and key id");
+    let shared = x_raw[2..].windows(8).filter(|w| holds(&y_raw, w)).count();
+    assert_eq!(shared, 0, "nonce, ciphertext and tag all differ");
+
+    // The wrong key.
+    let wrong = cookie_app_with(CookieStore::private(cookie_key(2)), |b| {
+        b.clock(clock.clone())
+    });
+    assert_reads_empty_and_is_cleared(&wrong, &x).await;
+
+    // Truncated input: one character, the tag, half, all but the header.
+    let value = session_value(&x);
+    for keep in [value.len() - 1, value.len() - 22, value.len() / 2, 3, 0] {
+        let truncated = format!("session={}", &value[..keep]);
+        assert_reads_empty_and_is_cleared(&app, &truncated).await;
+    }
+    // The untouched cookie still opens.
+    let r = fetch(&app, "/bag", Some(&x)).await;
+    assert_eq!(body_json(&r), json!({"a": "1", "b": "2"}));
+}
+
+/// 37. The cookie store: write then read round-trips; a bad signature reads
+/// as empty; a payload over the size limit is a clear error (500, the log
+/// names the size and the budget, no cookie); a small one round-trips.
+#[tokio::test]
+async fn s37_cookie_store_round_trip_bad_signature_and_size_limit() {
+    for store in [
+        CookieStore::signed(cookie_key(1)),
+        CookieStore::private(cookie_key(1)),
+    ] {
+        let app = cookie_app(store.max_cookie_size(512));
+        let r = submit(&app, "/set/user/alice", None).await;
+        assert_eq!(r.status, 200);
+        let cookie = r.cookie();
+        let r = fetch(&app, "/bag", Some(&cookie)).await;
+        assert_eq!(body_json(&r), json!({"user": "alice"}));
+
+        // A bad signature: one character of the tag (the last 16 bytes)
+        // changed.
+        let value = session_value(&cookie);
+        let at = value.len() - 5;
+        let swapped = if &value[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("session={}{swapped}{}", &value[..at], &value[at + 1..]);
+        assert_ne!(forged, cookie);
+        assert_reads_empty_and_is_cleared(&app, &forged).await;
+
+        // Over the size limit.
+        let big = json!({"big": "x".repeat(600)}).to_string();
+        let (logs, guard) = capture_logs(tracing::Level::ERROR);
+        let r = send(&app, "POST", "/bag", Some(&cookie), Some(&big)).await;
+        let log = logs.text();
+        drop(guard);
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert!(r.body.is_empty(), "no internals to the client: {}", r.body);
+        assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
+        assert!(log.contains("budget=512"), "{log}");
+        let size: usize = log
+            .split("size=")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or_else(|| panic!("the size is logged: {log}"));
+        assert!(size > 512, "{size}");
+        // The browser keeps its previous cookie, which still holds the data.
+        let r = fetch(&app, "/bag", Some(&cookie)).await;
+        assert_eq!(body_json(&r), json!({"user": "alice"}));
+
+        // A small payload round-trips.
+        let small = json!({"small": "y"}).to_string();
+        let r = send(&app, "POST", "/bag", Some(&cookie), Some(&small)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let cookie = r.cookie();
+        assert!(cookie.len() <= 512);
+        let r = fetch(&app, "/bag", Some(&cookie)).await;
+        assert_eq!(body_json(&r), json!({"small": "y"}));
+    }
+}
