@@ -57,7 +57,8 @@ fn app_with(
             "/notes",
             post(|mut n: Session<Notes>, body: String| async move {
                 n.text = body;
-            }),
+            })
+            .get(|n: Session<Notes>| async move { n.text.clone() }),
         )
         .route(
             "/id",
@@ -384,4 +385,131 @@ async fn the_benchmark_profile_fits_in_fewer_bytes_than_a_signed_json_jar() {
     assert!(signed <= 389, "signed: {signed} bytes");
     assert!(private * 10 <= 389 * 11, "private: {private} bytes");
     eprintln!("name=value sizes: private {private}, signed {signed}");
+}
+
+/// Two values under the cookie name carry the same session id, one expired
+/// (a stale `Path` or `Domain` copy): the request keeps the live record,
+/// and a write seals the live record, never the expired copy's data.
+#[tokio::test]
+async fn an_expired_copy_of_the_same_session_never_comes_back() {
+    for store in modes(1) {
+        let clock = ManualClock::starting_now();
+        let app = app_with(store, |b| {
+            b.idle_timeout(Duration::from_mins(10)).clock(clock.clone())
+        });
+        let write = |cookie: Option<String>, text: &'static str| {
+            let app = app.clone();
+            async move {
+                typed_sessions_test_support::send(
+                    &app,
+                    "POST",
+                    "/notes",
+                    cookie.as_deref(),
+                    Some(text),
+                )
+                .await
+                .cookie()
+            }
+        };
+        let old = write(None, "old").await;
+        clock.advance(Duration::from_mins(5));
+        let new = write(Some(old.clone()), "new").await;
+        assert_eq!(
+            fetch(&app, "/id", Some(&old)).await.body,
+            fetch(&app, "/id", Some(&new)).await.body,
+            "one session, two copies"
+        );
+        clock.advance(Duration::from_mins(7));
+        for both in [format!("{new}; {old}"), format!("{old}; {new}")] {
+            let written = submit(&app, "/incr", Some(&both)).await;
+            assert_eq!(written.status, 200);
+            let after = written.cookie();
+            assert_eq!(fetch(&app, "/notes", Some(&after)).await.body, "new");
+            assert_eq!(fetch(&app, "/count", Some(&after)).await.body, "1");
+        }
+    }
+}
+
+/// An `update` whose intermediate state is too large for the cookie, then
+/// a plain write that makes it fit: the response is a 200 with the final
+/// state, and nothing is sealed (or logged as failed) for the
+/// intermediate state.
+#[tokio::test]
+async fn only_the_final_state_is_sealed_when_the_request_succeeds() {
+    let layer = SessionLayer::builder(CookieStore::private(key(1)).max_cookie_size(400))
+        .secure(false)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/",
+            post(|mut n: Session<Notes>| async move {
+                n.update(|n| n.text = "n".repeat(500)).await.unwrap();
+                n.text = "short".into();
+            }),
+        )
+        .route(
+            "/notes",
+            get(|n: Session<Notes>| async move { n.text.clone() }),
+        )
+        .layer(layer);
+    let (logs, _guard) = capture_logs(tracing::Level::ERROR);
+    let reply = submit(&app, "/", None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        fetch(&app, "/notes", Some(&reply.cookie())).await.body,
+        "short"
+    );
+    assert_eq!(logs.text(), "", "no error for a state that was never sent");
+}
+
+/// With a cookie store the hashed id derives from the key: two processes
+/// (replicas, or one after a restart) with the same key show the same
+/// `SessionHandle::id`, and another key shows another one.
+#[tokio::test]
+async fn the_session_id_hash_is_the_same_in_every_process_with_the_key() {
+    let a = app(CookieStore::private(key(1)));
+    let b = app(CookieStore::private(key(1)));
+    let cookie = submit(&a, "/incr", None).await.cookie();
+    let (id_a, id_b) = (
+        fetch(&a, "/id", Some(&cookie)).await.body,
+        fetch(&b, "/id", Some(&cookie)).await.body,
+    );
+    assert!(!id_a.is_empty());
+    assert_eq!(id_a, id_b);
+    let rotated = app(CookieStore::private(key(2)).fallback_key(key(1)));
+    assert_ne!(fetch(&rotated, "/id", Some(&cookie)).await.body, id_a);
+}
+
+/// After `update` commits, a write that makes the session too large turns
+/// the response into a 500 that carries the `update`'s commit, as with a
+/// server-side store (where it would be stored already); the handler's
+/// own change is not kept.
+#[tokio::test]
+async fn a_500_over_the_budget_keeps_what_update_committed() {
+    for store in modes(1) {
+        let layer = SessionLayer::builder(store.max_cookie_size(400))
+            .secure(false)
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route(
+                "/",
+                post(
+                    |mut c: Session<Counter>, mut n: Session<Notes>| async move {
+                        c.update(|c| c.count += 100).await.unwrap();
+                        n.text = "n".repeat(500);
+                    },
+                ),
+            )
+            .route(
+                "/count",
+                get(|c: Session<Counter>| async move { c.count.to_string() }),
+            )
+            .layer(layer);
+        let reply = submit(&app, "/", None).await;
+        assert_eq!(reply.status, 500);
+        let cookie = reply.cookie();
+        assert_eq!(fetch(&app, "/count", Some(&cookie)).await.body, "100");
+    }
 }

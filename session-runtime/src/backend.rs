@@ -45,6 +45,11 @@ pub(crate) trait Sealer: Send + Sync + 'static {
     fn open(&self, value: &str) -> Result<Opened, OpenError>;
     /// The most bytes the cookie's `name=value` may take.
     fn budget(&self) -> usize;
+    /// The key of the hashed ids in logs and `SessionHandle::id`, when the
+    /// sealer's keys fix one (the same in every process with the same key).
+    fn log_secret(&self) -> Option<LogSecret> {
+        None
+    }
 }
 
 /// What a sealed cookie value held.
@@ -79,7 +84,7 @@ pub(crate) enum OpenError {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SealError {
     #[error(
-        "the session cookie would take {size} bytes (name=value), over its budget of {budget}; nothing was sent, the browser keeps its previous cookie"
+        "the session cookie would take {size} bytes (name=value), over its budget of {budget}; this response's session changes are not sent"
     )]
     TooLarge { size: usize, budget: usize },
     #[error("no OS randomness for a nonce")]
@@ -130,6 +135,16 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
+    /// The key of hashed ids for a layer over this backend: the sealer's,
+    /// or a random one per layer.
+    pub(crate) fn log_secret(&self) -> LogSecret {
+        match self {
+            Self::Client(sealer) => sealer.log_secret(),
+            Self::Server(_) => None,
+        }
+        .unwrap_or_else(LogSecret::generate)
+    }
+
     /// What a cookie value under our name stands for, if it can be ours.
     /// (A sealed value is only checked for size and alphabet here; it is
     /// opened when the session loads.)
@@ -182,18 +197,23 @@ pub(crate) struct RequestStorage {
 
 impl RequestStorage {
     /// The id and key a cookie token names, to [`load`](Self::load) next;
-    /// a sealed record is opened into the request-local store here. `None`
-    /// for a value that does not open. (The key is hashed once per request:
-    /// SHA-256 is the costliest step of a read. This step is synchronous so
-    /// that the load future stays one level deep.)
-    pub(crate) fn resolve(&self, token: &Token) -> Option<(RawId, SessionKey)> {
+    /// a sealed record is opened into the request-local store here (and
+    /// whether a fallback key opened it). `None` for a value that does not
+    /// open. (The key is hashed once per request: SHA-256 is the costliest
+    /// step of a read. This step is synchronous so that the load future
+    /// stays one level deep.)
+    ///
+    /// Several values may carry the same id: the session the request
+    /// settles on is [`adopt`](Self::adopt)ed afterwards, so the record
+    /// that is kept is the one that was checked, never a later value's.
+    pub(crate) fn resolve(&self, token: &Token) -> Option<(RawId, SessionKey, bool)> {
         match (token, &self.client) {
-            (Token::Id(id), _) => Some((id.clone(), id.key())),
+            (Token::Id(id), _) => Some((id.clone(), id.key(), false)),
             (Token::Sealed(value), Some((sealer, local))) => match sealer.open(value) {
                 Ok(opened) => {
                     let key = opened.id.key();
-                    local.put(key, opened.record, opened.fallback);
-                    Some((opened.id, key))
+                    local.put(key, opened.record);
+                    Some((opened.id, key, opened.fallback))
                 }
                 Err(reason) => {
                     tracing::warn!(%reason, "session cookie does not open; starting a fresh session and clearing the cookie");
@@ -209,6 +229,21 @@ impl RequestStorage {
     /// every change of the record, a refresh included, re-sends the cookie.
     pub(crate) fn carries_record(&self) -> bool {
         self.client.is_some()
+    }
+
+    /// The session the request settled on (a live one): a client-side
+    /// store keeps exactly this record, and re-seals it under the primary
+    /// key when a fallback key opened it.
+    pub(crate) fn adopt(&self, key: SessionKey, record: &Record, fallback: bool) {
+        if let Some((_, local)) = &self.client {
+            local.put(key, record.clone());
+            local.reseal.store(fallback, Ordering::Relaxed);
+        }
+    }
+
+    /// A copy of the record a client-side store holds under `key` now.
+    pub(crate) fn snapshot(&self, key: &SessionKey) -> Option<Record> {
+        self.client.as_ref().and_then(|(_, local)| local.get(key))
     }
 
     /// Whether the cookie the request sent must be cleared even though it
@@ -242,14 +277,23 @@ impl RequestStorage {
         id: &'a RawId,
         key: &SessionKey,
     ) -> Result<Option<CookieValue<'a>>, SealError> {
-        match &self.client {
-            None => Ok(Some(CookieValue::Id(id))),
-            Some((sealer, local)) => match local.get(key) {
-                None => Ok(None),
-                Some(record) => sealer
-                    .seal(id, &record)
-                    .map(|sealed| Some(CookieValue::Sealed(sealed))),
-            },
+        let record = self.snapshot(key);
+        self.cookie_value_of(id, record.as_ref())
+    }
+
+    /// [`cookie_value`](Self::cookie_value) for a record taken earlier
+    /// with [`snapshot`](Self::snapshot).
+    pub(crate) fn cookie_value_of<'a>(
+        &self,
+        id: &'a RawId,
+        record: Option<&Record>,
+    ) -> Result<Option<CookieValue<'a>>, SealError> {
+        match (&self.client, record) {
+            (None, _) => Ok(Some(CookieValue::Id(id))),
+            (Some(_), None) => Ok(None),
+            (Some((sealer, _)), Some(record)) => sealer
+                .seal(id, record)
+                .map(|sealed| Some(CookieValue::Sealed(sealed))),
         }
     }
 
@@ -355,7 +399,7 @@ async fn timed<T, F: std::future::Future<Output = Result<T, StoreError>>>(
 #[derive(Default)]
 pub(crate) struct LocalStore {
     records: Mutex<Vec<LocalEntry>>,
-    /// A record was opened with a fallback key.
+    /// The record the request settled on was opened with a fallback key.
     reseal: AtomicBool,
     /// The request's cookie did not open, or had expired.
     rejected: AtomicBool,
@@ -373,10 +417,7 @@ impl LocalStore {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn put(&self, key: SessionKey, record: Record, fallback: bool) {
-        if fallback {
-            self.reseal.store(true, Ordering::Relaxed);
-        }
+    fn put(&self, key: SessionKey, record: Record) {
         // Within the request revisions stay unique from here. (A sealed
         // record carries no counter, so across requests a removed
         // namespace's revision may come back; a client-side store has no

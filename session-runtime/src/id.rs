@@ -90,6 +90,12 @@ impl fmt::Debug for RawId {
 pub(crate) struct LogSecret(Arc<[u8; 32]>);
 
 impl LogSecret {
+    /// A secret shared by every process that has the same key material
+    /// (a client-side store derives one from its master key).
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Arc::new(bytes))
+    }
+
     pub(crate) fn generate() -> Self {
         let mut bytes = [0u8; 32];
         // Without OS randomness ids cannot be made either; a zero secret

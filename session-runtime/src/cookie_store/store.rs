@@ -28,7 +28,7 @@ use super::key::CookieKey;
 use crate::backend::sealed::{IntoBackend, MadeBackend};
 use crate::backend::{Backend, OpenError, Opened, SealError, Sealer};
 use crate::error::ConfigError;
-use crate::id::RawId;
+use crate::id::{LogSecret, RawId};
 use crate::store::Record;
 
 const FORMAT_PRIVATE: u8 = 0x01;
@@ -36,6 +36,8 @@ const FORMAT_SIGNED: u8 = 0x02;
 const HEADER: usize = 2;
 const NONCE: usize = 12;
 const TAG: usize = 16;
+/// What one namespace with one short field adds to a body, about.
+const ROOM_FOR_ONE_FIELD: usize = 32;
 
 /// Sessions kept entirely in the cookie, sealed: no server state at all.
 ///
@@ -67,37 +69,46 @@ const TAG: usize = 16;
 /// # Keys and rotation
 /// One primary key seals; [`fallback_key`](Self::fallback_key)s still open
 /// cookies sealed before a rotation, and such a cookie is re-issued under
-/// the primary key on the same response. Each key's sub-keys are derived
+/// the primary key on the next response that loads the session. Each key's sub-keys are derived
 /// with HKDF-SHA256; the envelope names the key by a one-byte public id, so
-/// opening tries only the key(s) with that id. To rotate: make the new key
-/// primary and the old one a fallback; remove the fallback once every
-/// cookie has been re-issued or expired (after the absolute timeout).
+/// opening tries only the key(s) with that id. To rotate across replicas:
+/// first deploy the new key as a fallback everywhere, then make it primary
+/// with the old one as the fallback; remove the old key once every cookie
+/// has been re-issued or expired (after the absolute timeout). Keys are
+/// random bytes (`openssl rand -hex 32`), never passphrases, and one per
+/// application: cookies are bound to the cookie name, not to the app.
 /// With random 96-bit nonces, rotate the primary key before it seals about
 /// 2³² cookies (AES-GCM's bound for random nonces).
 ///
 /// # What differs from a server-side store
 /// - **No cross-request compare-and-swap.** Each response carries the whole
 ///   session, and the browser keeps the last cookie it receives: of two
-///   concurrent requests that both write, the one answered last wins, even
-///   through [`Session::update`](crate::Session::update).
-/// - **No revocation.** Logging out removes the cookie from this browser,
-///   but a copy taken earlier keeps working until its own deadline. Keep
+///   concurrent requests, the one answered last wins, even through
+///   [`Session::update`](crate::Session::update), and even across a logout
+///   or a login (a request sent before it and answered after it sets its
+///   own cookie again).
+/// - **No revocation, and rollback.** Logging out removes the cookie from
+///   this browser, but a copy taken earlier keeps working until its own
+///   deadline, and sending an older cookie restores the older session.
+///   Keep nothing there that must only grow or must be revocable, and keep
 ///   timeouts short: with a `CookieStore` the layer's absolute timeout
 ///   defaults to 24 hours (set [`absolute_timeout`] to change it).
 /// - **Size.** The whole `name=value` must fit the budget (4096 bytes, the
 ///   least every browser keeps; lower with
 ///   [`max_cookie_size`](Self::max_cookie_size)). A response whose session
 ///   would not fit becomes a 500, the log names the size and the budget,
-///   and the browser keeps its previous cookie: never a cookie that
-///   browsers drop silently.
+///   and the handler's changes are not sent (the browser keeps its previous
+///   cookie, or gets what an `update` of the request committed): never a
+///   cookie that browsers drop silently.
 /// - **[`SessionHandle::id`](crate::SessionHandle::id)** is a random id
-///   sealed inside the cookie: stable across requests, new after
+///   sealed inside the cookie, new after
 ///   [`regenerate_id`](crate::SessionHandle::regenerate_id) (whose cookie
-///   then has a fresh id, nonce and tag).
+///   then has a fresh id, nonce and tag); it is shown hashed with a key
+///   derived from the master key, the same in every process with the key.
 /// - A cookie that does not open (tampered, truncated, sealed by an unknown
-///   or removed key, under another cookie name, expired, not base64) reads
-///   as a fresh session and is cleared, with a warning that names the
-///   reason and never the value.
+///   or removed key, under another cookie name, not base64) or has expired
+///   reads as a fresh session and is cleared; a warning names the reason
+///   and never the value (an expired cookie, routine, is logged at debug).
 ///
 /// [`absolute_timeout`]: crate::SessionLayerBuilder::absolute_timeout
 #[derive(Clone)]
@@ -186,7 +197,9 @@ impl CookieStore {
                 Ok(SealingKey::derive(self.mode, key))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CookieSealer {
+        let mut log_key = Zeroizing::new([0u8; 32]);
+        self.primary.derive(b"log hash", &mut log_key[..]);
+        let sealer = CookieSealer {
             format: match self.mode {
                 Mode::Private => FORMAT_PRIVATE,
                 Mode::Signed => FORMAT_SIGNED,
@@ -194,7 +207,22 @@ impl CookieStore {
             keys,
             name: cookie_name.into(),
             budget: self.budget,
-        })
+            log_secret: LogSecret::from_bytes(*log_key),
+        };
+        // A budget must hold at least a small session: no namespace, a
+        // day's deadline, and room for one short field.
+        let now_ish = 1u64 << 41;
+        let empty = Record::new(now_ish, now_ish, now_ish + 86_400_000, Vec::new());
+        let raw = sealer.overhead() + framing::encoded_len(&empty) + ROOM_FOR_ONE_FIELD;
+        let smallest = cookie_name.len() + 1 + (raw * 4).div_ceil(3);
+        if smallest > self.budget {
+            return Err(ConfigError::CookieBudget {
+                budget: self.budget,
+                min: smallest,
+                max: Self::MAX_COOKIE_SIZE,
+            });
+        }
+        Ok(sealer)
     }
 }
 
@@ -258,6 +286,9 @@ pub(crate) struct CookieSealer {
     keys: Vec<SealingKey>,
     name: Box<str>,
     budget: usize,
+    /// The key of hashed ids, derived from the primary key: the same
+    /// `SessionHandle::id` and log hash in every process with that key.
+    log_secret: LogSecret,
 }
 
 impl CookieSealer {
@@ -395,6 +426,10 @@ impl Sealer for CookieSealer {
 
     fn budget(&self) -> usize {
         self.budget
+    }
+
+    fn log_secret(&self) -> Option<LogSecret> {
+        Some(self.log_secret.clone())
     }
 }
 

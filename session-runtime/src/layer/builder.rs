@@ -10,7 +10,6 @@ use crate::backend::{Backend, SessionBackend};
 use crate::clock::{Clock, SharedClock};
 use crate::cookie::{CookieConfig, SameSite, SessionCookie};
 use crate::error::ConfigError;
-use crate::id::LogSecret;
 use crate::settings::{DecodeFailurePolicy, Expiry, NewerVersionPolicy, Settings, StoreDownPolicy};
 
 impl SessionLayer {
@@ -248,6 +247,7 @@ impl SessionLayerBuilder {
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
         self.cookie.validate()?;
         let backend = (self.backend)(&self.cookie)?;
+        let log_secret = backend.log_secret();
         // Durations are kept in whole milliseconds: anything shorter is zero.
         let nonzero = |d: Option<Duration>, what| match d {
             Some(d) if d.as_millis() == 0 => Err(ConfigError::ZeroDuration(what)),
@@ -278,7 +278,7 @@ impl SessionLayerBuilder {
             newer_version: self.newer_version,
             update_deadline: self.update_deadline,
             clock: self.clock,
-            log_secret: LogSecret::generate(),
+            log_secret,
             cache_headers: self.cache_headers,
         };
         Ok(SessionLayer {

@@ -63,21 +63,22 @@ where
         }
         // Most requests need no store I/O at the end (read-only, no refresh
         // due): they finish here, synchronously.
-        let (work, fresh_id_cookie) =
-            match writeback::plan(&session, response.status().is_server_error()) {
-                (WriteBack::Ready(outcome), fresh_id_cookie) => {
-                    writeback::apply(session.settings(), outcome, fresh_id_cookie, &mut response);
-                    return Poll::Ready(Ok(response));
-                }
-                (WriteBack::Pending(work), fresh_id_cookie) => (work, fresh_id_cookie),
-            };
+        let (work, committed) = match writeback::plan(&session, response.status().is_server_error())
+        {
+            (WriteBack::Ready(outcome), committed) => {
+                let context = (&**session.settings(), session.storage());
+                writeback::apply(context, outcome, committed, &mut response);
+                return Poll::Ready(Ok(response));
+            }
+            (WriteBack::Pending(work), committed) => (work, committed),
+        };
         let settings = Arc::clone(session.settings());
         let storage = session.storage().clone();
         drop(session);
         let mut finishing: Pin<Box<dyn Future<Output = Response<B>> + Send>> =
             Box::pin(async move {
                 let outcome = work.run(&settings, &storage).await;
-                writeback::apply(&settings, outcome, fresh_id_cookie, &mut response);
+                writeback::apply((&settings, &storage), outcome, committed, &mut response);
                 response
             });
         let poll = finishing.as_mut().poll(cx);

@@ -24,7 +24,9 @@ use crate::retry::Backoff;
 use crate::session::diff::{Rebase, Refusal};
 use crate::session::{CommittedId, Finish, RequestSession, StoredSession};
 use crate::settings::{DecodeFailurePolicy, NewerVersionPolicy, Settings};
-use crate::store::{Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, StoreError};
+use crate::store::{
+    Changeset, NamespaceChange, NamespaceOp, Record, SaveMode, SaveOutcome, StoreError,
+};
 
 /// What the end of a request does to the cookie.
 pub(crate) enum CookieAction {
@@ -124,52 +126,78 @@ enum LastStep {
     },
 }
 
+/// The cookie of what an `update` already committed, made only when a
+/// failure response needs it: the session an `update` moved to a fresh id
+/// (the browser must learn it, or the committed session is orphaned) and,
+/// with a client-side store, any `update` commit (it lives in the cookie
+/// only). The record is taken when the request ends, before the handler's
+/// own changes are applied.
+pub(crate) struct CommittedCookie {
+    stored: StoredSession,
+    record: Option<Record>,
+    now: u64,
+}
+
+impl CommittedCookie {
+    fn render(&self, settings: &Settings, storage: &RequestStorage) -> Option<HeaderValue> {
+        let stored = &self.stored;
+        let value = match storage.cookie_value_of(&stored.id, self.record.as_ref()) {
+            Ok(Some(value)) => value,
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::error!(error = %ErrorChain(&err), "the session committed by update() cannot be sent");
+                return None;
+            }
+        };
+        let deadline = settings.expiry.cookie_deadline(
+            stored.created_at_ms,
+            stored.last_seen_ms,
+            stored.expires_at_ms,
+        );
+        Some(settings.cookie.set(&value, deadline, self.now))
+    }
+}
+
 /// Decides what the store and the cookie need at the end of the request.
 /// Runs under the request-state lock, which is released before any I/O.
 ///
-/// Also returns the cookie of an id that an `update` already moved the
-/// session to: should the write-back fail, the replacement response still
-/// carries it, or the committed session would be orphaned.
+/// Also returns the cookie of what an `update` already committed, for a
+/// replacement response should the write-back fail ([`CommittedCookie`]).
 pub(crate) fn plan(
     session: &RequestSession,
     handler_failed: bool,
-) -> (WriteBack, Option<HeaderValue>) {
+) -> (WriteBack, Option<CommittedCookie>) {
     let settings = session.settings();
     let storage = session.storage();
     let now = session.now_ms();
-    let (fresh_id_cookie, finished) = {
+    let (committed, finished) = {
         let mut state = session.lock();
-        // With a client-side store, whatever an `update` committed lives
-        // in the cookie only: it is sent like a fresh id.
         let committed = if storage.carries_record() {
             state.committed_session()
         } else {
             state.fresh_id()
         };
-        let fresh_id_cookie = committed.and_then(|stored| {
-            match session_cookie(settings, storage, stored, stored.expires_at_ms, now) {
-                Ok(CookieAction::Set(value)) => Some(value),
-                Ok(_) => None,
-                Err(failure) => {
-                    tracing::error!(error = %ErrorChain(&failure), "the session committed by update() cannot be sent");
-                    None
-                }
-            }
+        let committed = committed.map(|stored| CommittedCookie {
+            stored: stored.clone(),
+            record: storage.snapshot(&stored.key),
+            now,
         });
         if handler_failed {
             // None of the handler's changes is written; what `update`
-            // already committed stays committed, so a fresh id is still sent.
-            let action = fresh_id_cookie.map_or(CookieAction::Keep, CookieAction::Set);
+            // already committed stays committed, so its cookie is sent.
+            let action = committed
+                .and_then(|committed| committed.render(settings, storage))
+                .map_or(CookieAction::Keep, CookieAction::Set);
             return (WriteBack::Ready(Ok(action)), None);
         }
-        (fresh_id_cookie, state.finish())
+        (committed, state.finish())
     };
     let mut finish = match finished {
         Ok(finish) => finish,
         Err((namespace, source)) => {
             return (
                 WriteBack::Ready(Err(Failure::Codec { namespace, source })),
-                fresh_id_cookie,
+                committed,
             );
         }
     };
@@ -183,7 +211,7 @@ pub(crate) fn plan(
             Some(stored) => plan_existing(settings, storage, finish, stored, now),
         }
     };
-    (work, fresh_id_cookie)
+    (work, committed)
 }
 
 /// The `Set-Cookie` for `stored` with the store deadline `store_deadline`
@@ -583,9 +611,9 @@ fn rebase_changes(
 /// replacement response when the data could not be kept; then the caching
 /// headers.
 pub(crate) fn apply<B: Default>(
-    settings: &Settings,
+    (settings, storage): (&Settings, &RequestStorage),
     outcome: Result<CookieAction, Failure>,
-    fresh_id_cookie: Option<HeaderValue>,
+    committed: Option<CommittedCookie>,
     response: &mut Response<B>,
 ) {
     let mut set_cookie = true;
@@ -601,9 +629,10 @@ pub(crate) fn apply<B: Default>(
         }
         Err(failure) => {
             *response = failure_response(settings, &failure);
-            // An id that `update` already moved the session to is kept.
-            set_cookie = fresh_id_cookie.is_some();
-            if let Some(cookie) = fresh_id_cookie {
+            // What `update` already committed is kept.
+            let cookie = committed.and_then(|committed| committed.render(settings, storage));
+            set_cookie = cookie.is_some();
+            if let Some(cookie) = cookie {
                 response.headers_mut().append(SET_COOKIE, cookie);
             }
         }

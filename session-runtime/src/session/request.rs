@@ -128,7 +128,8 @@ impl RequestSession {
                 None
             }
         };
-        if let Some((stored, record)) = found {
+        if let Some((stored, record, fallback)) = found {
+            self.storage.adopt(stored.key, &record, fallback);
             self.lock().record_loaded(stored, record);
         }
         Ok(())
@@ -142,7 +143,7 @@ impl RequestSession {
     async fn load_one_of(
         &self,
         tokens: &[Token],
-    ) -> Result<Option<(StoredSession, Record)>, LoadFailure> {
+    ) -> Result<Option<(StoredSession, Record, bool)>, LoadFailure> {
         let mut live = Vec::new();
         for token in tokens {
             if let Some(found) = self.load_live(token).await? {
@@ -152,7 +153,7 @@ impl RequestSession {
         if live.len() > 1 {
             let hashes: Vec<String> = live
                 .iter()
-                .map(|(stored, _)| stored.id.log_hash(&self.settings.log_secret))
+                .map(|(stored, _, _)| stored.id.log_hash(&self.settings.log_secret))
                 .collect();
             tracing::warn!(
                 sessions = ?hashes,
@@ -160,7 +161,7 @@ impl RequestSession {
             );
             let sessions = live
                 .into_iter()
-                .map(|(stored, _)| (stored.id, stored.key))
+                .map(|(stored, _, _)| (stored.id, stored.key))
                 .collect();
             self.lock().record_ambiguous(sessions);
             return Ok(None);
@@ -168,13 +169,14 @@ impl RequestSession {
         Ok(live.pop())
     }
 
-    /// The session a cookie value names, when it exists and is not over.
+    /// The session a cookie value names, when it exists and is not over
+    /// (and whether a fallback key opened it).
     async fn load_live(
         &self,
         token: &Token,
-    ) -> Result<Option<(StoredSession, Record)>, LoadFailure> {
+    ) -> Result<Option<(StoredSession, Record, bool)>, LoadFailure> {
         let settings = &self.settings;
-        let Some((id, key)) = self.storage.resolve(token) else {
+        let Some((id, key, fallback)) = self.storage.resolve(token) else {
             return Ok(None);
         };
         let record = match self.storage.load(&id, &key, &settings.log_secret).await {
@@ -207,7 +209,7 @@ impl RequestSession {
             last_seen_ms: record.last_seen_ms,
             expires_at_ms: record.expires_at_ms,
         };
-        Ok(Some((stored, record)))
+        Ok(Some((stored, record, fallback)))
     }
 
     /// Takes the value of `T` out of the request state.
