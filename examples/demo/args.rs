@@ -80,8 +80,9 @@ OPTIONS:
                               subdomain can plant one: for development only
     -h, --help                print this help
 
-Without a timeout the cookie lasts until the browser closes (with --store
-cookie: at most 24 hours, the absolute timeout's default there).
+Without a timeout the cookie lasts until the browser closes. With --store
+cookie the absolute timeout defaults to 24 hours (a copied cookie cannot be
+revoked), so the cookie carries Max-Age and lasts at most that long.
 
 ENVIRONMENT:
     SESSION_KEY               with --store cookie: the key that seals the cookies,

@@ -236,6 +236,11 @@ impl RequestStorage {
     /// key when a fallback key opened it.
     pub(crate) fn adopt(&self, key: SessionKey, record: &Record, fallback: bool) {
         if let Some((_, local)) = &self.client {
+            if fallback {
+                tracing::debug!(
+                    "session cookie sealed by a fallback key; re-issuing it under the primary key"
+                );
+            }
             local.put(key, record.clone());
             local.reseal.store(fallback, Ordering::Relaxed);
         }

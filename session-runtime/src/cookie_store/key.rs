@@ -97,12 +97,14 @@ impl CookieKey {
     }
 
     /// A key from base64 text: standard or URL-safe alphabet, with or
-    /// without padding (surrounding whitespace ignored).
+    /// without padding; whitespace, line breaks included, is ignored (as
+    /// `openssl rand -base64 64` wraps its output).
     ///
     /// # Errors
     /// [`KeyError::Encoding`] when the text is not base64.
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let text = text.trim();
+        let text: String = text.split_ascii_whitespace().collect();
+        let text = text.as_str();
         if text.is_empty() {
             return Err(KeyError::Encoding);
         }
@@ -202,6 +204,10 @@ mod tests {
         let from_upper = CookieKey::from_hex(&hex.to_uppercase()).unwrap();
         let from_std = CookieKey::parse(&STANDARD.encode(&bytes)).unwrap();
         let from_url = CookieKey::parse(&format!(" {}\n", URL_SAFE_NO_PAD.encode(&bytes))).unwrap();
+        let encoded = STANDARD.encode(&bytes);
+        let wrapped = format!("{}\n{}\n", &encoded[..20], &encoded[20..]);
+        let from_wrapped = CookieKey::parse(&wrapped).unwrap();
+        assert_eq!(from_wrapped.bytes.as_slice(), bytes.as_slice());
         for key in [&from_hex, &from_upper, &from_std, &from_url] {
             assert_eq!(key.bytes.as_slice(), bytes.as_slice());
         }
@@ -209,7 +215,7 @@ mod tests {
 
     #[test]
     fn bad_text_is_an_encoding_error() {
-        for text in ["", "   ", "a", "not base64 at all!", "ab cd"] {
+        for text in ["", "   ", "a", "not base64 at all!", "ab~cd"] {
             assert!(
                 matches!(CookieKey::parse(text), Err(KeyError::Encoding)),
                 "{text:?}"

@@ -45,8 +45,12 @@ const ROOM_FOR_ONE_FIELD: usize = 32;
 ///   AES-256-GCM with a fresh random nonce per cookie; the browser (and
 ///   anyone who copies the cookie) can read nothing.
 /// - **signed** ([`CookieStore::signed`]): HMAC-SHA256 (the tag is the first
-///   128 bits, verified in constant time); the data is readable by whoever
-///   holds the cookie, but cannot be changed. A little smaller and faster.
+///   128 bits, verified in constant time); the data, `#[session(sensitive)]`
+///   fields included, is readable by whoever holds the cookie, but cannot
+///   be changed. A little smaller and faster.
+///
+/// The two modes do not read each other's cookies: switching mode starts
+/// everyone on a fresh session.
 ///
 /// In both, the envelope also authenticates the cookie name (a value moved
 /// under another name does not open), the creation time and the deadline:

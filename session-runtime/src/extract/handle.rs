@@ -56,8 +56,10 @@ impl SessionHandle {
             .map(|stored| from_ms(stored.created_at_ms))
     }
 
-    /// When the session expires on the server, or `None` for a
-    /// browser-session cookie (no timeout configured) or no stored session.
+    /// When the session expires (enforced by the layer, from the store's
+    /// record or, with a `CookieStore`, from inside the cookie), or `None`
+    /// for a browser-session cookie (no timeout configured) or no stored
+    /// session.
     pub fn expires_at(&self) -> Option<SystemTime> {
         let state = self.context.lock();
         let stored = state.stored()?;
@@ -76,8 +78,11 @@ impl SessionHandle {
     }
 
     /// Gives the session a new id at the end of the request, keeping its
-    /// data; the old id stops working. Call it on login (or mark the user
-    /// field `#[session(rotate_id)]`) to prevent session fixation.
+    /// data; with a server-side store the old id stops working. Call it on
+    /// login (or mark the user field `#[session(rotate_id)]`) to prevent
+    /// session fixation. (With a `CookieStore` the new cookie shares no
+    /// id, nonce or tag with the old one, but a copy of the old cookie
+    /// still opens as the session it was: there is no server state to end.)
     pub fn regenerate_id(&self) {
         self.context.lock().request_regenerate();
     }
