@@ -59,7 +59,9 @@ impl CookieConfig {
             return Err(ConfigError::InvalidPath(self.path.clone()));
         }
         if let Some(domain) = &self.domain
-            && (domain.is_empty() || !is_attr_value(domain))
+            && (domain.is_empty()
+                || !is_attr_value(domain)
+                || domain.contains([':', '/', '?', '#', '@', '[', ']']))
         {
             return Err(ConfigError::InvalidDomain(domain.clone()));
         }

@@ -32,14 +32,23 @@ pub enum ConfigError {
     #[error("Partitioned needs Secure")]
     PartitionedWithoutSecure,
     /// The path must start with `/` and hold no `;`, control characters or spaces.
-    #[error("invalid cookie path {0:?}")]
+    #[error(
+        "invalid cookie path {0:?}: a path starts with `/` and holds no `;`, spaces or control characters"
+    )]
     InvalidPath(String),
-    /// The domain must be a host name: no `;`, control characters or spaces.
-    #[error("invalid cookie domain {0:?}")]
+    /// The domain must be a bare host name: no scheme, port or path, no `;`,
+    /// control characters or spaces (browsers ignore such a `Domain`).
+    #[error(
+        "invalid cookie domain {0:?}: a bare host name such as `example.com`, without scheme, port, path, `;`, spaces or control characters"
+    )]
     InvalidDomain(String),
     /// A timeout or TTL under one millisecond would expire every session at once.
     #[error("{0} must be at least one millisecond")]
     ZeroDuration(&'static str),
+    /// A cookie lifetime over 400 days: browsers cap `Max-Age` there
+    /// (RFC 6265bis), so the cookie would end before the session.
+    #[error("{0} is over 400 days, the longest cookie lifetime browsers keep (RFC 6265bis)")]
+    OverBrowserCap(&'static str),
     /// The refresh share must be a fraction in (0, 1].
     #[error("refresh share must be greater than 0 and at most 1")]
     RefreshShare,

@@ -63,6 +63,9 @@ impl SessionLayer {
     }
 }
 
+/// The longest cookie lifetime browsers keep (RFC 6265bis caps `Max-Age`).
+const BROWSER_COOKIE_CAP: Duration = Duration::from_hours(400 * 24);
+
 /// The default absolute timeout with a client-side store.
 const CLIENT_SIDE_ABSOLUTE_TIMEOUT: Duration = Duration::from_hours(24);
 
@@ -168,13 +171,17 @@ impl SessionLayerBuilder {
 
     /// Expire a session after this long without a request that loads it.
     /// Reads slide the deadline forward (throttled, see
-    /// [`refresh_share`](Self::refresh_share)).
+    /// [`refresh_share`](Self::refresh_share)). At most 400 days, the
+    /// longest cookie lifetime browsers keep.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle = Some(timeout);
         self
     }
 
-    /// Expire a session this long after it was created, however active.
+    /// Expire a session this long after it was created, however active. At
+    /// most 400 days, the longest cookie lifetime browsers keep. With a
+    /// [`CookieStore`](crate::cookie_store::CookieStore) it defaults to 24
+    /// hours (a copied cookie cannot be revoked).
     pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
         self.absolute = Some(timeout);
         self
@@ -255,6 +262,12 @@ impl SessionLayerBuilder {
         };
         let idle = nonzero(self.idle, "idle timeout")?;
         let absolute = nonzero(self.absolute, "absolute timeout")?;
+        // The cookie's Max-Age counts down to one of these.
+        for (timeout, what) in [(idle, "idle timeout"), (absolute, "absolute timeout")] {
+            if timeout.is_some_and(|t| t > BROWSER_COOKIE_CAP) {
+                return Err(ConfigError::OverBrowserCap(what));
+            }
+        }
         let store_ttl = nonzero(Some(self.store_ttl), "store TTL")?.unwrap_or_default();
         nonzero(Some(self.update_deadline), "update deadline")?;
         if let StoreDownPolicy::FailClosed { retry_after } = self.store_down {
