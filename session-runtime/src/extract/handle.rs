@@ -60,13 +60,26 @@ impl SessionHandle {
     /// record or, with a `CookieStore`, from inside the cookie), or `None`
     /// for a browser-session cookie (no timeout configured) or no stored
     /// session.
+    ///
+    /// It includes the sliding refresh this request makes: when one is due,
+    /// the deadline is the refreshed one, which the response's `Max-Age`
+    /// also carries.
     pub fn expires_at(&self) -> Option<SystemTime> {
         let state = self.context.lock();
         let stored = state.stored()?;
-        self.context
-            .settings()
-            .expiry
-            .session_deadline(stored.created_at_ms, stored.last_seen_ms)
+        let expiry = &self.context.settings().expiry;
+        let now = self.context.now_ms();
+        let refreshed = expiry
+            .refresh_due(
+                stored.created_at_ms,
+                stored.last_seen_ms,
+                stored.expires_at_ms,
+                now,
+            )
+            .is_some();
+        let last_seen = if refreshed { now } else { stored.last_seen_ms };
+        expiry
+            .session_deadline(stored.created_at_ms, last_seen)
             .map(from_ms)
     }
 

@@ -1,0 +1,57 @@
+//! `SessionHandle`'s view of the session agrees with the response.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use typed_sessions::stores::MemoryStore;
+use typed_sessions::{Session, SessionHandle, SessionLayer};
+use typed_sessions_test_support::schemas::Counter;
+use typed_sessions_test_support::{ManualClock, fetch, max_age, submit};
+
+fn app(clock: &std::sync::Arc<ManualClock>) -> Router {
+    let layer = SessionLayer::builder(MemoryStore::builder().clock(clock.clone()).build())
+        .idle_timeout(Duration::from_secs(8))
+        .clock(clock.clone())
+        .secure(false)
+        .build()
+        .unwrap();
+    Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
+        .route(
+            "/remaining",
+            get(|c: Session<Counter>, h: SessionHandle| async move {
+                let _ = c.count;
+                h.remaining().map_or(u64::MAX, |r| r.as_secs()).to_string()
+            }),
+        )
+        .layer(layer)
+}
+
+/// A read that refreshes the session reports the refreshed time left, the
+/// same the response's `Max-Age` carries; a read that does not refresh
+/// reports the time left without one.
+#[tokio::test]
+async fn remaining_includes_the_refresh_this_request_makes() {
+    let clock = ManualClock::starting_now();
+    let app = app(&clock);
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    // Under a quarter of the idle timeout: no refresh, 7 s left.
+    clock.advance(Duration::from_secs(1));
+    let quiet = fetch(&app, "/remaining", Some(&cookie)).await;
+    assert!(quiet.set_cookie().is_none());
+    assert_eq!(quiet.body, "7");
+    // Past a quarter: this request refreshes; it says 8 s, as does Max-Age.
+    clock.advance(Duration::from_secs(2));
+    let refreshed = fetch(&app, "/remaining", Some(&cookie)).await;
+    let max_age = max_age(
+        refreshed
+            .set_cookie()
+            .expect("a refresh re-sends the cookie"),
+    );
+    assert_eq!(max_age, Some(8));
+    assert_eq!(refreshed.body, "8");
+}
