@@ -55,3 +55,56 @@ async fn remaining_includes_the_refresh_this_request_makes() {
     assert_eq!(max_age, Some(8));
     assert_eq!(refreshed.body, "8");
 }
+
+fn id_app(store: MemoryStore, log_key: Option<&[u8]>) -> Router {
+    let mut builder = SessionLayer::builder(store).secure(false);
+    if let Some(key) = log_key {
+        builder = builder.log_key(key);
+    }
+    Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
+        .route(
+            "/id",
+            get(|h: SessionHandle| async move { h.id().map(|id| id.to_string()).unwrap_or_default() }),
+        )
+        .layer(builder.build().unwrap())
+}
+
+/// Replicas (two layers over one store) show the same hashed id for a
+/// session when they share a log key, and unrelated ones otherwise.
+#[tokio::test]
+async fn a_shared_log_key_makes_the_hashed_id_stable_across_replicas() {
+    let store = MemoryStore::new();
+    let key = b"0123456789abcdef-shared-log-key";
+    let (a, b) = (
+        id_app(store.clone(), Some(key)),
+        id_app(store.clone(), Some(key)),
+    );
+    let cookie = submit(&a, "/incr", None).await.cookie();
+    let id_a = fetch(&a, "/id", Some(&cookie)).await.body;
+    assert_eq!(id_a.len(), 16);
+    assert_eq!(fetch(&b, "/id", Some(&cookie)).await.body, id_a);
+    let other = id_app(store.clone(), Some(b"another key of 16+ bytes"));
+    assert_ne!(fetch(&other, "/id", Some(&cookie)).await.body, id_a);
+    // The default: a random key per layer.
+    let (c, d) = (id_app(store.clone(), None), id_app(store, None));
+    assert_ne!(
+        fetch(&c, "/id", Some(&cookie)).await.body,
+        fetch(&d, "/id", Some(&cookie)).await.body
+    );
+}
+
+#[test]
+fn a_short_log_key_is_a_config_error() {
+    let err = SessionLayer::builder(MemoryStore::new())
+        .log_key(b"short")
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        typed_sessions::ConfigError::LogKeyTooShort { len: 5, min: 16 }
+    );
+}

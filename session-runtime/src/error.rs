@@ -60,6 +60,15 @@ pub enum ConfigError {
         /// The least accepted.
         min: usize,
     },
+    /// A log key shorter than 16 bytes
+    /// ([`SessionLayerBuilder::log_key`](crate::SessionLayerBuilder::log_key)).
+    #[error("a log key must have at least {min} bytes, this one has {len}")]
+    LogKeyTooShort {
+        /// The key's length in bytes.
+        len: usize,
+        /// The least accepted.
+        min: usize,
+    },
     /// A [`CookieStore`](crate::cookie_store::CookieStore) cookie budget out of range.
     #[error("a cookie budget must be between {min} and {max} bytes, not {budget}")]
     CookieBudget {

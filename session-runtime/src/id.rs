@@ -96,6 +96,15 @@ impl LogSecret {
         Self(Arc::new(bytes))
     }
 
+    /// A secret derived from a key the application gives (HKDF-SHA256).
+    pub(crate) fn derive(key: &[u8]) -> Self {
+        let mut bytes = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(Some(b"typed-sessions log hash"), key)
+            .expand(b"", &mut bytes)
+            .expect("32 bytes is within HKDF's limit");
+        Self(Arc::new(bytes))
+    }
+
     pub(crate) fn generate() -> Self {
         let mut bytes = [0u8; 32];
         // Without OS randomness ids cannot be made either; a zero secret

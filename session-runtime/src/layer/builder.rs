@@ -10,6 +10,7 @@ use crate::backend::{Backend, SessionBackend};
 use crate::clock::{Clock, SharedClock};
 use crate::cookie::{CookieConfig, SameSite, SessionCookie};
 use crate::error::ConfigError;
+use crate::id::LogSecret;
 use crate::settings::{DecodeFailurePolicy, Expiry, NewerVersionPolicy, Settings, StoreDownPolicy};
 
 impl SessionLayer {
@@ -63,6 +64,9 @@ impl SessionLayer {
     }
 }
 
+/// The shortest log key accepted, in bytes.
+const MIN_LOG_KEY: usize = 16;
+
 /// The longest cookie lifetime browsers keep (RFC 6265bis caps `Max-Age`).
 const BROWSER_COOKIE_CAP: Duration = Duration::from_hours(400 * 24);
 
@@ -87,6 +91,7 @@ pub struct SessionLayerBuilder {
     update_deadline: Duration,
     clock: SharedClock,
     cache_headers: bool,
+    log_key: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for SessionLayerBuilder {
@@ -122,6 +127,7 @@ impl SessionLayerBuilder {
             update_deadline: Duration::from_secs(2),
             clock: SharedClock::system(),
             cache_headers: true,
+            log_key: None,
         }
     }
 
@@ -241,6 +247,31 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// The key of the hashed session ids that logs and
+    /// [`SessionHandle::id`](crate::SessionHandle::id) show, at least 16
+    /// bytes (checked at [`build`](Self::build)). Give every replica the
+    /// same key, and the same session shows the same hash in all of them
+    /// and across restarts. By default the key is random per layer (per
+    /// process), so hashes cannot be correlated between processes; with a
+    /// [`CookieStore`](crate::cookie_store::CookieStore) it is derived from
+    /// the store's primary key. The hash is a keyed HMAC: without the key,
+    /// a hash reveals nothing of the id.
+    ///
+    /// ```
+    /// use typed_sessions::{SessionLayer, stores::MemoryStore};
+    ///
+    /// let key = std::env::var("SESSION_LOG_KEY").unwrap_or_else(|_| "a".repeat(32));
+    /// let layer = SessionLayer::builder(MemoryStore::new())
+    ///     .log_key(key.as_bytes())
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
+    pub fn log_key(mut self, key: &[u8]) -> Self {
+        self.log_key = Some(zeroize::Zeroizing::new(key.to_vec()));
+        self
+    }
+
     /// The clock for expiry (default: the system clock). For tests.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = SharedClock(clock);
@@ -254,7 +285,16 @@ impl SessionLayerBuilder {
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
         self.cookie.validate()?;
         let backend = (self.backend)(&self.cookie)?;
-        let log_secret = backend.log_secret();
+        let log_secret = match &self.log_key {
+            Some(key) if key.len() < MIN_LOG_KEY => {
+                return Err(ConfigError::LogKeyTooShort {
+                    len: key.len(),
+                    min: MIN_LOG_KEY,
+                });
+            }
+            Some(key) => LogSecret::derive(key),
+            None => backend.log_secret(),
+        };
         // Durations are kept in whole milliseconds: anything shorter is zero.
         let nonzero = |d: Option<Duration>, what| match d {
             Some(d) if d.as_millis() == 0 => Err(ConfigError::ZeroDuration(what)),
