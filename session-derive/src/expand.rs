@@ -122,6 +122,43 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         quote!(#index => #call(&__value.#member),)
     });
 
+    // Fields whose encoding follows iteration order are also compared by
+    // value (see `SessionData::field_equals_stored`).
+    let unordered_arms = stored
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| mentions_unordered(f.ty))
+        .map(|(index, f)| {
+            let member = f.ident;
+            let ty = f.ty;
+            quote!(#index => (&#p::Unordered::<__S::Codec, #ty>::new(&__value.#member)).same_as(__stored),)
+        })
+        .collect::<Vec<_>>();
+    let equals_stored = (!unordered_arms.is_empty()).then(|| {
+        quote! {
+            fn field_equals_stored(&self, __index: #usize_, __stored: &[#u8_]) -> bool {
+                __field_equals_stored::<Self>(self, __index, __stored)
+            }
+        }
+    });
+    let equals_stored_fn = (!unordered_arms.is_empty()).then(|| {
+        quote! {
+            #[inline]
+            fn __field_equals_stored<__S: #p::SessionData>(
+                __value: &#ident,
+                __index: #usize_,
+                __stored: &[#u8_],
+            ) -> bool {
+                #[allow(unused_imports)]
+                use #p::{UnorderedByBytes as _, UnorderedByValue as _};
+                match __index {
+                    #(#unordered_arms)*
+                    _ => false,
+                }
+            }
+        }
+    });
+
     let field_inits = cont.fields.iter().map(|f| {
         let member = f.ident;
         let ty = f.ty;
@@ -163,6 +200,8 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
                     __encode_field::<Self>(self, __index)
                 }
 
+                #equals_stored
+
                 fn decode_fields(__version: #u32_, __fields: &#p::FieldMap) -> #p::Result<Self, #p::DecodeError> {
                     if __version == #version {
                         __decode_current::<Self>(__fields)
@@ -192,9 +231,25 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
                 #p::Ok(#ident { #(#field_inits)* })
             }
 
+            #equals_stored_fn
+
             #migrate_checks
         };
     }
+}
+
+/// Whether a field type names a hash map or set anywhere (`HashMap`,
+/// `HashSet`, also inside `Option<…>`, `Vec<…>`, …): their encoding follows
+/// iteration order, which differs between equal values.
+fn mentions_unordered(ty: &syn::Type) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => ident == "HashMap" || ident == "HashSet",
+            proc_macro2::TokenTree::Group(group) => walk(group.stream()),
+            _ => false,
+        })
+    }
+    walk(quote!(#ty))
 }
 
 /// Compile-time checks of `migrate_from = Prev`: `Prev` is a schema, the

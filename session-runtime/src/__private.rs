@@ -46,6 +46,38 @@ pub fn decode_or_default<C: Codec, T: DeserializeOwned + Default>(
     }
 }
 
+/// A field of a type whose encoding follows iteration order (a hash map or
+/// set), compared with its stored bytes by value: through
+/// [`UnorderedByValue`] when the type is `PartialEq`, otherwise (method
+/// resolution falls back to [`UnorderedByBytes`]) never equal.
+pub struct Unordered<'a, C, T>(&'a T, core::marker::PhantomData<C>);
+
+impl<'a, C, T> Unordered<'a, C, T> {
+    #[inline]
+    pub fn new(value: &'a T) -> Self {
+        Self(value, core::marker::PhantomData)
+    }
+}
+
+pub trait UnorderedByValue {
+    fn same_as(&self, stored: &[u8]) -> bool;
+}
+
+impl<C: Codec, T: PartialEq + DeserializeOwned> UnorderedByValue for Unordered<'_, C, T> {
+    fn same_as(&self, stored: &[u8]) -> bool {
+        C::decode::<T>(stored).is_ok_and(|old| old == *self.0)
+    }
+}
+
+pub trait UnorderedByBytes {
+    #[inline]
+    fn same_as(&self, _stored: &[u8]) -> bool {
+        false
+    }
+}
+
+impl<C, T> UnorderedByBytes for &Unordered<'_, C, T> {}
+
 #[inline]
 pub fn default<T: Default>() -> T {
     T::default()

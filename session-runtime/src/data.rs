@@ -55,6 +55,18 @@ pub trait SessionData: Sized + Send + 'static {
     /// decode.
     fn decode_fields(version: u32, fields: &FieldMap) -> Result<Self, DecodeError>;
 
+    /// Whether the value of the field described by `FIELDS[index]` equals
+    /// the value `stored` decodes to. The runtime asks only when the bytes
+    /// differ: a hash map or set encodes in its iteration order, which
+    /// changes from one instance to the next, so equal values can have
+    /// different bytes. The derive compares such fields (a type that
+    /// mentions `HashMap` or `HashSet`) by value when they are `PartialEq`;
+    /// every other field is equal only when its bytes are.
+    fn field_equals_stored(&self, index: usize, stored: &[u8]) -> bool {
+        let _ = (index, stored);
+        false
+    }
+
     /// Encodes every stored field.
     ///
     /// # Errors
@@ -76,7 +88,11 @@ pub trait SessionData: Sized + Send + 'static {
         let mut changed = Vec::new();
         for (index, info) in Self::FIELDS.iter().enumerate() {
             let bytes = self.encode_field(index)?;
-            if stored.get(info.name()) != Some(bytes.as_slice()) {
+            let same = match stored.get(info.name()) {
+                Some(old) => old == bytes.as_slice() || self.field_equals_stored(index, old),
+                None => false,
+            };
+            if !same {
                 changed.push(info.name());
             }
         }

@@ -67,6 +67,16 @@ pub(crate) fn diff<T: SessionData + Default>(
     let mut current = value.encode_fields()?;
     let defaults = default_fields::<T>()?;
     let reference = baseline.fields.unwrap_or(defaults);
+    // A field equal by value to its reference (a hash map or set, whose
+    // bytes follow iteration order) keeps the reference's bytes: unchanged.
+    for (index, info) in T::FIELDS.iter().enumerate() {
+        if let Some(old) = reference.get(info.name())
+            && current.get(info.name()) != Some(old)
+            && value.field_equals_stored(index, old)
+        {
+            current.insert(info.name(), old.to_vec());
+        }
+    }
     let differs = |name: &str, bytes: &[u8]| reference.get(name) != Some(bytes);
     let mut rebase = Rebase {
         ours: None,
