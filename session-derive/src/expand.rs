@@ -122,42 +122,7 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         quote!(#index => #call(&__value.#member),)
     });
 
-    // Fields whose encoding follows iteration order are also compared by
-    // value (see `SessionData::field_equals_stored`).
-    let unordered_arms = stored
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| mentions_unordered(f.ty))
-        .map(|(index, f)| {
-            let member = f.ident;
-            let ty = f.ty;
-            quote!(#index => (&#p::Unordered::<__S::Codec, #ty>::new(&__value.#member)).same_as(__stored),)
-        })
-        .collect::<Vec<_>>();
-    let equals_stored = (!unordered_arms.is_empty()).then(|| {
-        quote! {
-            fn field_equals_stored(&self, __index: #usize_, __stored: &[#u8_]) -> bool {
-                __field_equals_stored::<Self>(self, __index, __stored)
-            }
-        }
-    });
-    let equals_stored_fn = (!unordered_arms.is_empty()).then(|| {
-        quote! {
-            #[inline]
-            fn __field_equals_stored<__S: #p::SessionData>(
-                __value: &#ident,
-                __index: #usize_,
-                __stored: &[#u8_],
-            ) -> bool {
-                #[allow(unused_imports)]
-                use #p::{UnorderedByBytes as _, UnorderedByValue as _};
-                match __index {
-                    #(#unordered_arms)*
-                    _ => false,
-                }
-            }
-        }
-    });
+    let (equals_stored, equals_stored_fn) = equals_stored(&p, ident, &stored);
 
     let field_inits = cont.fields.iter().map(|f| {
         let member = f.ident;
@@ -236,6 +201,51 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
             #migrate_checks
         };
     }
+}
+
+/// `SessionData::field_equals_stored` and its helper, for schemas with
+/// fields whose encoding follows iteration order (compared by value too);
+/// nothing for the others (the trait's default: bytes only).
+fn equals_stored(
+    p: &TokenStream,
+    ident: &syn::Ident,
+    stored: &[&Field<'_>],
+) -> (Option<TokenStream>, Option<TokenStream>) {
+    let arms: Vec<TokenStream> = stored
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| mentions_unordered(f.ty))
+        .map(|(index, f)| {
+            let member = f.ident;
+            let ty = f.ty;
+            quote!(#index => (&#p::Unordered::<__S::Codec, #ty>::new(&__value.#member)).same_as(__stored),)
+        })
+        .collect();
+    if arms.is_empty() {
+        return (None, None);
+    }
+    let (u8_, usize_) = (primitive("u8"), primitive("usize"));
+    let method = quote! {
+        fn field_equals_stored(&self, __index: #usize_, __stored: &[#u8_]) -> bool {
+            __field_equals_stored::<Self>(self, __index, __stored)
+        }
+    };
+    let helper = quote! {
+        #[inline]
+        fn __field_equals_stored<__S: #p::SessionData>(
+            __value: &#ident,
+            __index: #usize_,
+            __stored: &[#u8_],
+        ) -> bool {
+            #[allow(unused_imports)]
+            use #p::{UnorderedByBytes as _, UnorderedByValue as _};
+            match __index {
+                #(#arms)*
+                _ => false,
+            }
+        }
+    };
+    (Some(method), Some(helper))
 }
 
 /// Whether a field type names a hash map or set anywhere (`HashMap`,
