@@ -87,7 +87,11 @@ async fn equal_maps_and_sets_of_100_entries_write_nothing() {
             );
         }
     }
-    assert_eq!(store.counts.saves(), writes_before, "no write for equal values");
+    assert_eq!(
+        store.counts.saves(),
+        writes_before,
+        "no write for equal values"
+    );
     // A real change is still written, and only that field.
     let reply = submit(&app, "/add", Some(&cookie)).await;
     assert_eq!(reply.status, 200);

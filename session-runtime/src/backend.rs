@@ -159,9 +159,7 @@ impl Backend {
                 {
                     Some(Token::Sealed(value.into()))
                 } else {
-                    tracing::warn!(
-                        "session cookie is not a sealed session (too large, or not base64url); starting a fresh session and clearing the cookie"
-                    );
+                    // Logged when the session loads (`CookieState::Malformed`).
                     None
                 }
             }
@@ -216,7 +214,7 @@ impl RequestStorage {
                     Some((opened.id, key, opened.fallback))
                 }
                 Err(reason) => {
-                    tracing::warn!(%reason, "session cookie does not open; starting a fresh session and clearing the cookie");
+                    tracing::warn!(target: crate::LOG_TARGET, %reason, "session cookie does not open; starting a fresh session and clearing the cookie");
                     local.rejected.store(true, Ordering::Relaxed);
                     None
                 }
@@ -237,8 +235,7 @@ impl RequestStorage {
     pub(crate) fn adopt(&self, key: SessionKey, record: &Record, fallback: bool) {
         if let Some((_, local)) = &self.client {
             if fallback {
-                tracing::debug!(
-                    "session cookie sealed by a fallback key; re-issuing it under the primary key"
+                tracing::debug!(target: crate::LOG_TARGET, "session cookie sealed by a fallback key; re-issuing it under the primary key"
                 );
             }
             local.put(key, record.clone());
@@ -309,8 +306,7 @@ impl RequestStorage {
         key: &SessionKey,
         secret: &LogSecret,
     ) -> Result<Option<Record>, StoreError> {
-        let span = tracing::debug_span!(
-            "session_load",
+        let span = tracing::debug_span!(target: crate::LOG_TARGET, "session_load",
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
@@ -325,8 +321,7 @@ impl RequestStorage {
         changes: &Changeset,
         secret: &LogSecret,
     ) -> Result<SaveOutcome, StoreError> {
-        let span = tracing::debug_span!(
-            "session_save",
+        let span = tracing::debug_span!(target: crate::LOG_TARGET, "session_save",
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty,
             namespaces = changes.namespaces.len()
@@ -341,8 +336,7 @@ impl RequestStorage {
         key: &SessionKey,
         secret: &LogSecret,
     ) -> Result<bool, StoreError> {
-        let span = tracing::debug_span!(
-            "session_delete",
+        let span = tracing::debug_span!(target: crate::LOG_TARGET, "session_delete",
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
@@ -358,8 +352,7 @@ impl RequestStorage {
         expires_at_ms: u64,
         secret: &LogSecret,
     ) -> Result<bool, StoreError> {
-        let span = tracing::debug_span!(
-            "session_touch",
+        let span = tracing::debug_span!(target: crate::LOG_TARGET, "session_touch",
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
@@ -382,19 +375,25 @@ async fn timed<T, F: std::future::Future<Output = Result<T, StoreError>>>(
     if span.is_disabled() {
         let output = operation.await;
         if let Err(err) = &output {
-            tracing::warn!(error = %ErrorChain(err), "session store failed on {operation_name}");
+            tracing::warn!(target: crate::LOG_TARGET, error = %ErrorChain(err), "session store failed on {operation_name}");
         }
         return output;
     }
-    span.record("session", tracing::field::display(id.log_hash(secret)));
+    let session = id.log_hash(secret);
+    span.record("session", tracing::field::display(&session));
     let started = Instant::now();
     let output = operation.instrument(span.clone()).await;
-    span.record(
-        "latency_us",
-        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    );
-    if let Err(err) = &output {
-        tracing::warn!(parent: span, error = %ErrorChain(err), "session store failed on {operation_name}");
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    span.record("latency_us", latency_us);
+    match &output {
+        // One event per operation, so that a plain `fmt` subscriber shows
+        // it without span-close formatting.
+        Ok(_) => {
+            tracing::debug!(target: crate::LOG_TARGET, parent: span, session = %session, latency_us, "session {operation_name}");
+        }
+        Err(err) => {
+            tracing::warn!(target: crate::LOG_TARGET, parent: span, session = %session, latency_us, error = %ErrorChain(err), "session store failed on {operation_name}");
+        }
     }
     output
 }

@@ -168,7 +168,7 @@ impl SessionRejection {
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
-        tracing::error!(error = %ErrorChain(&self), "session rejected the request");
+        tracing::error!(target: crate::LOG_TARGET, error = %ErrorChain(&self), "session rejected the request");
         let mut response = (self.status(), self.body_text()).into_response();
         if let Self::StoreUnavailable { retry_after, .. } = &self {
             response
@@ -229,7 +229,7 @@ impl UpdateError {
 
 impl IntoResponse for UpdateError {
     fn into_response(self) -> Response {
-        tracing::warn!(error = %ErrorChain(&self), "session update failed");
+        tracing::warn!(target: crate::LOG_TARGET, error = %ErrorChain(&self), "session update failed");
         let status = self.status();
         let body = match status {
             StatusCode::CONFLICT => "session ended",

@@ -26,6 +26,10 @@ pub mod store;
 #[doc(hidden)]
 pub mod __private;
 
+/// The `tracing` target of every span and event of the runtime: filter
+/// with `RUST_LOG=typed_sessions=debug`.
+pub(crate) const LOG_TARGET: &str = "typed_sessions";
+
 pub use backend::SessionBackend;
 pub use clock::{Clock, SystemClock};
 pub use codec::{Codec, CodecError, JsonCodec};

@@ -145,7 +145,7 @@ impl CommittedCookie {
             Ok(Some(value)) => value,
             Ok(None) => return None,
             Err(err) => {
-                tracing::error!(error = %ErrorChain(&err), "the session committed by update() cannot be sent");
+                tracing::error!(target: crate::LOG_TARGET, error = %ErrorChain(&err), "the session committed by update() cannot be sent");
                 return None;
             }
         };
@@ -511,6 +511,7 @@ async fn save_with_rebase(
             SaveOutcome::Deleted if !create => return Ok(CookieAction::Remove),
             SaveOutcome::Missing if !create => return gone(&changeset),
             SaveOutcome::Conflict { namespace } if !create => {
+                tracing::debug!(target: crate::LOG_TARGET, namespace, "session write met a concurrent change; rebasing it");
                 backoff
                     .get_or_insert_with(|| Backoff::new(settings.update_deadline))
                     .pause()
@@ -648,13 +649,13 @@ fn failure_response<B: Default>(settings: &Settings, failure: &Failure) -> Respo
     let status = failure.status();
     match failure {
         Failure::Seal(SealError::TooLarge { size, budget }) => {
-            tracing::error!(size, budget, error = %ErrorChain(failure), "session not saved; answering {status} instead of the handler's response");
+            tracing::error!(target: crate::LOG_TARGET, size, budget, error = %ErrorChain(failure), "session not saved; answering {status} instead of the handler's response");
         }
         Failure::SessionGone => {
-            tracing::warn!(error = %ErrorChain(failure), "session changes not saved; answering {status} instead of the handler's response");
+            tracing::warn!(target: crate::LOG_TARGET, error = %ErrorChain(failure), "session changes not saved; answering {status} instead of the handler's response");
         }
         _ => {
-            tracing::error!(error = %ErrorChain(failure), "session not saved; answering {status} instead of the handler's response");
+            tracing::error!(target: crate::LOG_TARGET, error = %ErrorChain(failure), "session not saved; answering {status} instead of the handler's response");
         }
     }
     let mut replacement = Response::new(B::default());

@@ -36,7 +36,7 @@ pub(crate) fn decode_namespace<T: SessionData + Default>(
         source: DecodeError::Field { field: "", source },
     };
     let reset = |err: &DecodeError| -> Result<(T, Baseline), SessionRejection> {
-        tracing::warn!(namespace = T::NAMESPACE, error = %ErrorChain(err), "stored session namespace reset to its default");
+        tracing::warn!(target: crate::LOG_TARGET, namespace = T::NAMESPACE, error = %ErrorChain(err), "stored session namespace reset to its default");
         let fields = default_fields::<T>().map_err(unencodable)?.clone();
         Ok((T::default(), replacing(fields)))
     };

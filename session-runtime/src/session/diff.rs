@@ -199,8 +199,7 @@ impl Rebase {
                         version: stored.version,
                     });
                 }
-                tracing::warn!(
-                    namespace,
+                tracing::warn!(target: crate::LOG_TARGET, namespace,
                     "namespace of a newer version replaced after a conflict, as the reset policy says"
                 );
                 self.defaults.clone()
@@ -213,7 +212,7 @@ impl Rebase {
                 // Unreadable: this request's value replaces it, as the reset
                 // policy that let it be read decided.
                 Err(message) => {
-                    tracing::warn!(namespace, error = %message, "stored namespace replaced after a conflict");
+                    tracing::warn!(target: crate::LOG_TARGET, namespace, error = %message, "stored namespace replaced after a conflict");
                     self.defaults.clone()
                 }
             },

@@ -120,10 +120,13 @@ impl RequestSession {
             // Rare: boxed, so that its future does not enlarge every
             // request's (and every handler's) future.
             CookieState::Several(tokens) => Box::pin(self.load_one_of(tokens)).await?,
-            CookieState::Absent | CookieState::Malformed => None,
+            CookieState::Absent => None,
+            CookieState::Malformed => {
+                tracing::warn!(target: crate::LOG_TARGET, "session cookie is malformed (not a value this layer issues); starting a fresh session and clearing the cookie");
+                None
+            }
             CookieState::TooMany => {
-                tracing::warn!(
-                    "more than {MAX_COOKIE_IDS} session ids under the session cookie name; serving the request as anonymous"
+                tracing::warn!(target: crate::LOG_TARGET, "more than {MAX_COOKIE_IDS} session ids under the session cookie name; serving the request as anonymous"
                 );
                 None
             }
@@ -155,8 +158,7 @@ impl RequestSession {
                 .iter()
                 .map(|(stored, _, _)| stored.id.log_hash(&self.settings.log_secret))
                 .collect();
-            tracing::warn!(
-                sessions = ?hashes,
+            tracing::warn!(target: crate::LOG_TARGET, sessions = ?hashes,
                 "several live sessions under the session cookie name; serving the request as anonymous (a __Host- cookie name prevents this)"
             );
             let sessions = live
@@ -197,7 +199,7 @@ impl RequestSession {
             record.expires_at_ms,
             self.now_ms(),
         ) {
-            tracing::debug!("session expired");
+            tracing::debug!(target: crate::LOG_TARGET, "session expired");
             // A sealed session carries its own deadline: clear the cookie.
             self.storage.reject_cookie();
             return Ok(None);

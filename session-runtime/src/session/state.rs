@@ -23,8 +23,7 @@ fn warn_if_changed_unseen<T: SessionData + Default>(value: &T, baseline: &Baseli
     if let Ok(diff) = super::diff::diff(value, baseline.view(), false)
         && diff.op.is_some()
     {
-        tracing::warn!(
-            namespace = T::NAMESPACE,
+        tracing::warn!(target: crate::LOG_TARGET, namespace = T::NAMESPACE,
             "a session value changed without a mutable borrow, and the change is not saved: \
              borrow it mutably (DerefMut) or change it inside update(); a field type whose \
              encoding is not deterministic (HashMap, HashSet) shows up here too \
