@@ -47,7 +47,9 @@ async fn load_and_save_spans_carry_latency_and_hashed_id_only() {
 
     let log = captured.text();
     assert_eq!(
-        log.lines().filter(|l| l.contains("session_save")).count(),
+        log.lines()
+            .filter(|l| l.contains("session_save") && l.contains(": close"))
+            .count(),
         2,
         "the write-back and the update each run in a save span:\n{log}"
     );
