@@ -1,15 +1,37 @@
 #!/usr/bin/env python3
-"""Prints the medians of the last `cargo bench` run (target/criterion) as a
-Markdown table, with ratios to bare axum and typed-sessions' overhead as a
-share of tower-sessions' overhead."""
+"""Prints the medians of the last `cargo bench` run (criterion's estimates
+under <target>/criterion) as Markdown tables, with ratios to bare axum and
+typed-sessions' overhead as a share of its reference peer's overhead.
+
+    python3 summarize.py            # the `requests` bench (against tower-sessions)
+    python3 summarize.py cookie     # the `cookie` bench (against axum-extra's jars)
+
+The target directory is $CARGO_TARGET_DIR if set, else bench/target."""
 
 import json
 import os
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "target", "criterion")
-PEERS = ["bare_axum", "noop_layer", "typed_sessions", "tower_sessions"]
-TARGET = 0.25  # typed-sessions may add at most a quarter of tower-sessions' overhead
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(HERE, "target"), "criterion")
+
+# Per bench: criterion groups (case name, group), peers in table order, and
+# the comparisons (ours, theirs, target: ours - bare at most target x theirs - bare).
+SUITES = {
+    "requests": {
+        "groups": [("read", "read"), ("write", "write")],
+        "peers": ["bare_axum", "noop_layer", "typed_sessions", "tower_sessions"],
+        "pairs": [("typed_sessions", "tower_sessions", 0.25)],
+    },
+    "cookie": {
+        "groups": [("read", "cookie_read"), ("write", "cookie_write")],
+        "peers": ["bare_axum", "typed_private", "typed_signed", "axum_extra_private", "axum_extra_signed"],
+        "pairs": [
+            ("typed_private", "axum_extra_private", 0.5),
+            ("typed_signed", "axum_extra_signed", 0.5),
+        ],
+    },
+}
 
 
 def median_ns(group, peer):
@@ -24,28 +46,31 @@ def fmt(ns):
 
 
 def main():
+    name = sys.argv[1] if len(sys.argv) > 1 else "requests"
+    if name not in SUITES:
+        sys.exit(f"unknown bench {name!r}; one of {', '.join(SUITES)}")
+    suite = SUITES[name]
+    try:
+        meds = [(case, {p: median_ns(group, p) for p in suite["peers"]}) for case, group in suite["groups"]]
+    except FileNotFoundError as e:
+        sys.exit(f"no criterion results ({e}); run `cargo bench --bench {name}` first")
     rows = []
     print("| case | peer | median | 95% CI of median | ratio to bare |")
     print("|---|---|---|---|---|")
-    for group in ["read", "write"]:
-        try:
-            med = {p: median_ns(group, p) for p in PEERS}
-        except FileNotFoundError as e:
-            sys.exit(f"no criterion results ({e}); run `cargo bench` first")
+    for case, med in meds:
         bare = med["bare_axum"][0]
-        for p in PEERS:
+        for p in suite["peers"]:
             m, ci = med[p]
-            print(f"| {group} | {p} | {fmt(m)} | {fmt(ci['lower_bound'])} – {fmt(ci['upper_bound'])} | {m / bare:.2f}× |")
-        ours = med["typed_sessions"][0] - bare
-        theirs = med["tower_sessions"][0] - bare
-        rows.append((group, ours, theirs))
+            print(f"| {case} | {p} | {fmt(m)} | {fmt(ci['lower_bound'])} – {fmt(ci['upper_bound'])} | {m / bare:.2f}× |")
+        for ours, theirs, target in suite["pairs"]:
+            rows.append((case, ours, theirs, target, med[ours][0] - bare, med[theirs][0] - bare))
     print()
-    print("| case | ours − bare | tower-sessions − bare | ours / theirs (target ≤ 0.25) |")
-    print("|---|---|---|---|")
-    for group, ours, theirs in rows:
-        share = ours / theirs
-        verdict = "meets" if share <= TARGET else "misses"
-        print(f"| {group} | {fmt(ours)} | {fmt(theirs)} | {share:.2f} ({verdict}) |")
+    print("| case | ours | theirs | ours − bare | theirs − bare | ours / theirs (target) |")
+    print("|---|---|---|---|---|---|")
+    for case, ours, theirs, target, o, t in rows:
+        share = o / t
+        verdict = "meets" if share <= target else "misses"
+        print(f"| {case} | {ours} | {theirs} | {fmt(o)} | {fmt(t)} | {share:.2f} (≤ {target}: {verdict}) |")
 
 
 if __name__ == "__main__":
