@@ -226,6 +226,8 @@ fn equals_stored(
     }
     let (u8_, usize_) = (primitive("u8"), primitive("usize"));
     let method = quote! {
+        const COMPARES_BY_VALUE: bool = true;
+
         fn field_equals_stored(&self, __index: #usize_, __stored: &[#u8_]) -> bool {
             __field_equals_stored::<Self>(self, __index, __stored)
         }

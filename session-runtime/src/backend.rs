@@ -146,22 +146,16 @@ impl Backend {
     }
 
     /// What a cookie value under our name stands for, if it can be ours.
-    /// (A sealed value is only checked for size and alphabet here; it is
+    /// (A sealed value is only checked for size here; it is
     /// opened when the session loads.)
     pub(crate) fn token(&self, value: &str) -> Option<Token> {
         match self {
             Self::Server(_) => RawId::parse(value).map(Token::Id),
+            // Over the budget it cannot be ours (logged when the session
+            // loads, as `CookieState::Malformed`); anything else is checked
+            // by opening it.
             Self::Client(sealer) => {
-                if value.len() < sealer.budget()
-                    && value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    Some(Token::Sealed(value.into()))
-                } else {
-                    // Logged when the session loads (`CookieState::Malformed`).
-                    None
-                }
+                (value.len() < sealer.budget()).then(|| Token::Sealed(value.into()))
             }
         }
     }
@@ -209,7 +203,7 @@ impl RequestStorage {
             (Token::Id(id), _) => Some((id.clone(), id.key(), false)),
             (Token::Sealed(value), Some((sealer, local))) => match sealer.open(value) {
                 Ok(opened) => {
-                    let key = opened.id.key();
+                    let key = opened.id.local_key();
                     local.put(key, opened.record);
                     Some((opened.id, key, opened.fallback))
                 }

@@ -255,19 +255,26 @@ impl SessionCookie {
         token: impl Fn(&str) -> Option<Token>,
     ) -> CookieState {
         let mut state = CookieState::Absent;
+        let name = self.config.name.as_bytes();
         for header in headers.get_all(COOKIE) {
             // Split on `;` before any UTF-8 check: another application's
-            // cookie with non-ASCII bytes must not hide ours.
+            // cookie with non-ASCII bytes must not hide ours. Only our own
+            // pair is checked for UTF-8 (and its quotes stripped, as in
+            // RFC 6265's `cookie-value`); a value that is not is malformed.
             for pair in header.as_bytes().split(|&b| b == b';') {
-                let Ok(pair) = std::str::from_utf8(pair) else {
+                let Some(eq) = memchr::memchr(b'=', pair) else {
                     continue;
                 };
-                let Ok(cookie) = cookie::Cookie::parse(pair.trim()) else {
+                if pair[..eq].trim_ascii() != name {
                     continue;
-                };
-                if cookie.name() == self.config.name {
-                    state = state.with(token(cookie.value()));
                 }
+                let mut value = pair[eq + 1..].trim_ascii();
+                if value.len() > 1 && value.starts_with(b"\"") && value.ends_with(b"\"") {
+                    value = &value[1..value.len() - 1];
+                }
+                // Not UTF-8: not a value we issue (malformed, so cleared).
+                let value = std::str::from_utf8(value).ok();
+                state = state.with(value.and_then(&token));
             }
         }
         state

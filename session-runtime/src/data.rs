@@ -36,6 +36,10 @@ pub trait SessionData: Sized + Send + 'static {
     const FIELDS: &'static [FieldInfo];
     /// The codec that turns each field into bytes.
     type Codec: Codec;
+    /// Whether some field may be equal by value while its bytes differ
+    /// (see [`field_equals_stored`](Self::field_equals_stored)); `false`
+    /// spares the runtime the by-value check.
+    const COMPARES_BY_VALUE: bool = false;
 
     /// Encodes the field described by `FIELDS[index]`.
     ///
@@ -89,7 +93,10 @@ pub trait SessionData: Sized + Send + 'static {
         for (index, info) in Self::FIELDS.iter().enumerate() {
             let bytes = self.encode_field(index)?;
             let same = match stored.get(info.name()) {
-                Some(old) => old == bytes.as_slice() || self.field_equals_stored(index, old),
+                Some(old) => {
+                    old == bytes.as_slice()
+                        || (Self::COMPARES_BY_VALUE && self.field_equals_stored(index, old))
+                }
                 None => false,
             };
             if !same {

@@ -58,6 +58,16 @@ impl RawId {
         URL_SAFE_NO_PAD.encode_string(self.0, out);
     }
 
+    /// The key of an opened sealed session in its request-local store: the
+    /// id itself, padded (a request-local store is never shared, so there
+    /// is nothing to hide the id from, and no hash to pay for). It cannot
+    /// meet the [`key`](Self::key) of another id, which is a SHA-256.
+    pub(crate) fn local_key(&self) -> SessionKey {
+        let mut bytes = [0u8; 32];
+        bytes[..ID_BYTES].copy_from_slice(&self.0);
+        SessionKey(bytes)
+    }
+
     pub(crate) fn key(&self) -> SessionKey {
         SessionKey(Sha256::digest(self.0).into())
     }

@@ -189,6 +189,10 @@ impl CookieStore {
                 max: Self::MAX_COOKIE_SIZE,
             });
         }
+        let format = match self.mode {
+            Mode::Private => FORMAT_PRIVATE,
+            Mode::Signed => FORMAT_SIGNED,
+        };
         let keys = std::iter::once(&self.primary)
             .chain(&self.fallbacks)
             .map(|key| {
@@ -198,16 +202,13 @@ impl CookieStore {
                         min: CookieKey::MIN_LEN,
                     });
                 }
-                Ok(SealingKey::derive(self.mode, key))
+                Ok(SealingKey::derive(self.mode, key).bound(format, cookie_name))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut log_key = Zeroizing::new([0u8; 32]);
         self.primary.derive(b"log hash", &mut log_key[..]);
         let sealer = CookieSealer {
-            format: match self.mode {
-                Mode::Private => FORMAT_PRIVATE,
-                Mode::Signed => FORMAT_SIGNED,
-            },
+            format,
             keys,
             name: cookie_name.into(),
             budget: self.budget,
@@ -253,6 +254,9 @@ impl fmt::Debug for CookieStore {
 struct SealingKey {
     id: u8,
     cipher: Cipher,
+    /// `format key_id cookie_name`: what the AEAD authenticates besides
+    /// the body (unused in signed mode).
+    aad: Box<[u8]>,
 }
 
 enum Cipher {
@@ -279,7 +283,17 @@ impl SealingKey {
         Self {
             id: key.id(),
             cipher,
+            aad: Box::default(),
         }
+    }
+
+    /// This key bound to a layer's cookie name and format.
+    fn bound(mut self, format: u8, cookie_name: &str) -> Self {
+        let mut aad = Vec::with_capacity(HEADER + cookie_name.len());
+        aad.extend_from_slice(&[format, self.id]);
+        aad.extend_from_slice(cookie_name.as_bytes());
+        self.aad = aad.into_boxed_slice();
+        self
     }
 }
 
@@ -305,14 +319,6 @@ impl CookieSealer {
             }
     }
 
-    /// `format key_id name`: what the AEAD authenticates besides the body.
-    fn associated_data(&self, key_id: u8) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(HEADER + self.name.len());
-        aad.extend_from_slice(&[self.format, key_id]);
-        aad.extend_from_slice(self.name.as_bytes());
-        aad
-    }
-
     /// The MAC over `format key_id len(name) name body`, ready to finish.
     fn mac_over(&self, mac: &Hmac<Sha256>, header: &[u8], body: &[u8]) -> Hmac<Sha256> {
         let mut mac = mac.clone();
@@ -323,30 +329,34 @@ impl CookieSealer {
         mac
     }
 
-    fn open_with(&self, key: &SealingKey, raw: &[u8]) -> Option<Vec<u8>> {
-        let header = &raw[..HEADER];
+    /// Authenticates (and decrypts, in place) `raw` with `key`: the range
+    /// of the body when genuine. A failed private-mode attempt leaves
+    /// `raw` garbled.
+    fn open_in_place(&self, key: &SealingKey, raw: &mut [u8]) -> Option<std::ops::Range<usize>> {
+        let end = raw.len() - TAG;
         match &key.cipher {
             Cipher::Aead(cipher) => {
-                let nonce = Nonce::from_slice(&raw[HEADER..HEADER + NONCE]);
-                let (sealed, tag) =
-                    raw[HEADER + NONCE..].split_at(raw.len() - HEADER - NONCE - TAG);
-                let mut body = sealed.to_vec();
+                let mut nonce = [0u8; NONCE];
+                nonce.copy_from_slice(&raw[HEADER..HEADER + NONCE]);
+                let mut tag = [0u8; TAG];
+                tag.copy_from_slice(&raw[end..]);
+                let body = HEADER + NONCE..end;
                 cipher
                     .decrypt_in_place_detached(
-                        nonce,
-                        &self.associated_data(key.id),
-                        &mut body,
-                        tag.into(),
+                        Nonce::from_slice(&nonce),
+                        &key.aad,
+                        &mut raw[body.clone()],
+                        (&tag).into(),
                     )
                     .ok()?;
                 Some(body)
             }
             Cipher::Mac(mac) => {
-                let (body, tag) = raw[HEADER..].split_at(raw.len() - HEADER - TAG);
-                self.mac_over(mac, header, body)
+                let (signed, tag) = raw.split_at(end);
+                self.mac_over(mac, &signed[..HEADER], &signed[HEADER..])
                     .verify_truncated_left(tag)
                     .ok()?;
-                Some(body.to_vec())
+                Some(HEADER..end)
             }
         }
     }
@@ -374,7 +384,7 @@ impl Sealer for CookieSealer {
                 let tag = cipher
                     .encrypt_in_place_detached(
                         Nonce::from_slice(&nonce),
-                        &self.associated_data(key.id),
+                        &key.aad,
                         &mut raw[HEADER + NONCE..],
                     )
                     .map_err(|_| SealError::Cipher)?;
@@ -397,27 +407,36 @@ impl Sealer for CookieSealer {
         if self.name.len() + 1 + value.len() > self.budget {
             return Err(OpenError::TooLarge);
         }
-        let raw = URL_SAFE_NO_PAD
-            .decode(value)
-            .map_err(|_| OpenError::Encoding)?;
+        let decode = || {
+            URL_SAFE_NO_PAD
+                .decode(value)
+                .map_err(|_| OpenError::Encoding)
+        };
+        let mut raw = decode()?;
         if raw.len() < self.overhead() {
             return Err(OpenError::Truncated);
         }
         if raw[0] != self.format {
             return Err(OpenError::Format);
         }
+        let key_id = raw[1];
         let mut candidates = self
             .keys
             .iter()
             .enumerate()
-            .filter(|(_, key)| key.id == raw[1])
+            .filter(|(_, key)| key.id == key_id)
             .peekable();
         if candidates.peek().is_none() {
             return Err(OpenError::UnknownKey);
         }
-        for (index, key) in candidates {
-            if let Some(body) = self.open_with(key, &raw) {
-                let (id, record) = framing::decode(&body).ok_or(OpenError::Payload)?;
+        for (attempt, (index, key)) in candidates.enumerate() {
+            if attempt > 0 {
+                // Two keys share the id (rare): the failed attempt
+                // decrypted in place, so start again from the value.
+                raw = decode()?;
+            }
+            if let Some(body) = self.open_in_place(key, &mut raw) {
+                let (id, record) = framing::decode(&raw[body]).ok_or(OpenError::Payload)?;
                 return Ok(Opened {
                     id,
                     record,

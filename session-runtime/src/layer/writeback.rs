@@ -240,10 +240,13 @@ fn session_cookie(
 }
 
 /// One rule for every path that leaves no session: clear a cookie that was
-/// malformed or named a session this request ended; an unknown id is left
-/// alone (nothing to clear, and no reason to answer it).
+/// malformed (or one of more values than are looked up) or named a session
+/// this request ended; an unknown id is left alone (nothing to clear, and
+/// no reason to answer it).
 fn removal_rule(cookie: &CookieState, named_something: bool) -> CookieAction {
-    if matches!(cookie, CookieState::Malformed) || (cookie.sent() && named_something) {
+    if matches!(cookie, CookieState::Malformed | CookieState::TooMany)
+        || (cookie.sent() && named_something)
+    {
         CookieAction::Remove
     } else {
         CookieAction::Keep

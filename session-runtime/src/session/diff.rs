@@ -70,6 +70,9 @@ pub(crate) fn diff<T: SessionData + Default>(
     // A field equal by value to its reference (a hash map or set, whose
     // bytes follow iteration order) keeps the reference's bytes: unchanged.
     for (index, info) in T::FIELDS.iter().enumerate() {
+        if !T::COMPARES_BY_VALUE {
+            break;
+        }
         if let Some(old) = reference.get(info.name())
             && current.get(info.name()) != Some(old)
             && value.field_equals_stored(index, old)

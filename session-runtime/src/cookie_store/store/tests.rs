@@ -279,3 +279,33 @@ proptest! {
         let _ = s.open(&text);
     }
 }
+
+/// Two keys of one ring may share the one-byte id: opening tries both, the
+/// primary first, and a failed attempt does not spoil the next one.
+#[test]
+fn keys_sharing_an_id_both_open() {
+    let first = key(1);
+    let twin = (2u8..=255)
+        .map(key)
+        .chain((0u16..2000).map(|i| CookieKey::from_bytes(i.to_le_bytes().repeat(16))))
+        .find(|k| k.id() == first.id())
+        .expect("a key with the same one-byte id among a few thousand");
+    for (make, name) in [
+        (
+            CookieStore::private as fn(CookieKey) -> CookieStore,
+            "private",
+        ),
+        (CookieStore::signed, "signed"),
+    ] {
+        let id = RawId::generate().unwrap();
+        let by_twin = sealer(make(twin.clone()), "session")
+            .seal(&id, &record("ann"))
+            .unwrap();
+        let ring = sealer(make(first.clone()).fallback_key(twin.clone()), "session");
+        let opened = ring.open(&by_twin).expect(name);
+        assert!(opened.fallback, "{name}");
+        assert_eq!(opened.record, record("ann"));
+        let by_first = ring.seal(&id, &record("bob")).unwrap();
+        assert!(!ring.open(&by_first).unwrap().fallback, "{name}");
+    }
+}
