@@ -520,7 +520,7 @@ async fn malformed_cookie_is_never_looked_up_and_is_cleared(mode: Mode) {
     }
     // A value over the budget is refused before any attempt to open it; one
     // outside base64url fails at the first step of opening.
-    let (logs, _guard) = capture_logs(tracing::Level::WARN);
+    let (logs, guard) = capture_logs(tracing::Level::WARN);
     fetch(&f.app, "/count", Some(&huge)).await;
     let log = logs.text();
     assert!(
@@ -528,7 +528,7 @@ async fn malformed_cookie_is_never_looked_up_and_is_cleared(mode: Mode) {
         "{mode:?}: {log}"
     );
     assert!(!log.contains("does not open"), "{mode:?}: {log}");
-    drop(_guard);
+    drop(guard);
     let (logs, _guard) = capture_logs(tracing::Level::WARN);
     fetch(&f.app, "/count", Some("session=%%%%%%%%%%%%%%%%%%%%%%")).await;
     let log = logs.text();

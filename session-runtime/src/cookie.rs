@@ -259,8 +259,7 @@ impl SessionCookie {
         for header in headers.get_all(COOKIE) {
             // Split on `;` before any UTF-8 check: another application's
             // cookie with non-ASCII bytes must not hide ours. Only our own
-            // pair is checked for UTF-8 (and its quotes stripped, as in
-            // RFC 6265's `cookie-value`); a value that is not is malformed.
+            // pair is checked for UTF-8; a value that is not is malformed.
             for pair in header.as_bytes().split(|&b| b == b';') {
                 let Some(eq) = memchr::memchr(b'=', pair) else {
                     continue;
@@ -268,10 +267,8 @@ impl SessionCookie {
                 if pair[..eq].trim_ascii() != name {
                     continue;
                 }
-                let mut value = pair[eq + 1..].trim_ascii();
-                if value.len() > 1 && value.starts_with(b"\"") && value.ends_with(b"\"") {
-                    value = &value[1..value.len() - 1];
-                }
+                // Quotes are kept: a quoted value is not one we issue.
+                let value = pair[eq + 1..].trim_ascii();
                 // Not UTF-8: not a value we issue (malformed, so cleared).
                 let value = std::str::from_utf8(value).ok();
                 state = state.with(value.and_then(&token));
