@@ -4,7 +4,8 @@ pub use session_derive::SessionData;
 pub use session_runtime::{
     Clock, Codec, CodecError, ConfigError, DecodeError, DecodeFailurePolicy, FieldInfo, FieldMap,
     JsonCodec, NewerVersionPolicy, SameSite, Session, SessionData, SessionHandle, SessionId,
-    SessionLayer, SessionLayerBuilder, SessionRejection, StoreDownPolicy, SystemClock, UpdateError,
+    SessionLayer, SessionLayerBuilder, SessionRef, SessionRejection, StoreDownPolicy, SystemClock,
+    UpdateError,
 };
 
 /// The middleware's plumbing types, for code that names them (a

@@ -140,7 +140,7 @@ pub enum SessionRejection {
     },
     /// `Session<T>` for the same `T` is already held elsewhere in this request (500).
     #[error(
-        "Session<{type_name}> is already extracted in this request; hold at most one at a time"
+        "Session<{type_name}> is already extracted in this request; hold at most one at a time (a middleware guard that only reads should take SessionRef<{type_name}>, or drop its Session before `next.run`)"
     )]
     AlreadyExtracted {
         /// The schema type.

@@ -36,7 +36,7 @@ pub use codec::{Codec, CodecError, JsonCodec};
 pub use cookie::SameSite;
 pub use data::{DecodeError, FieldInfo, FieldMap, SessionData};
 pub use error::{ConfigError, SessionRejection, UpdateError};
-pub use extract::{Session, SessionHandle};
+pub use extract::{Session, SessionHandle, SessionRef};
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use settings::{DecodeFailurePolicy, NewerVersionPolicy, StoreDownPolicy};

@@ -41,6 +41,7 @@ fn migrate_fields<T: SessionData>(version: u32, fields: &FieldMap) -> Result<Fie
 /// that the write-back can diff it.
 pub(crate) trait Parked: Send {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn as_any(&self) -> &dyn Any;
     fn diff(&self, baseline: BaselineView<'_>) -> Result<Diff, CodecError>;
 }
 
@@ -49,6 +50,10 @@ pub(crate) struct ParkedValue<T>(pub(crate) T);
 impl<T: SessionData + Default> Parked for ParkedValue<T> {
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         Box::new(self.0)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        &self.0
     }
 
     fn diff(&self, baseline: BaselineView<'_>) -> Result<Diff, CodecError> {

@@ -214,6 +214,11 @@ impl RequestSession {
         Ok(Some((stored, record, fallback)))
     }
 
+    /// A copy of `T` as the request sees it now (`SessionRef<T>`).
+    pub(crate) fn snapshot<T: SessionData + Default>(&self) -> Result<T, SessionRejection> {
+        self.lock().snapshot::<T>(&self.settings)
+    }
+
     /// Takes the value of `T` out of the request state.
     pub(crate) fn check_out<T: SessionData + Default>(&self) -> Result<(T, u64), SessionRejection> {
         self.lock().check_out::<T>(&self.settings)

@@ -237,6 +237,41 @@ impl State {
         Ok((value, self.epoch))
     }
 
+    /// A copy of `T` as this request sees it now, without taking it out:
+    /// the value a dropped `Session<T>` handed back, the last committed or
+    /// loaded state while one holds it, or a fresh decode of the stored
+    /// namespace.
+    pub(crate) fn snapshot<T: SessionData + Default>(
+        &mut self,
+        settings: &Settings,
+    ) -> Result<T, SessionRejection> {
+        let index = self.slot_index::<T>()?;
+        let slot = &self.slots[index];
+        let undecodable = |source| SessionRejection::Undecodable {
+            namespace: T::NAMESPACE,
+            source,
+        };
+        let unencodable =
+            |source| undecodable(crate::data::DecodeError::Field { field: "", source });
+        if let Some(parked) = &slot.parked {
+            let value = parked
+                .as_any()
+                .downcast_ref::<T>()
+                .expect("a slot holds values of its own type");
+            let fields = value.encode_fields().map_err(unencodable)?;
+            return T::decode_fields(T::VERSION, &fields).map_err(undecodable);
+        }
+        let untouched =
+            !slot.checked_out && !slot.changed && matches!(slot.baseline, Baseline::Absent);
+        if untouched {
+            return decode_namespace::<T>(self.record.as_ref(), settings).map(|(value, _)| value);
+        }
+        match slot.baseline.view().fields {
+            Some(fields) => T::decode_fields(T::VERSION, fields).map_err(undecodable),
+            None => Ok(T::default()),
+        }
+    }
+
     /// A dropped `Session<T>` hands its value back.
     pub(crate) fn check_in<T: SessionData + Default>(
         &mut self,
