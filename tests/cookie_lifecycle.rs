@@ -159,12 +159,14 @@ fn key(byte: u8) -> CookieKey {
 const FORGED: &str = "session=AAAAAAAAAAAAAAAAAAAAAA";
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "prefs")]
 struct Prefs {
     theme: String,
     lang: String,
 }
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "auth")]
 struct Auth {
     #[session(rotate_id)]
     user: Option<String>,
@@ -178,6 +180,7 @@ struct Item {
 }
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "cart")]
 struct Cart {
     items: Vec<Item>,
 }

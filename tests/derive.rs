@@ -38,6 +38,7 @@ impl From<CartV1> for CartV2 {
 }
 
 #[derive(SessionData, Debug, Default, PartialEq)]
+#[session(namespace = "cart")]
 #[session(version = 3, migrate_from = CartV2)]
 struct Cart {
     items: Vec<Item>,
@@ -58,6 +59,7 @@ impl From<CartV2> for Cart {
 }
 
 #[derive(SessionData, Debug, Default, PartialEq, Clone)]
+#[session(namespace = "profile")]
 struct Profile {
     #[session(rename = "n")]
     name: String,

@@ -51,6 +51,7 @@ struct AsNumber {
 }
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "other")]
 struct Other {
     flag: bool,
 }
@@ -260,6 +261,7 @@ async fn two_types_claiming_one_namespace_are_refused() {
 }
 
 #[derive(SessionData, Default)]
+#[session(namespace = "secret")]
 struct Secret {
     user: String,
     #[session(sensitive)]
@@ -298,6 +300,7 @@ async fn sessions_are_usable_from_tower_middleware() {
     use axum::middleware::{Next, from_fn};
 
     #[derive(SessionData, Default)]
+    #[session(namespace = "hits")]
     struct Hits {
         n: u32,
     }
@@ -334,6 +337,7 @@ async fn sessions_are_usable_from_tower_middleware() {
 #[tokio::test]
 async fn update_after_destroy_in_the_same_request_is_an_error() {
     #[derive(SessionData, Default)]
+    #[session(namespace = "c")]
     struct C {
         n: u32,
     }
@@ -355,6 +359,7 @@ async fn update_after_destroy_in_the_same_request_is_an_error() {
 #[tokio::test]
 async fn clear_discards_values_extracted_before_it_and_deletes_the_record() {
     #[derive(SessionData, Default)]
+    #[session(namespace = "c")]
     struct C {
         n: u32,
     }
@@ -388,6 +393,7 @@ async fn value_committed_by_update_in_middleware_is_what_the_handler_sees() {
     use axum::middleware::{Next, from_fn};
 
     #[derive(SessionData, Default)]
+    #[session(namespace = "seen")]
     struct Seen {
         n: u32,
     }
@@ -428,6 +434,7 @@ async fn value_committed_by_update_in_middleware_is_what_the_handler_sees() {
 #[tokio::test]
 async fn login_through_update_on_a_new_session_saves_once() {
     #[derive(SessionData, Default)]
+    #[session(namespace = "login")]
     struct Login {
         #[session(rotate_id)]
         user: Option<String>,

@@ -34,6 +34,7 @@ use typed_sessions::{
 // struct, here one that holds such a map.
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "bag")]
 struct Bag {
     values: BTreeMap<String, Value>,
 }

@@ -10,6 +10,7 @@ use common::{CountingStore, ManualClock, fetch, submit};
 use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
 
 #[derive(SessionData, Default)]
+#[session(namespace = "account")]
 struct Account {
     user: String,
     #[session(sensitive)]

@@ -31,6 +31,7 @@ const COOKIE_NAME: &str = "session";
 
 /// The same profile as `requests.rs` (231 bytes as one serde_json object).
 #[derive(typed_sessions::SessionData, Default, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[session(namespace = "profile")]
 struct Profile {
     user_name: String,
     email: String,

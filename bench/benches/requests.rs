@@ -25,6 +25,7 @@ const COOKIE_NAME: &str = "session";
 /// About 230 bytes of session data when serialized as one JSON object
 /// (`serialized_size()` measures it; the benchmark prints it).
 #[derive(typed_sessions::SessionData, Default, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[session(namespace = "profile")]
 struct Profile {
     user_name: String,
     email: String,

@@ -19,6 +19,7 @@ use tower::ServiceExt as _;
 use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
 
 #[derive(SessionData, Default)]
+#[session(namespace = "counter")]
 struct Counter {
     count: u64,
     #[session(default)]

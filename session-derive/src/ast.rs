@@ -83,7 +83,8 @@ impl<'a> Container<'a> {
         }
     }
 
-    /// The namespace: the attribute, or the struct name in `snake_case`.
+    /// The namespace: the attribute (required; checked in `check`), or the
+    /// struct name in `snake_case` for the suggestion in that error.
     pub(crate) fn namespace(&self) -> String {
         self.attrs
             .namespace

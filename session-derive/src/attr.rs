@@ -46,6 +46,10 @@ impl<'c, T> Attr<'c, T> {
 /// `#[session(...)]` on the struct.
 pub(crate) struct ContainerAttrs {
     pub(crate) namespace: Option<LitStr>,
+    /// `namespace` was written (even if its value was rejected), or a
+    /// `#[session]` attribute failed to parse: the missing-namespace error
+    /// then stays quiet instead of piling on.
+    pub(crate) namespace_written: bool,
     pub(crate) version: Option<(u32, LitInt)>,
     /// `version` was written, even if its value was rejected: rules that
     /// depend on the version then stay quiet instead of piling on.
@@ -112,11 +116,13 @@ impl ContainerAttrs {
         let mut codec = Attr::none(cx, "codec");
         let mut krate = Attr::none(cx, "crate");
         let mut version_written = false;
+        let mut namespace_written = false;
 
         for attr in attrs.iter().filter(|a| a.path().is_ident("session")) {
             let result = attr.parse_nested_meta(|meta| {
                 let key = meta.path.clone();
                 if key.is_ident("namespace") {
+                    namespace_written = true;
                     if let Some(lit) = parse_str(cx, &meta, "namespace = \"…\"")? {
                         namespace.set(&key, lit);
                     }
@@ -156,12 +162,14 @@ impl ContainerAttrs {
                 Ok(())
             });
             if let Err(err) = result {
+                namespace_written = true;
                 cx.syn_error(err);
             }
         }
 
         Self {
             namespace: namespace.get(),
+            namespace_written,
             version: version.get(),
             version_written,
             migrate_from: migrate_from.get(),

@@ -28,30 +28,49 @@ fn check_generics(cx: &Ctxt, cont: &Container<'_>) {
     }
 }
 
-/// A namespace names a slot in every store, so it is limited to characters
-/// that are safe in keys, cookies and logs: ASCII letters, digits, `_`, `-`
-/// and `.`, and at most 64 of them. This holds for a namespace derived from
-/// the struct name too, which then needs an explicit one.
+/// A namespace names a slot in every store: it is the storage key of the
+/// schema's data, so it is spelled out (a Rust name may change; renaming
+/// the type must not orphan what is stored). It is limited to characters
+/// that are safe in keys, cookies and logs: ASCII letters, digits, `_`,
+/// `-` and `.`, and at most 64 of them.
 fn check_namespace(cx: &Ctxt, cont: &Container<'_>) {
     const RULE: &str = "1 to 64 ASCII letters, digits, '_', '-' or '.'";
-    let value = cont.namespace();
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if valid {
+    let valid = |value: &str| {
+        !value.is_empty()
+            && value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if !matches!(cont.original.data, syn::Data::Struct(_)) {
+        // Refused already: only structs are schemas.
         return;
     }
     match &cont.attrs.namespace {
-        Some(lit) => cx.error_spanned_by(lit, format!("namespace must be {RULE}")),
-        None => cx.error_spanned_by(
-            cont.ident,
-            format!(
-                "the namespace derived from the struct name, \"{value}\", is not {RULE}; \
-                 set one with #[session(namespace = \"…\")]"
-            ),
-        ),
+        Some(lit) if !valid(&lit.value()) => {
+            cx.error_spanned_by(lit, format!("namespace must be {RULE}"));
+        }
+        Some(_) => {}
+        // Written but rejected: that error says enough.
+        None if cont.attrs.namespace_written => {}
+        None => {
+            let suggested = cont.namespace();
+            let suggested = if valid(&suggested) {
+                suggested
+            } else {
+                "…".to_owned()
+            };
+            cx.error_spanned_by(
+                cont.ident,
+                format!(
+                    "a session schema needs an explicit namespace: add \
+                     `#[session(namespace = \"{suggested}\")]` to `{ident}`. The namespace is the \
+                     key its data is stored under; naming it keeps that data when the type \
+                     is renamed",
+                    ident = cont.ident
+                ),
+            );
+        }
     }
 }
 

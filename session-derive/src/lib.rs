@@ -14,7 +14,8 @@ use syn::{DeriveInput, parse_macro_input};
 /// Derives `SessionData` for a struct with named fields.
 ///
 /// Container attributes: `#[session(namespace = "…", version = N,
-/// migrate_from = Type, codec = Type, crate = "path")]`. Field attributes:
+/// migrate_from = Type, codec = Type, crate = "path")]`; `namespace` is
+/// required (it is the storage key, so renaming the type keeps the data). Field attributes:
 /// `#[session(rename = "…", default, skip, sensitive, rotate_id)]`.
 #[proc_macro_derive(SessionData, attributes(session))]
 pub fn derive_session_data(input: TokenStream) -> TokenStream {

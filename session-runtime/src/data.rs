@@ -14,6 +14,7 @@ use crate::codec::{Codec, CodecError};
 /// use typed_sessions::{SessionData, FieldMap};
 ///
 /// #[derive(SessionData, Default, PartialEq, Debug)]
+/// #[session(namespace = "visits")]
 /// struct Visits { count: u64 }
 ///
 /// assert_eq!(Visits::NAMESPACE, "visits");

@@ -26,6 +26,7 @@ use crate::session::{RequestSession, SessionContext};
 /// use typed_sessions::{Session, SessionData, SessionLayer, stores::MemoryStore};
 ///
 /// #[derive(SessionData, Default)]
+/// #[session(namespace = "counter")]
 /// struct Counter { count: u64 }
 ///
 /// async fn incr(mut counter: Session<Counter>) -> Json<u64> {
@@ -100,6 +101,7 @@ impl<T: SessionData + Default> Session<T> {
     /// use typed_sessions::{Session, SessionData, UpdateError};
     ///
     /// #[derive(SessionData, Default)]
+    /// #[session(namespace = "counter")]
     /// struct Counter { count: u64 }
     ///
     /// async fn incr(mut counter: Session<Counter>) -> Result<String, UpdateError> {

@@ -26,6 +26,7 @@ use crate::session::SessionContext;
 /// use typed_sessions::{Session, SessionData, SessionLayer, SessionRef, stores::MemoryStore};
 ///
 /// #[derive(SessionData, Default)]
+/// #[session(namespace = "auth")]
 /// struct Auth { user: Option<String> }
 ///
 /// async fn require_login(auth: SessionRef<Auth>, request: Request, next: Next)

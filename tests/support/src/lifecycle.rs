@@ -118,12 +118,14 @@ async fn stored<S: SessionStore>(store: &CountingStore<S>, cookie: &str) -> bool
 }
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "prefs")]
 struct Prefs {
     theme: String,
     lang: String,
 }
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "auth")]
 struct Auth {
     #[session(rotate_id)]
     user: Option<String>,
@@ -137,6 +139,7 @@ struct Item {
 }
 
 #[derive(SessionData, Default, Debug)]
+#[session(namespace = "cart")]
 struct Cart {
     items: Vec<Item>,
 }

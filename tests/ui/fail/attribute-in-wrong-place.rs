@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 #[session(skip)]
 struct Cart {
     #[session(version = 2)]

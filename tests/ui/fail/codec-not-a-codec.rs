@@ -3,6 +3,7 @@ use typed_sessions::SessionData;
 struct Postcard;
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 #[session(codec = Postcard)]
 struct Cart {
     items: Vec<String>,

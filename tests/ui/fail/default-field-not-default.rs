@@ -8,6 +8,7 @@ enum Currency {
 }
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,
     #[session(default)]

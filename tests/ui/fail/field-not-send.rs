@@ -12,6 +12,7 @@ struct Handle {
 }
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,
     handle: Handle,

@@ -7,6 +7,7 @@ struct Item {
 }
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 struct Cart {
     count: u32,
     items: Vec<Item>,

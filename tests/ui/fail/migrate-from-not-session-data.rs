@@ -5,6 +5,7 @@ struct OldCart {
 }
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 #[session(version = 2, migrate_from = OldCart)]
 struct Cart {
     items: Vec<String>,

@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "basket")]
 struct Basket {
     items: Vec<String>,
 }

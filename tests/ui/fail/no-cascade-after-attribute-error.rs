@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "bad")]
 #[session(version = "3")]
 struct Bad {
     items: Vec<String>,

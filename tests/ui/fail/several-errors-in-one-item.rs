@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "cart_v1")]
 struct CartV1 {
     items: Vec<String>,
 }

@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,
     #[session(rename = "items")]

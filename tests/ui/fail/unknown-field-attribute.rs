@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 struct Cart {
     #[session(renamed = "i")]
     items: Vec<String>,

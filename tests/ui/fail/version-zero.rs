@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "cart")]
 #[session(version = 0)]
 struct Cart {
     items: Vec<String>,

@@ -21,6 +21,7 @@ mod codecs {
 }
 
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "cart")]
 #[session(codec = codecs::TaggedJson)]
 struct Cart {
     items: Vec<String>,

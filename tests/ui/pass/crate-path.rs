@@ -7,6 +7,7 @@ mod nested {
 
     /// In a module, the path is resolved there, so it starts at `crate`.
     #[derive(SessionData)]
+    #[session(namespace = "prefs")]
     #[session(crate = "crate::reexport::typed_sessions")]
     pub struct Prefs {
         pub theme: String,
@@ -16,12 +17,14 @@ mod nested {
 use reexport::typed_sessions::SessionData;
 
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "cart")]
 #[session(crate = "reexport::typed_sessions")]
 struct Cart {
     items: Vec<String>,
 }
 
 #[derive(SessionData)]
+#[session(namespace = "visits")]
 #[session(crate = "::typed_sessions")]
 struct Visits {
     count: u32,

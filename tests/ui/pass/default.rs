@@ -1,6 +1,7 @@
 use typed_sessions::{DecodeError, FieldMap, SessionData};
 
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,
     #[session(default)]

@@ -22,6 +22,7 @@ impl From<CartV1> for CartV2 {
 
 /// The namespace is derived ("cart") and matches the chain's.
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "cart")]
 #[session(version = 3, migrate_from = CartV2)]
 struct Cart {
     items: Vec<(String, u32)>,

@@ -6,8 +6,9 @@ struct Cart {
     items: Vec<String>,
 }
 
-/// Without the attribute, the namespace is the struct name in `snake_case`.
+/// The namespace need not follow the type's name.
 #[derive(SessionData)]
+#[session(namespace = "http_auth_state")]
 struct HTTPAuthState {
     user: u64,
 }

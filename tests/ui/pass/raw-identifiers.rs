@@ -1,6 +1,7 @@
 use typed_sessions::{FieldInfo, SessionData};
 
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "match")]
 struct r#Match {
     r#type: String,
     r#fn: u8,

@@ -1,6 +1,7 @@
 use typed_sessions::{FieldInfo, SessionData};
 
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "profile")]
 struct Profile {
     #[session(rename = "n")]
     name: String,

@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "auth")]
 struct Auth {
     #[session(rotate_id, sensitive)]
     user_id: Option<u64>,

@@ -1,6 +1,7 @@
 use typed_sessions::SessionData;
 
 #[derive(SessionData)]
+#[session(namespace = "login")]
 struct Login {
     user: String,
     #[session(sensitive)]

@@ -7,6 +7,7 @@ struct Cache {
 }
 
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,
     #[session(skip)]

@@ -98,10 +98,12 @@ impl From<CartV1> for Cart {
 
 /// A schema without fields.
 #[derive(Debug, Clone, Copy, SessionData)]
+#[session(namespace = "empty")]
 pub struct Empty {}
 
 /// The largest version there is.
 #[derive(Debug, Clone, Copy, SessionData)]
+#[session(namespace = "newest")]
 #[session(version = 4_294_967_295)]
 pub struct Newest {
     /// A flag.

@@ -1,6 +1,7 @@
 use typed_sessions::{DecodeError, FieldMap, SessionData};
 
 #[derive(SessionData, Debug, PartialEq)]
+#[session(namespace = "cart")]
 #[session(version = 7)]
 struct Cart {
     items: Vec<String>,
@@ -8,6 +9,7 @@ struct Cart {
 
 /// Without the attribute, the version is 1.
 #[derive(SessionData)]
+#[session(namespace = "visits")]
 struct Visits {
     count: u32,
 }

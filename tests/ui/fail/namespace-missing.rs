@@ -1,0 +1,14 @@
+use typed_sessions::SessionData;
+
+#[derive(SessionData, Default)]
+struct HitCounter {
+    hits: u64,
+}
+
+/// No usable suggestion from this name: the error still says what to add.
+#[derive(SessionData)]
+struct Café {
+    items: Vec<String>,
+}
+
+fn main() {}
