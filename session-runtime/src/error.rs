@@ -86,6 +86,31 @@ pub enum ConfigError {
 ///
 /// Its response carries a status and a short generic text; the detail (and
 /// the source chain) goes to the log, never to the client.
+///
+/// An API that answers errors as JSON takes `Result<Session<T>,
+/// SessionRejection>` and shapes its own response from
+/// [`status`](Self::status) and [`body_text`](Self::body_text) (plus
+/// `Retry-After` for [`StoreUnavailable`](Self::StoreUnavailable)):
+///
+/// ```
+/// use axum::{Json, http::StatusCode};
+/// use serde_json::{Value, json};
+/// use typed_sessions::{Session, SessionData, SessionRejection};
+///
+/// #[derive(SessionData, Default)]
+/// #[session(namespace = "counter")]
+/// struct Counter { count: u64 }
+///
+/// async fn count(
+///     counter: Result<Session<Counter>, SessionRejection>,
+/// ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+///     let counter = counter.map_err(|rejection| {
+///         let body = json!({ "error": rejection.body_text() });
+///         (rejection.status(), Json(body))
+///     })?;
+///     Ok(Json(json!({ "count": counter.count })))
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionRejection {

@@ -96,12 +96,35 @@ impl SessionHandle {
     /// session fixation. (With a `CookieStore` the new cookie shares no
     /// id, nonce or tag with the old one, but a copy of the old cookie
     /// still opens as the session it was: there is no server state to end.)
+    ///
+    /// ```
+    /// use typed_sessions::{Session, SessionData, SessionHandle};
+    ///
+    /// #[derive(SessionData, Default)]
+    /// #[session(namespace = "auth")]
+    /// struct Auth { user: Option<String> }
+    ///
+    /// async fn login(mut auth: Session<Auth>, handle: SessionHandle, user: String) {
+    ///     auth.user = Some(user);
+    ///     handle.regenerate_id(); // or mark `user` with #[session(rotate_id)]
+    /// }
+    /// ```
     pub fn regenerate_id(&self) {
         self.context.lock().request_regenerate();
     }
 
     /// Deletes the session at the end of the request and removes the cookie.
     /// Changes made in this request are discarded.
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use typed_sessions::SessionHandle;
+    ///
+    /// async fn logout(handle: SessionHandle) -> StatusCode {
+    ///     handle.destroy();
+    ///     StatusCode::NO_CONTENT
+    /// }
+    /// ```
     pub fn destroy(&self) {
         self.context.lock().request_destroy();
     }
@@ -110,6 +133,15 @@ impl SessionHandle {
     /// on (values extracted earlier are discarded) and the stored record is
     /// deleted at the end of the request. Data written after `clear` goes to
     /// a new session with a new id.
+    ///
+    /// ```
+    /// use typed_sessions::SessionHandle;
+    ///
+    /// /// Starts over: every namespace reads as its default, under a new id.
+    /// async fn start_over(handle: SessionHandle) {
+    ///     handle.clear();
+    /// }
+    /// ```
     pub fn clear(&self) {
         self.context.lock().request_clear();
     }

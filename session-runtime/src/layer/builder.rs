@@ -133,24 +133,60 @@ impl SessionLayerBuilder {
 
     /// The cookie name (default `session`). A `__Host-` or `__Secure-`
     /// prefix adds the browser's rules for it to the checks at build time.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// SessionLayer::builder(MemoryStore::new()).cookie_name("__Host-sid")
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie.name = name.into();
         self
     }
 
     /// The cookie `Path` (default `/`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// SessionLayer::builder(MemoryStore::new()).path("/app")
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.cookie.path = path.into();
         self
     }
 
     /// The cookie `Domain` (default: none, the cookie is host-only).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// SessionLayer::builder(MemoryStore::new()).domain("example.com")
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
         self.cookie.domain = Some(domain.into());
         self
     }
 
     /// The cookie `SameSite` (default [`SameSite::Lax`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// SessionLayer::builder(MemoryStore::new()).same_site(typed_sessions::SameSite::Strict)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.cookie.same_site = same_site;
         self
@@ -158,18 +194,50 @@ impl SessionLayerBuilder {
 
     /// Whether the cookie is `Secure` (default `true`). Turn it off only for
     /// plain-http development.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // Plain-http development only: browsers keep a `Secure` cookie over https (and localhost).
+    /// SessionLayer::builder(MemoryStore::new()).secure(false)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn secure(mut self, secure: bool) -> Self {
         self.cookie.secure = secure;
         self
     }
 
     /// Whether the cookie is `HttpOnly` (default `true`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // Only if page scripts must read the cookie (they rarely should).
+    /// SessionLayer::builder(MemoryStore::new()).http_only(false)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn http_only(mut self, http_only: bool) -> Self {
         self.cookie.http_only = http_only;
         self
     }
 
     /// Whether the cookie is `Partitioned` (CHIPS; default `false`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // An embedded (third-party) context: needs `SameSite=None` and `Secure`.
+    /// SessionLayer::builder(MemoryStore::new())
+    ///     .same_site(typed_sessions::SameSite::None)
+    ///     .partitioned(true)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn partitioned(mut self, partitioned: bool) -> Self {
         self.cookie.partitioned = partitioned;
         self
@@ -179,6 +247,15 @@ impl SessionLayerBuilder {
     /// Reads slide the deadline forward (throttled, see
     /// [`refresh_share`](Self::refresh_share)). At most 400 days, the
     /// longest cookie lifetime browsers keep.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// SessionLayer::builder(MemoryStore::new()).idle_timeout(Duration::from_secs(30 * 60))
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle = Some(timeout);
         self
@@ -188,6 +265,15 @@ impl SessionLayerBuilder {
     /// most 400 days, the longest cookie lifetime browsers keep. With a
     /// [`CookieStore`](crate::cookie_store::CookieStore) it defaults to 24
     /// hours (a copied cookie cannot be revoked).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// SessionLayer::builder(MemoryStore::new()).absolute_timeout(Duration::from_secs(12 * 60 * 60))
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
         self.absolute = Some(timeout);
         self
@@ -196,6 +282,16 @@ impl SessionLayerBuilder {
     /// How long the store keeps a session whose cookie is a browser-session
     /// cookie (no timeout configured), counted from its last write or
     /// refresh (default 24 hours).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // Browser-session cookies; the store forgets a session 2 hours after its last use.
+    /// SessionLayer::builder(MemoryStore::new()).store_ttl(Duration::from_secs(2 * 60 * 60))
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn store_ttl(mut self, ttl: Duration) -> Self {
         self.store_ttl = ttl;
         self
@@ -204,6 +300,18 @@ impl SessionLayerBuilder {
     /// The share of the idle timeout (or store TTL) that must pass since the
     /// last refresh before a read-only request refreshes again (default
     /// `0.25`): a burst of reads touches the store once.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // Slide an idle deadline at most once per tenth of the timeout.
+    /// SessionLayer::builder(MemoryStore::new())
+    ///     .idle_timeout(Duration::from_secs(30 * 60))
+    ///     .refresh_share(0.1)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn refresh_share(mut self, share: f64) -> Self {
         self.refresh_share = share;
         self
@@ -211,18 +319,50 @@ impl SessionLayerBuilder {
 
     /// What a request gets when the store is down on load (default
     /// [`StoreDownPolicy::FailClosed`] with `Retry-After: 5`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // Serve anonymous sessions while the store is down (writes still answer 503).
+    /// SessionLayer::builder(MemoryStore::new()).on_store_down(typed_sessions::StoreDownPolicy::FailOpen)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn on_store_down(mut self, policy: StoreDownPolicy) -> Self {
         self.store_down = policy;
         self
     }
 
     /// What happens when a stored field no longer decodes (default [`DecodeFailurePolicy::Reset`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // A stored field that no longer decodes answers 500 instead of resetting its namespace.
+    /// SessionLayer::builder(MemoryStore::new())
+    ///     .on_decode_failure(typed_sessions::DecodeFailurePolicy::Strict)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn on_decode_failure(mut self, policy: DecodeFailurePolicy) -> Self {
         self.decode_failure = policy;
         self
     }
 
     /// What happens when data was stored by newer code (default [`NewerVersionPolicy::Reject`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // Reset data written by newer code instead of answering 500 (it is then overwritten).
+    /// SessionLayer::builder(MemoryStore::new())
+    ///     .on_newer_version(typed_sessions::NewerVersionPolicy::Reset)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn on_newer_version(mut self, policy: NewerVersionPolicy) -> Self {
         self.newer_version = policy;
         self
@@ -230,6 +370,15 @@ impl SessionLayerBuilder {
 
     /// How long [`Session::update`](crate::Session::update) keeps retrying
     /// on conflicts before it gives up (default 2 seconds).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// SessionLayer::builder(MemoryStore::new()).update_deadline(Duration::from_millis(500))
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn update_deadline(mut self, deadline: Duration) -> Self {
         self.update_deadline = deadline;
         self
@@ -242,6 +391,16 @@ impl SessionLayerBuilder {
     /// `Cache-Control`. Without them a shared cache (a CDN, a proxy) may
     /// serve one user's page, or cookie, to another. Turn them off only
     /// when something else in the stack sets them.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// // A proxy in front already adds `Vary: Cookie` and `Cache-Control: private`.
+    /// SessionLayer::builder(MemoryStore::new()).cache_headers(false)
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn cache_headers(mut self, enabled: bool) -> Self {
         self.cache_headers = enabled;
         self
@@ -273,6 +432,25 @@ impl SessionLayerBuilder {
     }
 
     /// The clock for expiry (default: the system clock). For tests.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use typed_sessions::{SessionLayer, stores::MemoryStore};
+    /// use std::time::SystemTime;
+    ///
+    /// /// A clock that tests move by hand.
+    /// struct Fixed(SystemTime);
+    /// impl typed_sessions::Clock for Fixed {
+    ///     fn now(&self) -> SystemTime {
+    ///         self.0
+    ///     }
+    /// }
+    ///
+    /// SessionLayer::builder(MemoryStore::new()).clock(Arc::new(Fixed(SystemTime::now())))
+    ///     .build()?;
+    /// # Ok::<(), typed_sessions::ConfigError>(())
+    /// ```
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = SharedClock(clock);
         self

@@ -50,6 +50,17 @@ struct Entry {
 }
 
 /// Options for a [`MemoryStore`].
+///
+/// ```
+/// use typed_sessions::{SessionLayer, stores::MemoryStore};
+///
+/// // At most about 100 000 sessions; past that, the session nearest its
+/// // deadline is evicted.
+/// let store = MemoryStore::builder().capacity(100_000).build();
+/// let layer = SessionLayer::new(store.clone());
+/// assert!(store.is_empty());
+/// # let _ = layer;
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct MemoryStoreBuilder {

@@ -244,7 +244,7 @@ impl StoreError {
 /// Where sessions live.
 ///
 /// Every method is one atomic operation. Implementations run the shared
-/// conformance suite (`session_runtime::conformance_tests!`, feature
+/// conformance suite (`typed_sessions::conformance_tests!`, feature
 /// `conformance`) to prove the contract.
 ///
 /// ```
