@@ -23,6 +23,15 @@ pub mod stores {
 }
 
 /// Runs the shared store conformance suite against a store: one `#[test]` per case.
+///
+/// In the store's crate, with `typed-sessions` as a dev-dependency with the
+/// `conformance` feature, in a test file (`tests/conformance.rs`) or a
+/// `#[cfg(test)]` module; the expression makes a fresh store for each case:
+///
+/// ```
+/// typed_sessions::conformance_tests!(typed_sessions::stores::MemoryStore::new());
+/// # fn main() {}
+/// ```
 #[cfg(feature = "conformance")]
 pub use session_runtime::conformance_tests;
 
