@@ -44,6 +44,15 @@ fn lifetimes_over_400_days_are_refused() {
         builder().absolute_timeout(over).build().unwrap_err(),
         ConfigError::OverBrowserCap("absolute timeout")
     );
+    // Behind a short idle timeout, a long absolute one is fine: the cookie
+    // never lives longer than the idle timeout without a refresh.
+    assert!(
+        builder()
+            .idle_timeout(Duration::from_mins(30))
+            .absolute_timeout(Duration::from_hours(2 * 365 * 24))
+            .build()
+            .is_ok()
+    );
     let cookie = SessionLayer::builder(CookieStore::private(CookieKey::from_bytes(vec![1; 32])))
         .absolute_timeout(over)
         .build()

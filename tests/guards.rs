@@ -114,3 +114,47 @@ async fn a_guard_with_a_copy_lets_the_handler_write() {
     assert_eq!(second.body, "2");
     assert_eq!(second.headers["x-seen-by-guard"], "1");
 }
+
+/// A guard's `update` that sets a namespace back to its `Default` (a
+/// revoked login) is what the handler behind it sees, while another
+/// namespace keeps the session alive.
+#[tokio::test]
+async fn a_reset_by_update_in_a_guard_is_what_the_handler_sees() {
+    use typed_sessions_test_support::schemas::Other;
+    async fn resetting_guard(mut c: Session<Counter>, request: Request, next: Next) -> Response {
+        if c.count >= 3 {
+            c.update(|c| *c = Counter::default()).await.unwrap();
+        }
+        drop(c);
+        next.run(request).await
+    }
+    let app = Router::new()
+        .route(
+            "/seed",
+            post(
+                |mut c: Session<Counter>, mut o: Session<Other>| async move {
+                    c.count = 3;
+                    o.n = 1;
+                },
+            ),
+        )
+        .route(
+            "/read",
+            get(|c: SessionRef<Counter>| async move { c.count.to_string() }),
+        )
+        .route(
+            "/bump",
+            post(|mut c: Session<Counter>| async move {
+                c.count += 1;
+                c.count.to_string()
+            }),
+        )
+        .route_layer(middleware::from_fn(resetting_guard))
+        .layer(layer());
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    assert_eq!(fetch(&app, "/read", Some(&cookie)).await.body, "0");
+    // Seed again, then a handler that writes after the guard's reset.
+    let cookie = submit(&app, "/seed", Some(&cookie)).await.cookie();
+    assert_eq!(submit(&app, "/bump", Some(&cookie)).await.body, "1");
+    assert_eq!(fetch(&app, "/read", Some(&cookie)).await.body, "1");
+}

@@ -108,3 +108,34 @@ fn a_short_log_key_is_a_config_error() {
         typed_sessions::ConfigError::LogKeyTooShort { len: 5, min: 16 }
     );
 }
+
+/// After `destroy()`, the session has no deadline left.
+#[tokio::test]
+async fn remaining_is_none_after_destroy() {
+    let clock = ManualClock::starting_now();
+    let layer = SessionLayer::builder(MemoryStore::builder().clock(clock.clone()).build())
+        .idle_timeout(Duration::from_secs(8))
+        .clock(clock.clone())
+        .secure(false)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
+        .route(
+            "/logout",
+            post(|h: SessionHandle| async move {
+                let before = h.remaining().is_some();
+                h.destroy();
+                format!("{before} {}", h.remaining().is_some())
+            }),
+        )
+        .layer(layer);
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    assert_eq!(
+        submit(&app, "/logout", Some(&cookie)).await.body,
+        "true false"
+    );
+}

@@ -46,7 +46,8 @@ pub enum ConfigError {
     #[error("{0} must be at least one millisecond")]
     ZeroDuration(&'static str),
     /// A cookie lifetime over 400 days: browsers cap `Max-Age` there
-    /// (RFC 6265bis), so the cookie would end before the session.
+    /// (RFC 6265bis), so the cookie would end before the session. (An idle
+    /// timeout over 400 days, or an absolute one with no idle timeout.)
     #[error("{0} is over 400 days, the longest cookie lifetime browsers keep (RFC 6265bis)")]
     OverBrowserCap(&'static str),
     /// The refresh share must be a fraction in (0, 1].

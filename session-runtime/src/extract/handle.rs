@@ -64,8 +64,16 @@ impl SessionHandle {
     /// It includes the sliding refresh this request makes: when one is due,
     /// the deadline is the refreshed one, which the response's `Max-Age`
     /// also carries.
+    ///
+    /// It is the deadline as of the call: a write later in the request
+    /// counts as an access too (the deadline moves to now plus the idle
+    /// timeout), and a 5xx response makes no refresh. `None` once
+    /// [`destroy`](Self::destroy) or [`clear`](Self::clear) was called.
     pub fn expires_at(&self) -> Option<SystemTime> {
         let state = self.context.lock();
+        if state.destroy_requested() {
+            return None;
+        }
         let stored = state.stored()?;
         let expiry = &self.context.settings().expiry;
         let now = self.context.now_ms();

@@ -262,7 +262,8 @@ impl SessionLayerBuilder {
     }
 
     /// Expire a session this long after it was created, however active. At
-    /// most 400 days, the longest cookie lifetime browsers keep. With a
+    /// most 400 days, the longest cookie lifetime browsers keep, unless an
+    /// idle timeout (which then bounds the cookie's lifetime) is set. With a
     /// [`CookieStore`](crate::cookie_store::CookieStore) it defaults to 24
     /// hours (a copied cookie cannot be revoked).
     ///
@@ -480,11 +481,18 @@ impl SessionLayerBuilder {
         };
         let idle = nonzero(self.idle, "idle timeout")?;
         let absolute = nonzero(self.absolute, "absolute timeout")?;
-        // The cookie's Max-Age counts down to one of these.
-        for (timeout, what) in [(idle, "idle timeout"), (absolute, "absolute timeout")] {
-            if timeout.is_some_and(|t| t > BROWSER_COOKIE_CAP) {
-                return Err(ConfigError::OverBrowserCap(what));
+        // The cookie's Max-Age counts down to the earlier of the two
+        // deadlines: only the shorter timeout must fit the browsers' cap
+        // (an idle timeout always bounds it; a long absolute one is fine
+        // behind a short idle one).
+        match (idle, absolute) {
+            (Some(idle), _) if idle > BROWSER_COOKIE_CAP => {
+                return Err(ConfigError::OverBrowserCap("idle timeout"));
             }
+            (None, Some(absolute)) if absolute > BROWSER_COOKIE_CAP => {
+                return Err(ConfigError::OverBrowserCap("absolute timeout"));
+            }
+            _ => {}
         }
         let store_ttl = nonzero(Some(self.store_ttl), "store TTL")?.unwrap_or_default();
         nonzero(Some(self.update_deadline), "update deadline")?;

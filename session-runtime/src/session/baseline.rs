@@ -65,10 +65,11 @@ impl Baseline {
         }
     }
 
-    /// Whether the baseline was computed in this request (then the loaded
-    /// record no longer describes the namespace).
-    pub(crate) fn is_computed(&self) -> bool {
-        matches!(self, Self::Computed { .. })
+    /// Whether the baseline is the loaded record's namespace (otherwise
+    /// the loaded record no longer describes the namespace: it was
+    /// computed, or removed, in this request).
+    pub(crate) fn is_loaded(&self) -> bool {
+        matches!(self, Self::Loaded { .. })
     }
 }
 

@@ -188,6 +188,11 @@ impl State {
         self.regenerate_requested = true;
     }
 
+    /// Whether `destroy()` was called in this request.
+    pub(crate) fn destroy_requested(&self) -> bool {
+        self.destroy_requested
+    }
+
     pub(crate) fn request_destroy(&mut self) {
         self.destroy_requested = true;
     }
@@ -259,7 +264,8 @@ impl State {
                 .downcast_ref::<T>()
                 .expect("a slot holds values of its own type");
             let fields = value.encode_fields().map_err(unencodable)?;
-            return T::decode_fields(T::VERSION, &fields).map_err(undecodable);
+            return T::decode_fields(T::VERSION, &fields)
+                .map_err(|e| undecodable(super::decode::redact_values::<T>(e)));
         }
         let untouched =
             !slot.checked_out && !slot.changed && matches!(slot.baseline, Baseline::Absent);
@@ -267,7 +273,8 @@ impl State {
             return decode_namespace::<T>(self.record.as_ref(), settings).map(|(value, _)| value);
         }
         match slot.baseline.view().fields {
-            Some(fields) => T::decode_fields(T::VERSION, fields).map_err(undecodable),
+            Some(fields) => T::decode_fields(T::VERSION, fields)
+                .map_err(|e| undecodable(super::decode::redact_values::<T>(e))),
             None => Ok(T::default()),
         }
     }
@@ -294,8 +301,10 @@ impl State {
         }
         // A value equal to its loaded baseline can be decoded again; one
         // whose baseline was computed here (an `update` commit, a migration,
-        // a reset) cannot, so it is kept.
-        if slot.changed || slot.baseline.is_computed() {
+        // a reset) or is absent (an `update` that set it back to its
+        // `Default` removed it, while the loaded record still holds it)
+        // cannot, so it is kept.
+        if slot.changed || !slot.baseline.is_loaded() {
             slot.parked = Some(Box::new(ParkedValue(value)));
         }
     }
