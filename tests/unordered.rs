@@ -108,3 +108,71 @@ async fn equal_maps_and_sets_of_100_entries_write_nothing() {
     let record = store.inner.load(&key_of(&cookie)).await.unwrap().unwrap();
     assert!(record.namespace("tags").is_some());
 }
+
+/// A member equal by id only: its `PartialEq` ignores the role.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Member {
+    id: u32,
+    role: String,
+}
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+#[derive(SessionData, Default)]
+#[session(namespace = "team")]
+struct Team {
+    members: HashMap<String, Member>,
+    weights: HashMap<String, f64>,
+}
+
+/// By-value comparison never hides a change its encoding shows: a type
+/// with its own `PartialEq` (equal by id while the role changed) and floats
+/// (`0.0 == -0.0`) are compared by bytes, so the change is written.
+#[tokio::test]
+async fn a_change_that_equality_cannot_see_is_still_written() {
+    let store = CountingStore::new(ManualClock::starting_now());
+    let app = Router::new()
+        .route(
+            "/seed",
+            post(|mut t: Session<Team>| async move {
+                t.members.insert(
+                    "ann".into(),
+                    Member {
+                        id: 1,
+                        role: "user".into(),
+                    },
+                );
+                t.weights.insert("ann".into(), 0.0);
+            }),
+        )
+        .route(
+            "/promote",
+            post(|mut t: Session<Team>| async move {
+                t.members.get_mut("ann").unwrap().role = "admin".into();
+                t.weights.insert("ann".into(), -0.0);
+            }),
+        )
+        .route(
+            "/show",
+            get(|t: Session<Team>| async move {
+                format!(
+                    "{} {}",
+                    t.members["ann"].role,
+                    t.weights["ann"].is_sign_negative()
+                )
+            }),
+        )
+        .layer(
+            SessionLayer::builder(store.clone())
+                .secure(false)
+                .build()
+                .unwrap(),
+        );
+    let cookie = submit(&app, "/seed", None).await.cookie();
+    submit(&app, "/promote", Some(&cookie)).await;
+    assert_eq!(fetch(&app, "/show", Some(&cookie)).await.body, "admin true");
+}

@@ -46,10 +46,52 @@ pub fn decode_or_default<C: Codec, T: DeserializeOwned + Default>(
     }
 }
 
+/// Types whose `==` agrees with their encoding: equal values are the same
+/// data, whatever order a hash collection lists them in. Floats are left
+/// out (`0.0 == -0.0`, NaN), and so is every type with its own `PartialEq`,
+/// which may ignore what its encoding keeps: treating those as equal could
+/// skip a real write.
+pub trait ExactEq {}
+
+macro_rules! exact_eq {
+    ($($ty:ty),* $(,)?) => { $(impl ExactEq for $ty {})* };
+}
+
+exact_eq!(
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    String,
+    (),
+);
+
+impl<T: ExactEq> ExactEq for Option<T> {}
+impl<T: ExactEq> ExactEq for Vec<T> {}
+impl<T: ExactEq> ExactEq for Box<T> {}
+impl<T: ExactEq, const N: usize> ExactEq for [T; N] {}
+impl<A: ExactEq, B: ExactEq> ExactEq for (A, B) {}
+impl<A: ExactEq, B: ExactEq, C: ExactEq> ExactEq for (A, B, C) {}
+impl<K: ExactEq, V: ExactEq, S> ExactEq for std::collections::HashMap<K, V, S> {}
+impl<T: ExactEq, S> ExactEq for std::collections::HashSet<T, S> {}
+impl<K: ExactEq, V: ExactEq> ExactEq for std::collections::BTreeMap<K, V> {}
+impl<T: ExactEq> ExactEq for std::collections::BTreeSet<T> {}
+
 /// A field of a type whose encoding follows iteration order (a hash map or
 /// set), compared with its stored bytes by value: through
-/// [`UnorderedByValue`] when the type is `PartialEq`, otherwise (method
-/// resolution falls back to [`UnorderedByBytes`]) never equal.
+/// [`UnorderedByValue`] when the type is [`ExactEq`], otherwise (method
+/// resolution falls back to [`UnorderedByBytes`]) never equal, so it is
+/// compared by bytes (a spurious write at worst, never a lost one).
 pub struct Unordered<'a, C, T>(&'a T, core::marker::PhantomData<C>);
 
 impl<'a, C, T> Unordered<'a, C, T> {
@@ -63,7 +105,7 @@ pub trait UnorderedByValue {
     fn same_as(&self, stored: &[u8]) -> bool;
 }
 
-impl<C: Codec, T: PartialEq + DeserializeOwned> UnorderedByValue for Unordered<'_, C, T> {
+impl<C: Codec, T: PartialEq + ExactEq + DeserializeOwned> UnorderedByValue for Unordered<'_, C, T> {
     fn same_as(&self, stored: &[u8]) -> bool {
         C::decode::<T>(stored).is_ok_and(|old| old == *self.0)
     }

@@ -65,8 +65,11 @@ pub trait SessionData: Sized + Send + 'static {
     /// differ: a hash map or set encodes in its iteration order, which
     /// changes from one instance to the next, so equal values can have
     /// different bytes. The derive compares such fields (a type that
-    /// mentions `HashMap` or `HashSet`) by value when they are `PartialEq`;
-    /// every other field is equal only when its bytes are.
+    /// mentions `HashMap` or `HashSet`) by value when their `==` agrees with
+    /// their encoding: built from integers, `bool`, `char`, `String`, and
+    /// `Option`, `Vec`, `Box`, arrays, pairs, triples, maps and sets of
+    /// those. Every other field (floats, types with their own `PartialEq`)
+    /// is equal only when its bytes are.
     fn field_equals_stored(&self, index: usize, stored: &[u8]) -> bool {
         let _ = (index, stored);
         false
