@@ -19,13 +19,29 @@ fn a_domain_with_a_scheme_port_or_path_is_refused() {
         "[::1]",
         "user@example.com",
         "example.com?x",
+        "example.com,evil.com",
+        "example..com",
+        "-bad-.com",
+        "*.example.com",
+        ".",
+        "example.com\\evil",
+        "%65xample.com",
+        "example.com.",
+        "bücher.example",
     ] {
         let err = builder().domain(bad).build().unwrap_err();
         assert_eq!(err, ConfigError::InvalidDomain(bad.to_owned()), "{bad}");
         let text = err.to_string();
-        assert!(text.contains("without scheme, port, path"), "{text}");
+        assert!(text.contains("no scheme, port, path"), "{text}");
     }
-    for good in ["example.com", ".example.com", "a.b-c.example", "localhost"] {
+    for good in [
+        "example.com",
+        ".example.com",
+        "a.b-c.example",
+        "localhost",
+        "xn--bcher-kva.example",
+        "127.0.0.1",
+    ] {
         assert!(builder().domain(good).build().is_ok(), "{good}");
     }
 }

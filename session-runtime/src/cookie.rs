@@ -59,9 +59,7 @@ impl CookieConfig {
             return Err(ConfigError::InvalidPath(self.path.clone()));
         }
         if let Some(domain) = &self.domain
-            && (domain.is_empty()
-                || !is_attr_value(domain)
-                || domain.contains([':', '/', '?', '#', '@', '[', ']']))
+            && !is_host_name(domain)
         {
             return Err(ConfigError::InvalidDomain(domain.clone()));
         }
@@ -89,6 +87,25 @@ fn is_token(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A `Domain` browsers accept: an optional leading dot, then labels of 1 to
+/// 63 ASCII letters, digits, `-` or `_` (no `-` at either end), at most 253
+/// characters (an IPv4 address passes; internationalized names are written
+/// in punycode, `xn--…`).
+fn is_host_name(domain: &str) -> bool {
+    let host = domain.strip_prefix('.').unwrap_or(domain);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn is_attr_value(value: &str) -> bool {

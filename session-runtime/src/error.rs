@@ -36,10 +36,11 @@ pub enum ConfigError {
         "invalid cookie path {0:?}: a path starts with `/` and holds no `;`, spaces or control characters"
     )]
     InvalidPath(String),
-    /// The domain must be a bare host name: no scheme, port or path, no `;`,
-    /// control characters or spaces (browsers ignore such a `Domain`).
+    /// The domain must be a bare host name: labels of ASCII letters, digits,
+    /// `-` and `_`, with no scheme, port, path or trailing dot (browsers
+    /// ignore such a `Domain`, and the session would never stick).
     #[error(
-        "invalid cookie domain {0:?}: a bare host name such as `example.com`, without scheme, port, path, `;`, spaces or control characters"
+        "invalid cookie domain {0:?}: a bare host name such as `example.com` (labels of letters, digits, `-`, `_`; no scheme, port, path or trailing dot; internationalized names in punycode, `xn--…`)"
     )]
     InvalidDomain(String),
     /// A timeout or TTL under one millisecond would expire every session at once.
