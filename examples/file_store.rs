@@ -318,12 +318,15 @@ mod tests {
 
     use super::*;
 
-    /// A directory no other test uses (left behind in the temp directory).
+    /// A directory no other test uses. Left behind, all in one place:
+    /// `typed-sessions-file-store-tests` in the temporary directory.
     fn fresh_dir() -> PathBuf {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("typed-sessions-file-store-{}-{n}", std::process::id());
-        std::env::temp_dir().join(name)
+        let name = format!("{}-{n}", std::process::id());
+        std::env::temp_dir()
+            .join("typed-sessions-file-store-tests")
+            .join(name)
     }
 
     fn create(expires_at_ms: u64) -> Changeset {
