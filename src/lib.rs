@@ -37,3 +37,9 @@ pub use session_runtime::conformance_tests;
 
 #[doc(hidden)]
 pub use session_runtime::__private;
+
+/// What the type of every stored field of a schema implements: serde's
+/// `Serialize` and `Deserialize` (it is implemented for every such type).
+/// `#[derive(SessionData)]` names it in its error for a field that cannot
+/// be stored.
+pub use session_runtime::__private::StoredField;

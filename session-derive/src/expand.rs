@@ -113,12 +113,15 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
     // The field calls name the codec as `__S::Codec` of a function generic
     // over the schema, never as the concrete type: a codec type that is not a
     // `Codec` is then reported once, on `type Codec`, and not once per call.
-    // Each call is spanned at the field's type, so a type that is not
-    // `Serialize`, `DeserializeOwned` or `Default` is reported there by rustc.
+    // Each call is spanned at the field's type and goes through
+    // `<Type as StoredField>`, so a type that is not serde is reported there,
+    // once per field (the encode and decode sites give the same diagnostic,
+    // which rustc prints once), and a `default` field's type that is not
+    // `Default` is reported there too.
     let encode_arms = stored.iter().enumerate().map(|(index, f)| {
         let member = f.ident;
         let ty = f.ty;
-        let call = quote_spanned!(ty.span()=> #p::encode::<__S::Codec, #ty>);
+        let call = quote_spanned!(ty.span()=> <#ty as #p::StoredField>::encode_with::<__S::Codec>);
         quote!(#index => #call(&__value.#member),)
     });
 
@@ -132,12 +135,14 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
             quote!(#member: #call(),)
         } else {
             let name = LitStr::new(&f.stored_name(), f.ident.span());
+            let decoder =
+                quote_spanned!(ty.span()=> <#ty as #p::StoredField>::decode_with::<__S::Codec>);
             let call = if f.attrs.default.is_some() {
-                quote_spanned!(ty.span()=> #p::decode_or_default::<__S::Codec, #ty>)
+                quote_spanned!(ty.span()=> #p::decode_or_default::<#ty>)
             } else {
-                quote_spanned!(ty.span()=> #p::decode::<__S::Codec, #ty>)
+                quote_spanned!(ty.span()=> #p::decode::<#ty>)
             };
-            quote!(#member: #call(__fields, #name)?,)
+            quote!(#member: #call(#decoder, __fields, #name)?,)
         }
     });
 

@@ -13,18 +13,43 @@ pub use core::default::Default;
 pub use core::result::Result::{self, Err, Ok};
 pub use std::vec::Vec;
 
-#[inline]
-pub fn encode<C: Codec, T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    C::encode(value)
+/// What a stored field's type must be: serde's `Serialize` and
+/// `Deserialize`. Generated code names it as `<Type as StoredField>`, at the
+/// field's type, so a type that is neither gets one error per field that
+/// names the type and the traits.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a session field: it must implement serde's `Serialize` and `Deserialize`",
+    label = "the type of this field",
+    note = "derive them on the type (`#[derive(serde::Serialize, serde::Deserialize)]`), or mark the field `#[session(skip)]`"
+)]
+pub trait StoredField: Sized {
+    /// The field's bytes under codec `C`.
+    fn encode_with<C: Codec>(&self) -> Result<Vec<u8>, CodecError>;
+    /// The field read back from its bytes under codec `C`.
+    fn decode_with<C: Codec>(bytes: &[u8]) -> Result<Self, CodecError>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> StoredField for T {
+    #[inline]
+    fn encode_with<C: Codec>(&self) -> Result<Vec<u8>, CodecError> {
+        C::encode(self)
+    }
+
+    #[inline]
+    fn decode_with<C: Codec>(bytes: &[u8]) -> Result<Self, CodecError> {
+        C::decode(bytes)
+    }
 }
 
 #[inline]
-pub fn decode<C: Codec, T: DeserializeOwned>(
+pub fn decode<T>(
+    decoder: fn(&[u8]) -> Result<T, CodecError>,
     fields: &FieldMap,
     name: &'static str,
 ) -> Result<T, DecodeError> {
     match fields.get(name) {
-        Some(bytes) => C::decode(bytes).map_err(|source| DecodeError::Field {
+        Some(bytes) => decoder(bytes).map_err(|source| DecodeError::Field {
             field: name,
             source,
         }),
@@ -33,12 +58,13 @@ pub fn decode<C: Codec, T: DeserializeOwned>(
 }
 
 #[inline]
-pub fn decode_or_default<C: Codec, T: DeserializeOwned + Default>(
+pub fn decode_or_default<T: Default>(
+    decoder: fn(&[u8]) -> Result<T, CodecError>,
     fields: &FieldMap,
     name: &'static str,
 ) -> Result<T, DecodeError> {
     match fields.get(name) {
-        Some(bytes) => C::decode(bytes).map_err(|source| DecodeError::Field {
+        Some(bytes) => decoder(bytes).map_err(|source| DecodeError::Field {
             field: name,
             source,
         }),
