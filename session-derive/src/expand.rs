@@ -45,8 +45,8 @@ fn crate_path(cont: &Container<'_>) -> TokenStream {
 }
 
 /// An impl with the right shape and no behaviour, emitted next to the
-/// errors. Generic inputs (themselves an error) get one too, bounded by what
-/// the trait requires so that the stub adds no error of its own.
+/// errors. Generic inputs (themselves an error) get one too; every stub is
+/// bounded by what the trait requires so that it adds no error of its own.
 fn stub_impl(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
     let ident = &input.ident;
     let p = quote!(#krate::__private);
@@ -66,6 +66,13 @@ fn stub_impl(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
             .predicates
             .push(syn::parse_quote!(Self: ::core::marker::Send + 'static));
     }
+    // A schema is `Default` (a supertrait). The stub must not report a
+    // missing `Default` on top of the real error: a bound with a dummy
+    // higher-ranked lifetime is assumed, not checked, even on a type
+    // without generics (a plain `Self: Default` would be checked there).
+    where_clause
+        .predicates
+        .push(syn::parse_quote!(for<'__stub> Self: ::core::default::Default));
     quote! {
         const _: () = {
             #[automatically_derived]

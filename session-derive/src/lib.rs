@@ -82,9 +82,10 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// # Requirements
 ///
-/// The struct has named fields and no generic parameters; `Session<T>`
-/// needs `T: Default` (what an absent namespace reads as); every stored
-/// field is `Serialize + Deserialize` and `Send`. Each mistake is a
+/// The struct has named fields and no generic parameters and is `Default`
+/// (what an absent namespace reads as; a missing `Default` is one error at
+/// the struct); every stored field is `Serialize + Deserialize` (one error
+/// per field that is not, at its type) and `Send`. Each mistake is a
 /// compile error at the offending token, all reported in one compile.
 #[proc_macro_derive(SessionData, attributes(session))]
 pub fn derive_session_data(input: TokenStream) -> TokenStream {

@@ -10,6 +10,11 @@ use crate::codec::{Codec, CodecError};
 /// possible but must keep the invariants the derive guarantees (stored names
 /// unique, `FIELDS[i]` describes what `encode_field(i)` encodes).
 ///
+/// A schema is `Default`: the default is what an absent namespace reads
+/// as, and a namespace equal to it is not stored. (Previous versions named
+/// by `migrate_from` are schemas too.) A schema without it is one error,
+/// at the struct.
+///
 /// ```
 /// use typed_sessions::{SessionData, FieldMap};
 ///
@@ -28,7 +33,7 @@ use crate::codec::{Codec, CodecError};
     label = "not a session schema",
     note = "add `#[derive(SessionData)]` to `{Self}`"
 )]
-pub trait SessionData: Sized + Send + 'static {
+pub trait SessionData: Sized + Send + Default + 'static {
     /// The slot of this schema inside a session.
     const NAMESPACE: &'static str;
     /// The schema version stored with the data (at least 1).

@@ -53,7 +53,7 @@ use crate::session::{RequestSession, SessionContext};
 ///
 /// A `Session<T>` must not outlive the request: changes made after the
 /// response has been produced are not saved.
-pub struct Session<T: SessionData + Default> {
+pub struct Session<T: SessionData> {
     value: Option<T>,
     context: Arc<RequestSession>,
     /// Borrowed mutably since the last commit.
@@ -63,7 +63,7 @@ pub struct Session<T: SessionData + Default> {
 
 impl<T, S> FromRequestParts<S> for Session<T>
 where
-    T: SessionData + Default,
+    T: SessionData,
     S: Send + Sync,
 {
     type Rejection = SessionRejection;
@@ -81,7 +81,7 @@ where
     }
 }
 
-impl<T: SessionData + Default> Session<T> {
+impl<T: SessionData> Session<T> {
     fn value(&self) -> &T {
         self.value.as_ref().expect("value is present until drop")
     }
@@ -165,7 +165,7 @@ impl<T: SessionData + Default> Session<T> {
     }
 }
 
-impl<T: SessionData + Default> Deref for Session<T> {
+impl<T: SessionData> Deref for Session<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -173,14 +173,14 @@ impl<T: SessionData + Default> Deref for Session<T> {
     }
 }
 
-impl<T: SessionData + Default> DerefMut for Session<T> {
+impl<T: SessionData> DerefMut for Session<T> {
     fn deref_mut(&mut self) -> &mut T {
         self.changed = true;
         self.value.as_mut().expect("value is present until drop")
     }
 }
 
-impl<T: SessionData + Default> Drop for Session<T> {
+impl<T: SessionData> Drop for Session<T> {
     fn drop(&mut self) {
         if let Some(value) = self.value.take() {
             self.context.check_in(value, self.changed, self.epoch);
@@ -190,7 +190,7 @@ impl<T: SessionData + Default> Drop for Session<T> {
 
 /// Shows the namespace and each stored field's encoding; fields marked
 /// `#[session(sensitive)]` print as `<redacted>`. `T` needs no `Debug`.
-impl<T: SessionData + Default> fmt::Debug for Session<T> {
+impl<T: SessionData> fmt::Debug for Session<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("Session");
         out.field("namespace", &T::NAMESPACE);

@@ -50,13 +50,13 @@ use crate::session::SessionContext;
 /// A `Session<T>` held while a `SessionRef<T>` is extracted has changes the
 /// copy does not see: the copy shows the state as of that `Session`'s last
 /// `update` (or the load).
-pub struct SessionRef<T: SessionData + Default> {
+pub struct SessionRef<T: SessionData> {
     value: T,
 }
 
 impl<T, S> FromRequestParts<S> for SessionRef<T>
 where
-    T: SessionData + Default,
+    T: SessionData,
     S: Send + Sync,
 {
     type Rejection = SessionRejection;
@@ -69,14 +69,14 @@ where
     }
 }
 
-impl<T: SessionData + Default> SessionRef<T> {
+impl<T: SessionData> SessionRef<T> {
     /// The copy, owned.
     pub fn into_inner(self) -> T {
         self.value
     }
 }
 
-impl<T: SessionData + Default> Deref for SessionRef<T> {
+impl<T: SessionData> Deref for SessionRef<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -86,7 +86,7 @@ impl<T: SessionData + Default> Deref for SessionRef<T> {
 
 /// Shows the namespace and each stored field's encoding; fields marked
 /// `#[session(sensitive)]` print as `<redacted>`. `T` needs no `Debug`.
-impl<T: SessionData + Default> fmt::Debug for SessionRef<T> {
+impl<T: SessionData> fmt::Debug for SessionRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("SessionRef");
         out.field("namespace", &T::NAMESPACE);

@@ -79,7 +79,7 @@ impl Baseline {
 /// "Is this namespace at its default?" is asked on every write; encoding a
 /// fresh default each time would double the cost of a write. A schema's
 /// `Default` is expected to be deterministic (it is what "absent" reads as).
-pub(crate) fn default_fields<T: SessionData + Default>() -> Result<&'static FieldMap, CodecError> {
+pub(crate) fn default_fields<T: SessionData>() -> Result<&'static FieldMap, CodecError> {
     type Cache = RwLock<HashMap<TypeId, &'static FieldMap>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Cache::default);

@@ -12,7 +12,7 @@ use crate::store::{NamespaceRecord, Record};
 
 /// Decodes `T` from the loaded record (`Default` when absent) and applies
 /// the layer's policies; returns the value with its baseline.
-pub(crate) fn decode_namespace<T: SessionData + Default>(
+pub(crate) fn decode_namespace<T: SessionData>(
     record: Option<&Record>,
     settings: &Settings,
 ) -> Result<(T, Baseline), SessionRejection> {

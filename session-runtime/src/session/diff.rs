@@ -47,7 +47,7 @@ pub(crate) trait Parked: Send {
 
 pub(crate) struct ParkedValue<T>(pub(crate) T);
 
-impl<T: SessionData + Default> Parked for ParkedValue<T> {
+impl<T: SessionData> Parked for ParkedValue<T> {
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         Box::new(self.0)
     }
@@ -64,7 +64,7 @@ impl<T: SessionData + Default> Parked for ParkedValue<T> {
 /// Field-level diff of `value` against its baseline. A value equal to
 /// `Default` is not stored: it becomes a removal (or nothing, when already
 /// absent). `keep_current` keeps the full encoding (the next baseline).
-pub(crate) fn diff<T: SessionData + Default>(
+pub(crate) fn diff<T: SessionData>(
     value: &T,
     baseline: BaselineView<'_>,
     keep_current: bool,

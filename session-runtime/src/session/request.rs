@@ -215,17 +215,17 @@ impl RequestSession {
     }
 
     /// A copy of `T` as the request sees it now (`SessionRef<T>`).
-    pub(crate) fn snapshot<T: SessionData + Default>(&self) -> Result<T, SessionRejection> {
+    pub(crate) fn snapshot<T: SessionData>(&self) -> Result<T, SessionRejection> {
         self.lock().snapshot::<T>(&self.settings)
     }
 
     /// Takes the value of `T` out of the request state.
-    pub(crate) fn check_out<T: SessionData + Default>(&self) -> Result<(T, u64), SessionRejection> {
+    pub(crate) fn check_out<T: SessionData>(&self) -> Result<(T, u64), SessionRejection> {
         self.lock().check_out::<T>(&self.settings)
     }
 
     /// Hands a value back when its `Session<T>` is dropped.
-    pub(crate) fn check_in<T: SessionData + Default>(&self, value: T, changed: bool, epoch: u64) {
+    pub(crate) fn check_in<T: SessionData>(&self, value: T, changed: bool, epoch: u64) {
         self.lock().check_in(value, changed, epoch);
     }
 }

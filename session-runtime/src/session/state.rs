@@ -19,7 +19,7 @@ use crate::store::{NamespaceChange, NamespaceOp, NamespaceRecord, Record, SaveMo
 /// type that does not encode deterministically. Either way the change is
 /// not saved; say so instead of dropping it silently.
 #[cfg(debug_assertions)]
-fn warn_if_changed_unseen<T: SessionData + Default>(value: &T, baseline: &Baseline) {
+fn warn_if_changed_unseen<T: SessionData>(value: &T, baseline: &Baseline) {
     if let Ok(diff) = super::diff::diff(value, baseline.view(), false)
         && diff.op.is_some()
     {
@@ -217,7 +217,7 @@ impl State {
 
     /// Takes the value of `T` out of the state: the one a previous
     /// extractor handed back, or a fresh decode of the stored namespace.
-    pub(crate) fn check_out<T: SessionData + Default>(
+    pub(crate) fn check_out<T: SessionData>(
         &mut self,
         settings: &Settings,
     ) -> Result<(T, u64), SessionRejection> {
@@ -246,7 +246,7 @@ impl State {
     /// the value a dropped `Session<T>` handed back, the last committed or
     /// loaded state while one holds it, or a fresh decode of the stored
     /// namespace.
-    pub(crate) fn snapshot<T: SessionData + Default>(
+    pub(crate) fn snapshot<T: SessionData>(
         &mut self,
         settings: &Settings,
     ) -> Result<T, SessionRejection> {
@@ -280,12 +280,7 @@ impl State {
     }
 
     /// A dropped `Session<T>` hands its value back.
-    pub(crate) fn check_in<T: SessionData + Default>(
-        &mut self,
-        value: T,
-        changed: bool,
-        epoch: u64,
-    ) {
+    pub(crate) fn check_in<T: SessionData>(&mut self, value: T, changed: bool, epoch: u64) {
         if epoch != self.epoch {
             // Cleared while this value was out: the value is stale.
             return;
@@ -348,7 +343,7 @@ impl State {
     /// What an `update` of `value` would commit: its diff against the
     /// baseline (keeping the full encoding for the next baseline), the
     /// revision a guarded write expects, and where it would be written.
-    pub(crate) fn plan_commit<T: SessionData + Default>(
+    pub(crate) fn plan_commit<T: SessionData>(
         &self,
         value: &T,
         epoch: u64,

@@ -76,7 +76,7 @@ impl RequestSession {
     /// A change of a `rotate_id` field on a stored session moves the record
     /// to a fresh id in this same save: the old id never carries the new
     /// identity, not even for the rest of the handler.
-    pub(crate) async fn commit<T: SessionData + Default>(
+    pub(crate) async fn commit<T: SessionData>(
         &self,
         value: &T,
         epoch: u64,
@@ -135,7 +135,7 @@ impl RequestSession {
 
     /// After a conflict: the namespace as stored now becomes both the value
     /// (returned) and the baseline.
-    pub(crate) async fn reload<T: SessionData + Default>(
+    pub(crate) async fn reload<T: SessionData>(
         &self,
         key: &SessionKey,
         id: &RawId,

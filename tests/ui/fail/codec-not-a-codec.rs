@@ -2,7 +2,7 @@ use typed_sessions::SessionData;
 
 struct Postcard;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 #[session(codec = Postcard)]
 struct Cart {

@@ -1,6 +1,6 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 #[session(crate = "typed sessions")]
 struct Cart {

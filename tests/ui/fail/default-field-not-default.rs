@@ -15,4 +15,13 @@ struct Cart {
     currency: Currency,
 }
 
+impl Default for Cart {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            currency: Currency::Eur,
+        }
+    }
+}
+
 fn main() {}

@@ -1,6 +1,6 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(version = 2)]
 #[session(namespace = "cart", version = 3)]
 struct Cart {

@@ -11,7 +11,7 @@ struct Handle {
     thread_bound: PhantomData<*const ()>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,

@@ -6,7 +6,7 @@ struct Item {
     sku: String,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 struct Cart {
     count: u32,

@@ -1,12 +1,12 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 struct CartV0 {
     items: Vec<String>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart", migrate_from = CartV0)]
 struct Cart {
     items: Vec<String>,

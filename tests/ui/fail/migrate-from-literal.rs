@@ -1,12 +1,12 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 struct CartV1 {
     items: Vec<String>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart", version = 2, migrate_from = "CartV1")]
 struct Cart {
     items: Vec<String>,

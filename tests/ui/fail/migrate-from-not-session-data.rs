@@ -4,7 +4,7 @@ struct OldCart {
     items: Vec<String>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 #[session(version = 2, migrate_from = OldCart)]
 struct Cart {

@@ -1,12 +1,12 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "basket")]
 struct Basket {
     items: Vec<String>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart", version = 2, migrate_from = Basket)]
 struct Cart {
     items: Vec<String>,

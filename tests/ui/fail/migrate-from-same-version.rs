@@ -1,12 +1,12 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart", version = 2)]
 struct CartV2 {
     items: Vec<String>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart", version = 2, migrate_from = CartV2)]
 struct Cart {
     items: Vec<String>,

@@ -1,6 +1,6 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "shopping cart!")]
 struct Cart {
     items: Vec<String>,

@@ -6,7 +6,7 @@ struct HitCounter {
 }
 
 /// No usable suggestion from this name: the error still says what to add.
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 struct Café {
     items: Vec<String>,
 }

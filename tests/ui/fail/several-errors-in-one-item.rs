@@ -1,6 +1,6 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart_v1")]
 struct CartV1 {
     items: Vec<String>,
@@ -8,7 +8,7 @@ struct CartV1 {
 
 // Every mistake is reported in one compile. The rejected `version = 0` does
 // not also trigger "migrate_from needs version 2".
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(version = 0, namespace = 5, colour = "red", migrate_from = CartV1)]
 struct Cart {
     #[session(rename = "")]

@@ -10,4 +10,13 @@ struct Cart {
     connection: Connection,
 }
 
+impl Default for Cart {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            connection: Connection,
+        }
+    }
+}
+
 fn main() {}

@@ -20,7 +20,7 @@ mod codecs {
     }
 }
 
-#[derive(SessionData, Debug, PartialEq)]
+#[derive(SessionData, Debug, PartialEq, Default)]
 #[session(namespace = "cart")]
 #[session(codec = codecs::TaggedJson)]
 struct Cart {

@@ -6,7 +6,7 @@ mod nested {
     use crate::reexport::typed_sessions::SessionData;
 
     /// In a module, the path is resolved there, so it starts at `crate`.
-    #[derive(SessionData)]
+    #[derive(SessionData, Default)]
     #[session(namespace = "prefs")]
     #[session(crate = "crate::reexport::typed_sessions")]
     pub struct Prefs {
@@ -16,14 +16,14 @@ mod nested {
 
 use reexport::typed_sessions::SessionData;
 
-#[derive(SessionData, Debug, PartialEq)]
+#[derive(SessionData, Debug, PartialEq, Default)]
 #[session(namespace = "cart")]
 #[session(crate = "reexport::typed_sessions")]
 struct Cart {
     items: Vec<String>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "visits")]
 #[session(crate = "::typed_sessions")]
 struct Visits {

@@ -1,6 +1,6 @@
 use typed_sessions::{DecodeError, FieldMap, SessionData};
 
-#[derive(SessionData, Debug, PartialEq)]
+#[derive(SessionData, Debug, PartialEq, Default)]
 #[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,

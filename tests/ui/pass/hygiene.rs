@@ -49,13 +49,13 @@ macro_rules! unreachable {
     };
 }
 
-#[derive(::typed_sessions::SessionData)]
+#[derive(::typed_sessions::SessionData, Default)]
 #[session(namespace = "cart")]
 struct CartV1 {
     items: ::std::vec::Vec<::std::string::String>,
 }
 
-#[derive(::typed_sessions::SessionData)]
+#[derive(::typed_sessions::SessionData, Default)]
 #[session(namespace = "cart", version = 2, migrate_from = CartV1)]
 struct Cart {
     items: ::std::vec::Vec<::std::string::String>,

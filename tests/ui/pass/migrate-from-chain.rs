@@ -1,12 +1,12 @@
 use typed_sessions::{DecodeError, SessionData};
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart")]
 struct CartV1 {
     items: Vec<String>,
 }
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "cart", version = 2, migrate_from = CartV1)]
 struct CartV2 {
     items: Vec<(String, u32)>,
@@ -21,7 +21,7 @@ impl From<CartV1> for CartV2 {
 }
 
 /// The namespace is derived ("cart") and matches the chain's.
-#[derive(SessionData, Debug, PartialEq)]
+#[derive(SessionData, Debug, PartialEq, Default)]
 #[session(namespace = "cart")]
 #[session(version = 3, migrate_from = CartV2)]
 struct Cart {

@@ -1,13 +1,13 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "shop.cart-v2_eu")]
 struct Cart {
     items: Vec<String>,
 }
 
 /// The namespace need not follow the type's name.
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "http_auth_state")]
 struct HTTPAuthState {
     user: u64,

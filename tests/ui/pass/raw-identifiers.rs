@@ -1,6 +1,6 @@
 use typed_sessions::{FieldInfo, SessionData};
 
-#[derive(SessionData, Debug, PartialEq)]
+#[derive(SessionData, Debug, PartialEq, Default)]
 #[session(namespace = "match")]
 struct r#Match {
     r#type: String,

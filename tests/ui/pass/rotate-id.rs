@@ -1,6 +1,6 @@
 use typed_sessions::SessionData;
 
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "auth")]
 struct Auth {
     #[session(rotate_id, sensitive)]

@@ -6,7 +6,7 @@ struct Cache {
     hits: usize,
 }
 
-#[derive(SessionData, Debug, PartialEq)]
+#[derive(SessionData, Debug, PartialEq, Default)]
 #[session(namespace = "cart")]
 struct Cart {
     items: Vec<String>,

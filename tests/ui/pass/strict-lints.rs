@@ -53,7 +53,7 @@ pub struct Item {
 }
 
 /// The first version of the cart.
-#[derive(Debug, SessionData)]
+#[derive(Debug, SessionData, Default)]
 #[session(namespace = "cart")]
 pub struct CartV1 {
     /// Product codes.
@@ -97,12 +97,12 @@ impl From<CartV1> for Cart {
 }
 
 /// A schema without fields.
-#[derive(Debug, Clone, Copy, SessionData)]
+#[derive(Debug, Clone, Copy, SessionData, Default)]
 #[session(namespace = "empty")]
 pub struct Empty {}
 
 /// The largest version there is.
-#[derive(Debug, Clone, Copy, SessionData)]
+#[derive(Debug, Clone, Copy, SessionData, Default)]
 #[session(namespace = "newest")]
 #[session(version = 4_294_967_295)]
 pub struct Newest {

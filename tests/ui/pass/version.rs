@@ -1,6 +1,6 @@
 use typed_sessions::{DecodeError, FieldMap, SessionData};
 
-#[derive(SessionData, Debug, PartialEq)]
+#[derive(SessionData, Debug, PartialEq, Default)]
 #[session(namespace = "cart")]
 #[session(version = 7)]
 struct Cart {
@@ -8,7 +8,7 @@ struct Cart {
 }
 
 /// Without the attribute, the version is 1.
-#[derive(SessionData)]
+#[derive(SessionData, Default)]
 #[session(namespace = "visits")]
 struct Visits {
     count: u32,
