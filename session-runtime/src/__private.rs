@@ -20,7 +20,7 @@ pub use std::vec::Vec;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a session field: it must implement serde's `Serialize` and `Deserialize`",
     label = "the type of this field",
-    note = "derive them on the type (`#[derive(serde::Serialize, serde::Deserialize)]`), or mark the field `#[session(skip)]`"
+    note = "derive them on your types inside it (`#[derive(serde::Serialize, serde::Deserialize)]`), or mark the field `#[session(skip)]`"
 )]
 pub trait StoredField: Sized {
     /// The field's bytes under codec `C`.

@@ -19,6 +19,17 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 ///
 /// Cloning is cheap: the namespaces sit behind an `Arc`, so a store can hand
 /// out its record without copying the data.
+///
+/// ```
+/// use typed_sessions::FieldMap;
+/// use typed_sessions::stores::{NamespaceRecord, Record};
+///
+/// let mut fields = FieldMap::new();
+/// fields.insert("user", br#""ann""#.to_vec());
+/// let record = Record::new(1_000, 2_000, 3_600_000, vec![NamespaceRecord::new("auth", 1, 1, fields)]);
+/// assert_eq!(record.namespace("auth").unwrap().fields.get("user"), Some(&br#""ann""#[..]));
+/// assert!(record.namespace("cart").is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
@@ -84,6 +95,34 @@ impl NamespaceRecord {
 }
 
 /// What to change in one save, applied all-or-nothing.
+///
+/// A store applies it with the rules of [`guard_holds`]; a store that keeps
+/// records in memory can use [`apply_changes`]:
+///
+/// ```
+/// use typed_sessions::FieldMap;
+/// use typed_sessions::stores::{
+///     Changeset, NamespaceChange, NamespaceOp, NamespaceRecord, Record, SaveMode, apply_changes,
+/// };
+///
+/// let mut fields = FieldMap::new();
+/// fields.insert("count", b"1".to_vec());
+/// let stored = Record::new(1_000, 1_000, 9_000, vec![NamespaceRecord::new("counter", 1, 7, fields)]);
+///
+/// // Set `count` to 2, only if the namespace is still at revision 7.
+/// let mut patch = FieldMap::new();
+/// patch.insert("count", b"2".to_vec());
+/// let change = NamespaceChange::new("counter", 1, Some(7), NamespaceOp::Patch(patch));
+/// let changes = Changeset::new(SaveMode::Update, 1_000, 2_000, 10_000, vec![change]);
+///
+/// let mut namespaces = (*stored.namespaces).clone();
+/// let mut counter = 7; // the record's revision counter: revisions are never reused
+/// let revisions = apply_changes(&mut namespaces, &mut counter, &changes.namespaces).unwrap();
+/// assert_eq!(revisions, [8]);
+/// assert_eq!(namespaces[0].fields.get("count"), Some(&b"2"[..]));
+/// // The same change again expects revision 7: a conflict, nothing applied.
+/// assert_eq!(apply_changes(&mut namespaces, &mut counter, &changes.namespaces), Err("counter"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Changeset {
@@ -216,6 +255,26 @@ pub enum SaveOutcome {
 }
 
 /// A store failure.
+///
+/// `Unavailable` is worth retrying (the layer answers 503 with
+/// `Retry-After`); `Backend` is not (500):
+///
+/// ```
+/// use typed_sessions::stores::StoreError;
+///
+/// fn from_io(err: std::io::Error) -> StoreError {
+///     match err.kind() {
+///         std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionRefused => {
+///             StoreError::unavailable(err)
+///         }
+///         _ => StoreError::backend(err),
+///     }
+/// }
+/// assert!(matches!(
+///     from_io(std::io::ErrorKind::TimedOut.into()),
+///     StoreError::Unavailable(_)
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
