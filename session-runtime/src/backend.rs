@@ -266,19 +266,9 @@ impl RequestStorage {
     }
 
     /// The value of the `Set-Cookie` for the session under `id`: the id
-    /// itself, or the sealed record (`Ok(None)` when the request-local
-    /// store holds nothing under it).
-    pub(crate) fn cookie_value<'a>(
-        &self,
-        id: &'a RawId,
-        key: &SessionKey,
-    ) -> Result<Option<CookieValue<'a>>, SealError> {
-        let record = self.snapshot(key);
-        self.cookie_value_of(id, record.as_ref())
-    }
-
-    /// [`cookie_value`](Self::cookie_value) for a record taken earlier
-    /// with [`snapshot`](Self::snapshot).
+    /// itself, or `record` (the request-local store's, taken with
+    /// [`snapshot`](Self::snapshot)) sealed; `Ok(None)` when a client-side
+    /// store holds no record.
     pub(crate) fn cookie_value_of<'a>(
         &self,
         id: &'a RawId,

@@ -192,21 +192,31 @@ impl<T: SessionData> Drop for Session<T> {
 /// `#[session(sensitive)]` print as `<redacted>`. `T` needs no `Debug`.
 impl<T: SessionData> fmt::Debug for Session<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = f.debug_struct("Session");
-        out.field("namespace", &T::NAMESPACE);
-        for (index, info) in T::FIELDS.iter().enumerate() {
-            if info.sensitive() {
-                out.field(info.name(), &format_args!("<redacted>"));
-            } else {
-                match self.value().encode_field(index) {
-                    Ok(bytes) => out.field(
-                        info.name(),
-                        &format_args!("{}", String::from_utf8_lossy(&bytes)),
-                    ),
-                    Err(_) => out.field(info.name(), &format_args!("<unencodable>")),
-                };
-            }
-        }
-        out.finish()
+        debug_fields(f, "Session", self.value())
     }
+}
+
+/// The `Debug` of an extractor holding `value`: the namespace and each
+/// stored field's encoding, `sensitive` fields as `<redacted>`.
+pub(super) fn debug_fields<T: SessionData>(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    value: &T,
+) -> fmt::Result {
+    let mut out = f.debug_struct(name);
+    out.field("namespace", &T::NAMESPACE);
+    for (index, info) in T::FIELDS.iter().enumerate() {
+        if info.sensitive() {
+            out.field(info.name(), &format_args!("<redacted>"));
+        } else {
+            match value.encode_field(index) {
+                Ok(bytes) => out.field(
+                    info.name(),
+                    &format_args!("{}", String::from_utf8_lossy(&bytes)),
+                ),
+                Err(_) => out.field(info.name(), &format_args!("<unencodable>")),
+            };
+        }
+    }
+    out.finish()
 }

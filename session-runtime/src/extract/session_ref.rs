@@ -49,7 +49,8 @@ use crate::session::SessionContext;
 ///
 /// A `Session<T>` held while a `SessionRef<T>` is extracted has changes the
 /// copy does not see: the copy shows the state as of that `Session`'s last
-/// `update` (or the load).
+/// `update` (or the load). The copy is made from the stored fields, so
+/// `#[session(skip)]` fields read as their `Default`.
 pub struct SessionRef<T: SessionData> {
     value: T,
 }
@@ -88,21 +89,6 @@ impl<T: SessionData> Deref for SessionRef<T> {
 /// `#[session(sensitive)]` print as `<redacted>`. `T` needs no `Debug`.
 impl<T: SessionData> fmt::Debug for SessionRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = f.debug_struct("SessionRef");
-        out.field("namespace", &T::NAMESPACE);
-        for (index, info) in T::FIELDS.iter().enumerate() {
-            if info.sensitive() {
-                out.field(info.name(), &format_args!("<redacted>"));
-            } else {
-                match self.value.encode_field(index) {
-                    Ok(bytes) => out.field(
-                        info.name(),
-                        &format_args!("{}", String::from_utf8_lossy(&bytes)),
-                    ),
-                    Err(_) => out.field(info.name(), &format_args!("<unencodable>")),
-                };
-            }
-        }
-        out.finish()
+        super::session::debug_fields(f, "SessionRef", &self.value)
     }
 }

@@ -141,20 +141,22 @@ pub(crate) struct CommittedCookie {
 impl CommittedCookie {
     fn render(&self, settings: &Settings, storage: &RequestStorage) -> Option<HeaderValue> {
         let stored = &self.stored;
-        let value = match storage.cookie_value_of(&stored.id, self.record.as_ref()) {
-            Ok(Some(value)) => value,
-            Ok(None) => return None,
+        let record = self.record.as_ref();
+        match session_cookie_of(
+            settings,
+            storage,
+            stored,
+            record,
+            stored.expires_at_ms,
+            self.now,
+        ) {
+            Ok(CookieAction::Set(value)) => Some(value),
+            Ok(_) => None,
             Err(err) => {
                 tracing::error!(target: crate::LOG_TARGET, error = %ErrorChain(&err), "the session committed by update() cannot be sent");
-                return None;
+                None
             }
-        };
-        let deadline = settings.expiry.cookie_deadline(
-            stored.created_at_ms,
-            stored.last_seen_ms,
-            stored.expires_at_ms,
-        );
-        Some(settings.cookie.set(&value, deadline, self.now))
+        }
     }
 }
 
@@ -224,8 +226,29 @@ fn session_cookie(
     store_deadline: u64,
     now: u64,
 ) -> Result<CookieAction, Failure> {
+    let record = storage.snapshot(&stored.key);
+    session_cookie_of(
+        settings,
+        storage,
+        stored,
+        record.as_ref(),
+        store_deadline,
+        now,
+    )
+}
+
+/// [`session_cookie`] with the record a client-side store seals given
+/// (taken earlier; `None` for a server-side store, or no record).
+fn session_cookie_of(
+    settings: &Settings,
+    storage: &RequestStorage,
+    stored: &StoredSession,
+    record: Option<&Record>,
+    store_deadline: u64,
+    now: u64,
+) -> Result<CookieAction, Failure> {
     let Some(value) = storage
-        .cookie_value(&stored.id, &stored.key)
+        .cookie_value_of(&stored.id, record)
         .map_err(Failure::Seal)?
     else {
         return Ok(CookieAction::Remove);
