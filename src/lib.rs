@@ -35,6 +35,12 @@ pub mod stores {
 #[cfg(feature = "conformance")]
 pub use session_runtime::conformance_tests;
 
+/// The `redis` crate [`RedisStore`](stores::RedisStore) is built on, for apps
+/// that hand the store a connection they made
+/// ([`RedisStoreBuilder::connection`](stores::RedisStoreBuilder::connection)).
+#[cfg(feature = "redis")]
+pub use session_runtime::redis;
+
 #[doc(hidden)]
 pub use session_runtime::__private;
 

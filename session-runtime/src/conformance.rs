@@ -26,10 +26,25 @@ use crate::store::{
 };
 
 /// Expands to one `#[test]` per conformance case for the store made by `$make`.
+///
+/// `conformance_tests!(when $available; $make)` runs a case only when
+/// `$available` (a `bool` expression, evaluated in each test) is true, for
+/// stores that need a server the machine may not have; the expression
+/// should say loudly why it skips.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+    (@cases $available:expr, $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                if $available {
+                    $crate::conformance::run(|| $make, $crate::conformance::$case);
+                }
+            }
+        )*
+    };
+    (@all $available:expr, $make:expr) => {
+        $crate::conformance_tests!(@cases $available, $make;
             create_then_load_round_trips,
             unknown_key_loads_as_none,
             patch_sets_fields_and_keeps_the_others,
@@ -56,13 +71,11 @@ macro_rules! conformance_tests {
             remove_at_another_version_conflicts,
         );
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::conformance::run(|| $make, $crate::conformance::$case);
-            }
-        )*
+    (when $available:expr; $make:expr) => {
+        $crate::conformance_tests!(@all $available, $make);
+    };
+    ($make:expr) => {
+        $crate::conformance_tests!(@all true, $make);
     };
 }
 

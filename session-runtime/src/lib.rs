@@ -40,3 +40,9 @@ pub use extract::{Session, SessionHandle, SessionRef};
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use settings::{DecodeFailurePolicy, NewerVersionPolicy, StoreDownPolicy};
+
+/// The `redis` crate [`RedisStore`](store::RedisStore) is built on, for apps
+/// that hand the store a connection they made
+/// ([`RedisStoreBuilder::connection`](store::RedisStoreBuilder::connection)).
+#[cfg(feature = "redis")]
+pub use ::redis;

@@ -12,8 +12,12 @@ use crate::data::FieldMap;
 pub use crate::id::SessionKey;
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use redis::{MalformedHash, RedisStore, RedisStoreBuilder};
 
 /// One stored session.
 ///

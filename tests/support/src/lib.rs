@@ -9,6 +9,7 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
+pub mod backed;
 pub mod lifecycle;
 pub mod schemas;
 

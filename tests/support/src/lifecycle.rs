@@ -21,7 +21,9 @@ use crate::{CountingStore, ManualClock, fetch, key_of, max_age, session_value, s
 
 /// Expands to one `#[test]` per lifecycle case for the store that `$make`
 /// (a `Fn(Arc<ManualClock>) -> S` closure) builds; the clock is the
-/// layer's, for stores that can follow it.
+/// layer's, for stores that can follow it. `lifecycle_tests!(when
+/// $available; $make)` runs each case only when `$available` is true (for
+/// stores that need a server; the expression says why it skips).
 ///
 /// ```
 /// typed_sessions_test_support::lifecycle_tests!(|clock| {
@@ -31,8 +33,18 @@ use crate::{CountingStore, ManualClock, fetch, key_of, max_age, session_value, s
 /// ```
 #[macro_export]
 macro_rules! lifecycle_tests {
-    ($make:expr) => {
-        $crate::lifecycle_tests!(@cases $make;
+    (@cases $available:expr, $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                if $available {
+                    $crate::lifecycle::run($crate::lifecycle::$case($make));
+                }
+            }
+        )*
+    };
+    (@all $available:expr, $make:expr) => {
+        $crate::lifecycle_tests!(@cases $available, $make;
             route_that_never_extracts_does_no_io_and_sets_no_cookie,
             no_cookie_read_only_gets_defaults_without_io_or_cookie,
             unknown_cookie_read_only_loads_once_and_sets_no_cookie,
@@ -67,13 +79,11 @@ macro_rules! lifecycle_tests {
             a_longer_idle_timeout_refreshes_before_the_old_store_deadline,
         );
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::lifecycle::run($crate::lifecycle::$case($make));
-            }
-        )*
+    (when $available:expr; $make:expr) => {
+        $crate::lifecycle_tests!(@all $available, $make);
+    };
+    ($make:expr) => {
+        $crate::lifecycle_tests!(@all true, $make);
     };
 }
 

@@ -1,0 +1,761 @@
+//! Sessions in Redis or Redis Cluster (feature `redis`).
+//!
+//! # Layout
+//!
+//! One Redis hash per session, under `prefix + hex(SHA-256(id))` (the
+//! prefix defaults to `session:`; the raw id never reaches Redis). Its
+//! fields, readable with `redis-cli HGETALL <key>`:
+//!
+//! | field | value |
+//! |---|---|
+//! | `@c` | creation time, ms since the Unix epoch |
+//! | `@l` | last write or refresh, ms (the idle timeout counts from here) |
+//! | `@e` | the deadline, ms; the key's `PEXPIREAT` is the same instant |
+//! | `@r` | the record's revision counter (every namespace write takes the next value) |
+//! | `@n:<namespace>` | `<schema version>:<revision>` of a stored namespace |
+//! | `<namespace>:<field>` | the encoded value of one schema field |
+//! | `@m` | only while a cross-slot rename moves the record: `<target>\|<lease end>` |
+//!
+//! Namespaces never start with `@` and never contain `:`, so the layout is
+//! unambiguous. Fields starting with `@` that this version does not know
+//! are ignored, so a newer version can add metadata during a rolling
+//! deploy.
+//!
+//! # Commands per request
+//!
+//! - load: one `HGETALL`;
+//! - save: one `EVALSHA` of a Lua script (loaded once; on `NOSCRIPT`, after
+//!   a restart or failover, it is loaded again and retried) that checks the
+//!   record is live, checks every namespace's version and expected revision,
+//!   then `HSET`s and `HDEL`s only the changed fields, bumps the revisions
+//!   and sets `PEXPIREAT`. A record deleted meanwhile is never re-created;
+//! - sliding refresh: one `EVALSHA` that sets `@l` and `@e` and calls
+//!   `PEXPIREAT`, never touching data;
+//! - delete: one `DEL`.
+//!
+//! # Id regeneration (rename)
+//!
+//! On a single server the move is one script: `RENAME` and the changes,
+//! atomically. In Redis Cluster the old and the new key live in different
+//! hash slots (they are independent hashes; a shared hash tag would put
+//! every session in one slot and defeat the cluster), so no script can
+//! touch both. The store moves the record in three steps instead:
+//! 1. on the old key, a script checks the guards and freezes the record
+//!    with an `@m` marker (a lease of four command timeouts) and returns
+//!    it; a frozen record reads as absent and refuses writes;
+//! 2. on the new key (a fresh id nobody knows yet), a script installs the
+//!    copy and applies the changes;
+//! 3. on the old key, a script deletes the record if it still carries this
+//!    move's marker.
+//!
+//! If step 2 or 3 fails, the new key is deleted and the marker removed, so
+//! the session stays under its old id; if the old record was deleted
+//! meanwhile (a logout), the new one is deleted too, so a logout is never
+//! undone. If the process dies between steps, the lease runs out and the
+//! old record is live again (the new key, never sent to a client, expires).
+//! No state is duplicated under two live ids. The one loss: when step 3's
+//! answer is lost and the old record is gone afterwards, the store cannot
+//! tell a finished move from a concurrent logout, and takes the safe side
+//! (the session ends) rather than risk resurrecting a logged-out session.
+//!
+//! # Time
+//!
+//! Deadlines come from the layer's clock; a record whose `@e` has passed
+//! reads as absent even before Redis expires the key.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{
+    Client, ErrorKind, RedisError, RedisFuture, Script, ScriptInvocation, ServerErrorKind, Value,
+};
+
+use super::{
+    Changeset, NamespaceOp, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
+};
+use crate::clock::{Clock, SharedClock};
+use crate::data::FieldMap;
+
+mod decode;
+
+pub use decode::MalformedHash;
+
+const SAVE: &str = include_str!("redis/save.lua");
+const TOUCH: &str = include_str!("redis/touch.lua");
+const RELEASE: &str = include_str!("redis/release.lua");
+
+/// Sessions in Redis or Redis Cluster: field-level writes, compare-and-swap
+/// per namespace in one atomic script, bounded commands, reconnection after
+/// an outage. The module documentation describes the layout.
+///
+/// ```no_run
+/// use typed_sessions::{SessionLayer, stores::RedisStore};
+///
+/// # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::open("redis://127.0.0.1:6379/").await?;
+/// let layer = SessionLayer::new(store);
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    prefix: String,
+    timeout: Duration,
+    clock: SharedClock,
+    save: Script,
+    touch: Script,
+    release: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field(
+                "connection",
+                &match self.inner.conn {
+                    Connection::Single(_) => "single server",
+                    Connection::Cluster(_) => "cluster",
+                },
+            )
+            .field("prefix", &self.inner.prefix)
+            .field("command_timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a ::redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Options for a [`RedisStore`]: key prefix, command timeout, clock.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use typed_sessions::stores::RedisStore;
+///
+/// # async fn app() -> Result<(), typed_sessions::stores::StoreError> {
+/// let store = RedisStore::builder()
+///     .prefix("shop:session:")
+///     .command_timeout(Duration::from_millis(500))
+///     .open("redis://127.0.0.1:6379/")
+///     .await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    timeout: Duration,
+    clock: SharedClock,
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key (default `session:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The bound on each store operation, one command in the normal case
+    /// (default 1 s). Past it the operation fails as
+    /// [`StoreError::Unavailable`] (the layer answers 503), so a stalled or
+    /// unreachable Redis never hangs a request. Connection attempts are
+    /// bounded by it too.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The clock that decides expiry (default: the system clock); pass the
+    /// layer's clock when the layer has one.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = SharedClock(clock);
+        self
+    }
+
+    /// Connects to one Redis server (`redis://[user:password@]host:port/db`,
+    /// or `rediss://` when the `redis` crate's TLS features are on) and checks
+    /// that it answers. The connection reconnects by itself after an outage.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for an invalid URL; [`StoreError::Unavailable`]
+    /// when the server does not answer within the command timeout.
+    pub async fn open(self, url: &str) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(StoreError::backend)?;
+        let config = self.manager_config();
+        let manager = tokio::time::timeout(
+            self.timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::unavailable("Redis did not answer within the command timeout"))?
+        .map_err(classify)?;
+        Ok(self.connection(manager))
+    }
+
+    /// Like [`open`](Self::open), without connecting yet: the first request
+    /// connects, so an app can start while Redis is down (its requests get
+    /// 503 until Redis answers). Call it inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for an invalid URL.
+    pub fn open_lazy(self, url: &str) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(StoreError::backend)?;
+        let manager = ConnectionManager::new_lazy_with_config(client, self.manager_config())
+            .map_err(StoreError::backend)?;
+        Ok(self.connection(manager))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes; the client
+    /// follows `MOVED` and `ASK` redirections and slot changes.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for invalid URLs; [`StoreError::Unavailable`]
+    /// when no node answers within the command timeout.
+    pub async fn open_cluster<I, U>(self, urls: I) -> Result<RedisStore, StoreError>
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let client = ClusterClient::builder(urls)
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .build()
+            .map_err(StoreError::backend)?;
+        let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
+            .await
+            .map_err(|_| {
+                StoreError::unavailable("Redis Cluster did not answer within the command timeout")
+            })?
+            .map_err(classify)?;
+        Ok(self.cluster_connection(conn))
+    }
+
+    /// A store over a connection the app already has (one server).
+    pub fn connection(self, connection: ConnectionManager) -> RedisStore {
+        self.finish(Connection::Single(connection))
+    }
+
+    /// A store over a cluster connection the app already has.
+    pub fn cluster_connection(self, connection: ClusterConnection) -> RedisStore {
+        self.finish(Connection::Cluster(connection))
+    }
+
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(250))
+    }
+
+    fn finish(self, conn: Connection) -> RedisStore {
+        RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                prefix: self.prefix,
+                timeout: self.timeout,
+                clock: self.clock,
+                save: Script::new(SAVE),
+                touch: Script::new(TOUCH),
+                release: Script::new(RELEASE),
+            }),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Options: key prefix, command timeout, clock.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            prefix: "session:".to_owned(),
+            timeout: Duration::from_secs(1),
+            clock: SharedClock::system(),
+        }
+    }
+
+    /// Connects to one Redis server with the defaults (see
+    /// [`RedisStoreBuilder::open`]).
+    ///
+    /// # Errors
+    /// As [`RedisStoreBuilder::open`].
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::builder().open(url).await
+    }
+
+    /// Connects to a Redis Cluster with the defaults (see
+    /// [`RedisStoreBuilder::open_cluster`]).
+    ///
+    /// # Errors
+    /// As [`RedisStoreBuilder::open_cluster`].
+    pub async fn open_cluster<I, U>(urls: I) -> Result<Self, StoreError>
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        Self::builder().open_cluster(urls).await
+    }
+
+    /// The Redis key a session's hash lives under.
+    pub fn redis_key(&self, key: &SessionKey) -> String {
+        format!("{}{}", self.inner.prefix, key.to_hex())
+    }
+
+    /// Runs one command or script, bounded by the command timeout.
+    async fn run<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        match tokio::time::timeout(self.inner.timeout, call(self.inner.conn.clone())).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(StoreError::unavailable(
+                "Redis did not answer within the command timeout",
+            )),
+        }
+    }
+
+    async fn script(&self, invocation: ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        self.run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
+    }
+
+    async fn save_now(
+        &self,
+        key: &SessionKey,
+        changes: &Changeset,
+    ) -> Result<SaveOutcome, StoreError> {
+        let now = self.inner.clock.now_ms();
+        let target = self.redis_key(key);
+        let save = &self.inner.save;
+        let call = match changes.mode {
+            SaveMode::Create => SaveCall::new("C", &target),
+            SaveMode::Update => SaveCall::new("U", &target),
+            SaveMode::Rename { from } => {
+                let source = self.redis_key(&from);
+                if let Connection::Cluster(_) = self.inner.conn {
+                    return self.move_across_slots(&source, key, changes).await;
+                }
+                let reply = self
+                    .script(
+                        SaveCall {
+                            source: Some(&source),
+                            ..SaveCall::new("M", &target)
+                        }
+                        .invocation(save, now, changes),
+                    )
+                    .await?;
+                return outcome(&reply, changes);
+            }
+        };
+        let reply = self.script(call.invocation(save, now, changes)).await?;
+        outcome(&reply, changes)
+    }
+
+    /// The three-step rename of the module docs, for Redis Cluster.
+    async fn move_across_slots(
+        &self,
+        source: &str,
+        to: &SessionKey,
+        changes: &Changeset,
+    ) -> Result<SaveOutcome, StoreError> {
+        let target = self.redis_key(to);
+        let marker = to.to_hex();
+        let now = self.inner.clock.now_ms();
+        let lease_ms = u64::try_from(self.inner.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(4);
+        // 1. Freeze the source (after checking the guards) and read it.
+        let freeze = SaveCall {
+            freeze: Some((now.saturating_add(lease_ms), &marker)),
+            ..SaveCall::new("F", source)
+        };
+        let reply = self
+            .script(freeze.invocation(&self.inner.save, now, changes))
+            .await?;
+        let Some(copy) = frozen_fields(&reply) else {
+            return outcome(&reply, changes);
+        };
+        // 2. Install the copy under the new key with the changes.
+        let install = SaveCall {
+            copy: &copy,
+            ..SaveCall::new("I", &target)
+        }
+        .invocation(&self.inner.save, now, changes);
+        let installed = match self
+            .script(install)
+            .await
+            .and_then(|r| outcome(&r, changes))
+        {
+            Ok(installed) => installed,
+            Err(err) => {
+                self.roll_back(source, &target, &marker).await;
+                return Err(err);
+            }
+        };
+        // 3. Delete the source if it is still frozen by this move.
+        let finish = self.release(source, "finish", &marker).await;
+        match finish {
+            Ok(1) => Ok(installed),
+            Ok(-1) => {
+                // Deleted meanwhile (a logout): never re-create it.
+                self.forget(&target).await;
+                Ok(SaveOutcome::Missing)
+            }
+            Ok(_) => {
+                self.forget(&target).await;
+                Err(StoreError::unavailable(
+                    "the session's id regeneration outlived its lease; nothing changed",
+                ))
+            }
+            Err(err) => {
+                self.roll_back(source, &target, &marker).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn release(&self, source: &str, op: &str, marker: &str) -> Result<i64, StoreError> {
+        let mut invocation = self.inner.release.key(source);
+        invocation.arg(op).arg(marker);
+        let reply = self.script(invocation).await?;
+        match reply {
+            Value::Int(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Undoes steps 1 and 2 of a failed cross-slot move, as far as Redis answers.
+    async fn roll_back(&self, source: &str, target: &str, marker: &str) {
+        self.forget(target).await;
+        if let Err(err) = self.release(source, "abort", marker).await {
+            tracing::warn!(
+                target: crate::LOG_TARGET,
+                error = %err,
+                "an id regeneration in Redis Cluster could not be undone; the session ends when its move lease runs out without being resumed"
+            );
+        }
+    }
+
+    async fn forget(&self, target: &str) {
+        let result: Result<i64, StoreError> =
+            self.run(|mut conn| async move {
+                ::redis::cmd("DEL").arg(target).query_async(&mut conn).await
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(
+                target: crate::LOG_TARGET,
+                error = %err,
+                "a copy left by an unfinished id regeneration could not be deleted; it expires with its deadline and is never sent to a client"
+            );
+        }
+    }
+}
+
+/// One call of the save script (see `save.lua` for the modes).
+struct SaveCall<'c> {
+    mode: &'static str,
+    key: &'c str,
+    /// The source hash of a same-slot rename.
+    source: Option<&'c str>,
+    /// The lease end and marker of a freeze.
+    freeze: Option<(u64, &'c str)>,
+    /// The fields a cross-slot move installs.
+    copy: &'c [(Vec<u8>, Vec<u8>)],
+}
+
+impl<'c> SaveCall<'c> {
+    fn new(mode: &'static str, key: &'c str) -> Self {
+        Self {
+            mode,
+            key,
+            source: None,
+            freeze: None,
+            copy: &[],
+        }
+    }
+
+    /// The `EVALSHA` for this call at `now`.
+    fn invocation<'s>(
+        &self,
+        script: &'s Script,
+        now: u64,
+        changes: &Changeset,
+    ) -> ScriptInvocation<'s> {
+        let mut inv = script.key(self.key);
+        if let Some(source) = self.source {
+            inv.key(source);
+        }
+        let (lease_until, marker) = self.freeze.unwrap_or((0, ""));
+        inv.arg(self.mode)
+            .arg(now)
+            .arg(changes.created_at_ms)
+            .arg(changes.last_seen_ms)
+            .arg(changes.expires_at_ms)
+            .arg(lease_until)
+            .arg(marker)
+            .arg(self.copy.len());
+        for (name, value) in self.copy {
+            inv.arg(name.as_slice()).arg(value.as_slice());
+        }
+        inv.arg(changes.namespaces.len());
+        for change in &changes.namespaces {
+            inv.arg(change.namespace).arg(change.version).arg(
+                change
+                    .expected_revision
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            );
+            match &change.op {
+                NamespaceOp::Replace(fields) => {
+                    inv.arg("R");
+                    push_fields(&mut inv, fields);
+                }
+                NamespaceOp::Patch(fields) => {
+                    inv.arg("P");
+                    push_fields(&mut inv, fields);
+                }
+                NamespaceOp::Remove => {
+                    inv.arg("D").arg(0);
+                }
+            }
+        }
+        inv
+    }
+}
+
+fn push_fields(inv: &mut ScriptInvocation<'_>, fields: &FieldMap) {
+    inv.arg(fields.len());
+    for (name, value) in fields.iter() {
+        inv.arg(name).arg(value);
+    }
+}
+
+/// The save script's reply as a [`SaveOutcome`].
+fn outcome(reply: &Value, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
+    let Value::Array(items) = reply else {
+        return Err(unexpected(reply));
+    };
+    let tag = match items.first() {
+        Some(Value::BulkString(tag)) => tag.as_slice(),
+        Some(Value::SimpleString(tag)) => tag.as_bytes(),
+        _ => return Err(unexpected(reply)),
+    };
+    match tag {
+        b"saved" => {
+            let revisions = items[1..]
+                .iter()
+                .map(|v| match v {
+                    Value::Int(n) => u64::try_from(*n).map_err(|_| unexpected(reply)),
+                    other => Err(unexpected(other)),
+                })
+                .collect::<Result<Vec<u64>, _>>()?;
+            if revisions.len() != changes.namespaces.len() {
+                return Err(unexpected(reply));
+            }
+            Ok(SaveOutcome::Saved { revisions })
+        }
+        b"deleted" => Ok(SaveOutcome::Deleted),
+        b"missing" => Ok(SaveOutcome::Missing),
+        b"conflict" => {
+            let index = match items.get(1) {
+                Some(Value::Int(i)) => usize::try_from(*i).ok(),
+                _ => None,
+            };
+            let change = index
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| changes.namespaces.get(i))
+                .ok_or_else(|| unexpected(reply))?;
+            Ok(SaveOutcome::Conflict {
+                namespace: change.namespace,
+            })
+        }
+        b"exists" => Err(StoreError::backend(
+            "a session already exists under a fresh key",
+        )),
+        _ => Err(unexpected(reply)),
+    }
+}
+
+/// The fields of a `frozen` reply (step 1 of a cross-slot move), or `None`
+/// for any other reply.
+fn frozen_fields(reply: &Value) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    match items.first() {
+        Some(Value::BulkString(tag)) if tag == b"frozen" => {}
+        _ => return None,
+    }
+    let mut fields = Vec::with_capacity(items.len() / 2);
+    for pair in items[1..].chunks(2) {
+        match pair {
+            [Value::BulkString(name), Value::BulkString(value)] => {
+                fields.push((name.clone(), value.clone()));
+            }
+            _ => return None,
+        }
+    }
+    Some(fields)
+}
+
+/// A reply the scripts never give: the key holds something else, or the
+/// scripts in Redis are not ours.
+fn unexpected(reply: &Value) -> StoreError {
+    let kind = match reply {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::Array(_) => "an array",
+        Value::BulkString(_) | Value::SimpleString(_) => "a string",
+        Value::ServerError(_) => "an error",
+        _ => "another type",
+    };
+    StoreError::backend(format!("unexpected reply from Redis: {kind}"))
+}
+
+/// Unreachable, timed out, loading, failing over: worth retrying (503).
+/// Anything else (a script error, a key of another type): a backend error.
+fn classify(err: RedisError) -> StoreError {
+    let transient = err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_refusal()
+        || err.is_connection_dropped()
+        || matches!(
+            err.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                )
+        );
+    if transient {
+        StoreError::unavailable(err)
+    } else {
+        StoreError::backend(err)
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let redis_key = self.redis_key(key);
+        let reply: Value = self
+            .run(|mut conn| async move {
+                ::redis::cmd("HGETALL")
+                    .arg(&redis_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let pairs = decode::pairs(&reply).ok_or_else(|| unexpected(&reply))?;
+        decode::record(&pairs, self.inner.clock.now_ms()).map_err(StoreError::backend)
+    }
+
+    async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
+        self.save_now(key, changes).await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let redis_key = self.redis_key(key);
+        let deleted: i64 = self
+            .run(|mut conn| async move {
+                ::redis::cmd("DEL")
+                    .arg(&redis_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let redis_key = self.redis_key(key);
+        let mut invocation = self.inner.touch.key(&redis_key);
+        invocation
+            .arg(self.inner.clock.now_ms())
+            .arg(last_seen_ms)
+            .arg(expires_at_ms);
+        match self.script(invocation).await? {
+            Value::Int(n) => Ok(n == 1),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let redis_key = self.redis_key(key);
+        let meta: Vec<Option<Vec<u8>>> = self
+            .run(|mut conn| async move {
+                ::redis::cmd("HMGET")
+                    .arg(&redis_key)
+                    .arg("@e")
+                    .arg("@m")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let now = self.inner.clock.now_ms();
+        Ok(match meta.as_slice() {
+            [Some(deadline), marker] => {
+                decode::number(deadline).is_some_and(|d| d > now)
+                    && !marker
+                        .as_deref()
+                        .is_some_and(|m| decode::lease_holds(m, now))
+            }
+            _ => false,
+        })
+    }
+}

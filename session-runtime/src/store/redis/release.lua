@@ -1,0 +1,16 @@
+-- typed-sessions RedisStore: the end of a cross-slot rename, on the source.
+-- KEYS[1] the source hash; ARGV: 'finish' or 'abort', the marker.
+-- finish: delete the source if it is still frozen by this marker.
+-- abort: remove this marker, making the source live again.
+-- Reply: 1 done, 0 the marker is not (or no longer) this one, -1 no source.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local marker = redis.call('HGET', KEYS[1], '@m')
+if not marker then return 0 end
+local bar = string.find(marker, '|', 1, true)
+if not bar or string.sub(marker, 1, bar - 1) ~= ARGV[2] then return 0 end
+if ARGV[1] == 'finish' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HDEL', KEYS[1], '@m')
+end
+return 1
