@@ -23,7 +23,10 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use typed_sessions::stores::{CookieKey, CookieStore, MemoryStore, SessionBackend};
+use typed_sessions::stores::{CookieKey, CookieStore, MemoryStore, RedisStore, SessionBackend};
+
+/// The Redis server `--store redis` uses unless `--redis-url` says otherwise.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 use typed_sessions::{ConfigError, SessionLayer};
 
 /// Where the demo listens unless `--addr` says otherwise.
@@ -63,11 +66,16 @@ USAGE:
 OPTIONS:
     --addr HOST:PORT          where to listen; HOST is an IP address or localhost
                               (default 127.0.0.1:3000; port 0 picks a free port)
-    --store KIND              where sessions live: memory (default), or cookie (the
-                              whole session sealed in the cookie, no server state)
+    --store KIND              where sessions live: memory (default), cookie (the
+                              whole session sealed in the cookie, no server state),
+                              or redis (shared by every instance of the app)
     --cookie-mode MODE        with --store cookie: private (default; AES-256-GCM, the
                               browser cannot read the session) or signed
                               (HMAC-SHA256, readable but tamper-proof)
+    --redis-url URL           with --store redis: the server (default
+                              redis://127.0.0.1:6379/)
+    --redis-cluster URLS      with --store redis: a Redis Cluster, as comma-separated
+                              node URLs (any of its nodes; the rest is discovered)
     --idle-timeout SECS       end a session after SECS seconds without a request
     --absolute-timeout SECS   end a session SECS seconds after it began, however active
     --max-sessions N          keep at most about N sessions in memory (default 100000);
@@ -84,6 +92,10 @@ Without a timeout the cookie lasts until the browser closes. With --store
 cookie the absolute timeout defaults to 24 hours (a copied cookie cannot be
 revoked), so the cookie carries Max-Age and lasts at most that long.
 
+With --store redis, start a server first, e.g. `redis-server --port 6379`
+(Debian/Ubuntu: `apt-get install redis-server`); sessions then survive a
+restart of the demo and are shared by every demo pointed at that server.
+
 ENVIRONMENT:
     SESSION_KEY               with --store cookie: the key that seals the cookies,
                               at least 32 bytes as hex or base64 (make one with
@@ -94,12 +106,23 @@ ENVIRONMENT:
 ";
 
 /// Which session store to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// `MemoryStore`: sessions live in this process and vanish when it exits.
     Memory,
     /// `CookieStore`: sessions live, sealed, in the browser's cookie.
     Cookie(CookieMode),
+    /// `RedisStore`: sessions live in Redis, shared by every instance.
+    Redis(RedisTarget),
+}
+
+/// Where `--store redis` connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (`--redis-url`).
+    Server(String),
+    /// A Redis Cluster (`--redis-cluster`), through these nodes.
+    Cluster(Vec<String>),
 }
 
 /// How `--store cookie` seals the cookie.
@@ -184,13 +207,18 @@ impl Default for Options {
 impl Options {
     /// The session layer these options describe; `cookie_key` seals the
     /// cookies with `--store cookie` (see [`cookie_key`]), and is ignored
-    /// otherwise.
+    /// otherwise. With `--store redis` this connects to Redis first (use
+    /// [`Options::redis_store`] and [`Options::session_layer_over`]); here
+    /// it is `None`.
     ///
     /// # Errors
     /// The layer's [`ConfigError`]: a cookie key shorter than 32 bytes; the
     /// parser already rules out the other values that would cause one.
-    pub fn session_layer(&self, cookie_key: CookieKey) -> Result<SessionLayer, ConfigError> {
-        match self.store {
+    pub fn session_layer(
+        &self,
+        cookie_key: CookieKey,
+    ) -> Option<Result<SessionLayer, ConfigError>> {
+        Some(match &self.store {
             // Bounded: every page view that starts a session (the form token
             // does) costs memory, so an unbounded store would grow with
             // every client that never sends its cookie back.
@@ -203,7 +231,35 @@ impl Options {
             StoreKind::Cookie(CookieMode::Signed) => {
                 self.session_layer_over(CookieStore::signed(cookie_key))
             }
-        }
+            StoreKind::Redis(_) => return None,
+        })
+    }
+
+    /// Connects to the Redis server or cluster of `--store redis`; `None`
+    /// for the other stores.
+    ///
+    /// # Errors
+    /// A message naming the URL when Redis cannot be reached.
+    pub async fn redis_store(&self) -> Option<Result<RedisStore, String>> {
+        let StoreKind::Redis(target) = &self.store else {
+            return None;
+        };
+        Some(match target {
+            RedisTarget::Server(url) => RedisStore::open(url).await.map_err(|err| {
+                format!(
+                    "cannot use Redis at {url}: {err}{}. Is it running? Start one with \
+                     `redis-server --port 6379`",
+                    source_text(&err)
+                )
+            }),
+            RedisTarget::Cluster(urls) => RedisStore::open_cluster(urls).await.map_err(|err| {
+                format!(
+                    "cannot use the Redis Cluster at {}: {err}{}",
+                    urls.join(","),
+                    source_text(&err)
+                )
+            }),
+        })
     }
 
     /// The session layer these options describe, over `store` instead of
@@ -295,6 +351,8 @@ where
     let mut absolute_timeout = None;
     let mut max_sessions = None;
     let mut cookie_mode = None;
+    let mut redis_url = None;
+    let mut redis_cluster = None;
     let mut insecure = false;
 
     let mut args = args.into_iter();
@@ -328,6 +386,21 @@ where
                 let value = value(&name, "MODE", inline, &mut args)?;
                 cookie_mode = Some(parse_cookie_mode(&value)?);
             }
+            "--redis-url" => {
+                once(&name, redis_url.is_some())?;
+                let value = value(&name, "URL", inline, &mut args)?;
+                redis_url = Some(parse_redis_url(&name, &value)?);
+            }
+            "--redis-cluster" => {
+                once(&name, redis_cluster.is_some())?;
+                let value = value(&name, "URLS", inline, &mut args)?;
+                redis_cluster = Some(
+                    value
+                        .split(',')
+                        .map(|url| parse_redis_url(&name, url.trim()))
+                        .collect::<Result<Vec<String>, ArgError>>()?,
+                );
+            }
             "--idle-timeout" => {
                 once(&name, idle_timeout.is_some())?;
                 let value = value(&name, "SECS", inline, &mut args)?;
@@ -357,16 +430,32 @@ where
     let defaults = Options::default();
     let store = match (store.unwrap_or(defaults.store), cookie_mode) {
         (StoreKind::Cookie(_), Some(mode)) => StoreKind::Cookie(mode),
-        (StoreKind::Memory, Some(_)) => {
+        (_, Some(_)) => {
             return Err(ArgError::new(
                 "`--cookie-mode` applies to `--store cookie` only",
             ));
         }
         (store, None) => store,
     };
+    let store = match (store, redis_url, redis_cluster) {
+        (StoreKind::Redis(_), Some(_), Some(_)) => {
+            return Err(ArgError::new(
+                "give `--redis-url` or `--redis-cluster`, not both",
+            ));
+        }
+        (StoreKind::Redis(_), _, Some(urls)) => StoreKind::Redis(RedisTarget::Cluster(urls)),
+        (StoreKind::Redis(_), Some(url), None) => StoreKind::Redis(RedisTarget::Server(url)),
+        (store @ StoreKind::Redis(_), None, None) => store,
+        (_, Some(_), _) | (_, _, Some(_)) => {
+            return Err(ArgError::new(
+                "`--redis-url` and `--redis-cluster` apply to `--store redis` only",
+            ));
+        }
+        (store, None, None) => store,
+    };
     if max_sessions.is_some() && store != StoreKind::Memory {
         return Err(ArgError::new(
-            "`--max-sessions` applies to `--store memory` only: a cookie store keeps nothing on the server",
+            "`--max-sessions` applies to `--store memory` only: the other stores keep no sessions in this process",
         ));
     }
     Ok(Command::Run(Options {
@@ -377,6 +466,13 @@ where
         secure: !insecure,
         max_sessions: max_sessions.unwrap_or(defaults.max_sessions),
     }))
+}
+
+/// `: <source>` of a store error, or nothing.
+fn source_text(err: &(dyn std::error::Error + 'static)) -> String {
+    err.source()
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default()
 }
 
 fn once(name: &str, seen: bool) -> Result<(), ArgError> {
@@ -425,12 +521,22 @@ fn parse_store(value: &str) -> Result<StoreKind, ArgError> {
     match value {
         "memory" => Ok(StoreKind::Memory),
         "cookie" => Ok(StoreKind::Cookie(CookieMode::Private)),
-        "redis" => Err(ArgError::new(
-            "store `redis` is not available yet; use `--store memory` or `--store cookie`",
-        )),
-        other => Err(ArgError::new(format!(
-            "unknown store `{other}`: expected `memory` or `cookie`"
+        "redis" => Ok(StoreKind::Redis(RedisTarget::Server(
+            DEFAULT_REDIS_URL.to_owned(),
         ))),
+        other => Err(ArgError::new(format!(
+            "unknown store `{other}`: expected `memory`, `cookie` or `redis`"
+        ))),
+    }
+}
+
+fn parse_redis_url(name: &str, value: &str) -> Result<String, ArgError> {
+    if value.starts_with("redis://") || value.starts_with("rediss://") {
+        Ok(value.to_owned())
+    } else {
+        Err(ArgError::new(format!(
+            "invalid `{name}` value `{value}`: expected a URL like redis://127.0.0.1:6379/"
+        )))
     }
 }
 

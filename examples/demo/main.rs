@@ -6,6 +6,7 @@
 //! cargo run --example demo -- --help
 //! cargo run --example demo -- --addr 127.0.0.1:8080 --idle-timeout 1800 --insecure
 //! cargo run --example demo -- --max-sessions 10000
+//! cargo run --example demo -- --store redis --redis-url redis://127.0.0.1:6379/
 //! ```
 //!
 //! The session cookie is `Secure` and named `__Host-session`, which a
@@ -36,7 +37,7 @@ mod tests;
 
 use std::process::ExitCode;
 
-use args::{Command, CookieMode, KeyOrigin, StoreKind};
+use args::{Command, CookieMode, KeyOrigin, RedisTarget, StoreKind};
 
 fn main() -> ExitCode {
     let options = match args::parse(std::env::args_os().skip(1)) {
@@ -58,15 +59,17 @@ fn main() -> ExitCode {
             return ExitCode::from(args::USAGE_EXIT_CODE);
         }
     };
-    // Read (or made) only for the cookie store; the memory store needs none.
-    let (cookie_key, key_origin) = match options.store {
-        StoreKind::Memory => match typed_sessions::stores::CookieKey::generate() {
-            Ok(key) => (key, None),
-            Err(err) => {
-                eprintln!("demo: {err}");
-                return ExitCode::FAILURE;
+    // Read (or made) only for the cookie store; the others need none.
+    let (cookie_key, key_origin) = match &options.store {
+        StoreKind::Memory | StoreKind::Redis(_) => {
+            match typed_sessions::stores::CookieKey::generate() {
+                Ok(key) => (key, None),
+                Err(err) => {
+                    eprintln!("demo: {err}");
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
         StoreKind::Cookie(_) => match args::cookie_key(env_key.as_deref()) {
             Ok((key, origin)) => (key, Some(origin)),
             Err(err) => {
@@ -75,14 +78,6 @@ fn main() -> ExitCode {
             }
         },
     };
-    let layer = match options.session_layer(cookie_key) {
-        Ok(layer) => layer,
-        Err(err) => {
-            eprintln!("demo: invalid session configuration: {err}");
-            return ExitCode::from(args::USAGE_EXIT_CODE);
-        }
-    };
-
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -100,7 +95,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(options, layer, key_origin))
+    runtime.block_on(async move {
+        // The Redis store connects first (and fails fast when Redis is not there).
+        let layer = match options.redis_store().await {
+            Some(Ok(store)) => options.session_layer_over(store),
+            Some(Err(message)) => {
+                eprintln!("demo: {message}");
+                return ExitCode::FAILURE;
+            }
+            None => match options.session_layer(cookie_key) {
+                Some(layer) => layer,
+                None => {
+                    eprintln!("demo: this store needs a connection");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let layer = match layer {
+            Ok(layer) => layer,
+            Err(err) => {
+                eprintln!("demo: invalid session configuration: {err}");
+                return ExitCode::from(args::USAGE_EXIT_CODE);
+            }
+        };
+        serve(options, layer, key_origin).await
+    })
 }
 
 async fn serve(
@@ -116,13 +135,17 @@ async fn serve(
         }
     };
     let addr = listener.local_addr().unwrap_or(options.addr);
-    let store = match options.store {
+    let store = match &options.store {
         StoreKind::Memory => format!(
             "store: memory, at most about {} sessions",
             options.max_sessions
         ),
         StoreKind::Cookie(CookieMode::Private) => "store: cookie, private".to_owned(),
         StoreKind::Cookie(CookieMode::Signed) => "store: cookie, signed".to_owned(),
+        StoreKind::Redis(RedisTarget::Server(url)) => format!("store: redis at {url}"),
+        StoreKind::Redis(RedisTarget::Cluster(urls)) => {
+            format!("store: redis cluster at {}", urls.join(","))
+        }
     };
     println!("typed-sessions demo listening on http://{addr}/ ({store}; Ctrl-C to stop)");
     if key_origin == Some(KeyOrigin::Generated) {

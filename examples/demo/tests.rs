@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use typed_sessions::stores::MemoryStore;
 use typed_sessions::{Session, SessionData, SessionLayer};
 
-use args::{ArgError, Command, CookieMode, KeyOrigin, Options, StoreKind};
+use args::{ArgError, Command, CookieMode, KeyOrigin, Options, RedisTarget, StoreKind};
 use typed_sessions::stores::CookieKey;
 
 // ---------------------------------------------------------------------------
@@ -27,7 +27,12 @@ use typed_sessions::stores::CookieKey;
 /// cookie is `session`, build theirs from the parsed options; the cookie
 /// helpers below take either name.)
 fn demo() -> Router {
-    app::app(Options::default().session_layer(test_key()).unwrap())
+    app::app(
+        Options::default()
+            .session_layer(test_key())
+            .unwrap()
+            .unwrap(),
+    )
 }
 
 /// A fixed cookie-store key for tests.
@@ -41,7 +46,7 @@ fn cookie_demo(mode: CookieMode) -> Router {
         store: StoreKind::Cookie(mode),
         ..Options::default()
     };
-    app::app(options.session_layer(test_key()).unwrap())
+    app::app(options.session_layer(test_key()).unwrap().unwrap())
 }
 
 /// [`demo`] over a `MemoryStore` of the test's, to look at what is kept.
@@ -589,7 +594,7 @@ async fn session_metadata_reports_expiry_with_a_timeout() {
         absolute_timeout: Some(Duration::from_hours(1)),
         ..Options::default()
     };
-    let app = app::app(options.session_layer(test_key()).unwrap());
+    let app = app::app(options.session_layer(test_key()).unwrap().unwrap());
     let r = submit(&app, "/api/counter/incr", None).await;
     assert_eq!(max_age(r.set_cookie().unwrap()), Some(600));
     let cookie = cookie_of(&r);
@@ -1517,7 +1522,12 @@ async fn api_without_an_origin_works_as_before() {
 
 #[tokio::test]
 async fn cookie_is_secure_by_default_and_insecure_on_request() {
-    let secure = app::app(Options::default().session_layer(test_key()).unwrap());
+    let secure = app::app(
+        Options::default()
+            .session_layer(test_key())
+            .unwrap()
+            .unwrap(),
+    );
     let r = submit(&secure, "/api/counter/incr", None).await;
     let set = r.set_cookie().unwrap();
     assert!(has_flag(set, "Secure"), "{set}");
@@ -1533,7 +1543,7 @@ async fn cookie_is_secure_by_default_and_insecure_on_request() {
     let Command::Run(options) = args::parse(["--insecure"]).unwrap() else {
         panic!("expected Run");
     };
-    let insecure = app::app(options.session_layer(test_key()).unwrap());
+    let insecure = app::app(options.session_layer(test_key()).unwrap().unwrap());
     let r = submit(&insecure, "/api/counter/incr", None).await;
     let set = r.set_cookie().unwrap();
     assert!(!has_flag(set, "Secure"), "{set}");
@@ -1621,6 +1631,7 @@ async fn max_sessions_bounds_the_memory_store() {
     let app = app::app(
         run(&["--max-sessions", "32"])
             .session_layer(test_key())
+            .unwrap()
             .unwrap(),
     );
     let first = cookie_of(&submit(&app, "/api/counter/incr", None).await);
@@ -1660,7 +1671,12 @@ async fn max_sessions_bounds_the_memory_store() {
 async fn the_default_bound_keeps_every_session_of_a_small_load() {
     // The contrast to `max_sessions_bounds_the_memory_store`: the same
     // load under the default bound loses nothing.
-    let app = app::app(Options::default().session_layer(test_key()).unwrap());
+    let app = app::app(
+        Options::default()
+            .session_layer(test_key())
+            .unwrap()
+            .unwrap(),
+    );
     let mut cookies = Vec::new();
     for _ in 0..300 {
         cookies.push(cookie_of(&submit(&app, "/api/counter/incr", None).await));
@@ -1776,6 +1792,8 @@ fn help_wins_over_everything() {
         "--idle-timeout",
         "--absolute-timeout",
         "--max-sessions",
+        "--redis-url",
+        "--redis-cluster",
         "--insecure",
         "--help",
     ] {
@@ -1799,12 +1817,79 @@ fn help_says_insecure_drops_the_host_prefix() {
 }
 
 #[test]
-fn stores_that_come_later_are_a_clear_error() {
-    let message = error(&["--store", "redis"]);
-    assert!(
-        message.contains("store `redis` is not available yet"),
-        "{message}"
+fn the_redis_store_and_its_target_are_parsed() {
+    assert_eq!(
+        run(&["--store", "redis"]).store,
+        StoreKind::Redis(RedisTarget::Server(args::DEFAULT_REDIS_URL.to_owned())),
+        "a local server on the default port unless told otherwise"
     );
+    assert_eq!(
+        run(&["--store=redis", "--redis-url=redis://10.0.0.5:6380/2"]).store,
+        StoreKind::Redis(RedisTarget::Server("redis://10.0.0.5:6380/2".to_owned()))
+    );
+    assert_eq!(
+        run(&[
+            "--redis-cluster",
+            "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+            "--store",
+            "redis"
+        ])
+        .store,
+        StoreKind::Redis(RedisTarget::Cluster(vec![
+            "redis://127.0.0.1:7000".to_owned(),
+            "redis://127.0.0.1:7001".to_owned()
+        ]))
+    );
+    assert!(error(&["--redis-url", "redis://x/"]).contains("`--store redis` only"));
+    assert!(
+        error(&["--store", "cookie", "--redis-cluster", "redis://x/"])
+            .contains("`--store redis` only")
+    );
+    assert!(
+        error(&["--store", "redis", "--redis-url", "127.0.0.1:6379"]).contains("expected a URL")
+    );
+    assert!(
+        error(&["--store", "redis", "--redis-cluster", "redis://a/,nope"])
+            .contains("expected a URL")
+    );
+    assert!(
+        error(&[
+            "--store",
+            "redis",
+            "--redis-url",
+            "redis://a/",
+            "--redis-cluster",
+            "redis://b/"
+        ])
+        .contains("not both")
+    );
+    assert!(
+        error(&["--store", "redis", "--cookie-mode", "signed"]).contains("`--store cookie` only")
+    );
+    assert!(error(&["--store", "redis", "--max-sessions", "10"]).contains("`--store memory` only"));
+    assert!(error(&["--store", "postgres"]).contains("expected `memory`, `cookie` or `redis`"));
+}
+
+#[test]
+fn the_redis_store_connects_before_the_layer_is_built() {
+    let options = run(&["--store", "redis"]);
+    assert!(
+        options.session_layer(test_key()).is_none(),
+        "the Redis layer needs a connection first"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Nothing listens on port 1: a clear message naming the URL, no panic.
+    let options = run(&["--store", "redis", "--redis-url", "redis://127.0.0.1:1/"]);
+    let message = runtime
+        .block_on(options.redis_store())
+        .unwrap()
+        .unwrap_err();
+    assert!(message.contains("redis://127.0.0.1:1/"), "{message}");
+    assert!(message.contains("redis-server"), "{message}");
+    assert!(runtime.block_on(run(&[]).redis_store()).is_none());
 }
 
 #[test]
@@ -1856,7 +1941,7 @@ fn the_cookie_key_comes_from_the_environment_as_hex_or_base64() {
         store: StoreKind::Cookie(CookieMode::Private),
         ..Options::default()
     };
-    let refused = options.session_layer(short).unwrap_err();
+    let refused = options.session_layer(short).unwrap().unwrap_err();
     assert!(
         refused.to_string().contains("at least 32 bytes"),
         "{refused}"
@@ -2007,7 +2092,7 @@ fn non_utf8_arguments_are_a_clear_error() {
 #[test]
 fn argument_errors_exit_with_code_2() {
     assert_eq!(args::USAGE_EXIT_CODE, 2);
-    let err: ArgError = args::parse(["--store", "redis"]).unwrap_err();
+    let err: ArgError = args::parse(["--store", "mongo"]).unwrap_err();
     assert_eq!(err.to_string(), err.message());
 }
 
@@ -2063,7 +2148,7 @@ async fn real_server_round_trip() {
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
-            app::app(options.session_layer(test_key()).unwrap()),
+            app::app(options.session_layer(test_key()).unwrap().unwrap()),
         )
         .await
     });
