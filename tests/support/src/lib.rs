@@ -10,6 +10,7 @@
 )]
 
 pub mod lifecycle;
+pub mod redis_server;
 pub mod schemas;
 
 use std::sync::Arc;
