@@ -11,6 +11,7 @@
 
 pub mod backed;
 pub mod lifecycle;
+pub mod redis_server;
 pub mod schemas;
 
 use std::sync::Arc;
