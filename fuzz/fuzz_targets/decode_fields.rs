@@ -228,7 +228,7 @@ fuzz_target!(|input: Input| {
     let stored: FieldMap = input
         .fields
         .iter()
-        .map(|(name, value)| (name.as_str(), value.clone()))
+        .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let Ok(decoded) = Profile::decode_fields(input.version, &stored) else {
         return;

@@ -17,6 +17,9 @@ mod redis;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use redis::__fuzz as __redis_fuzz;
+#[cfg(feature = "redis")]
 pub use redis::{MalformedHash, RedisStore, RedisStoreBuilder};
 
 /// One stored session.

@@ -85,6 +85,29 @@ mod decode;
 
 pub use decode::MalformedHash;
 
+/// Entry point for the fuzz target (`fuzz/fuzz_targets/redis_hash.rs`):
+/// the decoder of a session hash read from Redis.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Reads `data` as hash pairs (a length byte before each name and
+    /// value) and decodes them at `now`; a record that decodes must read
+    /// back the same from the layout the save script writes.
+    ///
+    /// # Panics
+    /// When that check fails: that is what the fuzzer looks for.
+    pub fn hash(data: &[u8], now: u64) -> Option<usize> {
+        let pairs = super::decode::split_pairs(data);
+        let record = super::decode::record(&pairs, now).ok()??;
+        let again = super::decode::layout(&record, 0);
+        let again: Vec<(&[u8], &[u8])> = again.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+        let reread = super::decode::record(&again, now)
+            .expect("a layout reads")
+            .expect("a live record");
+        assert_eq!(reread, record, "a record reads back from its layout");
+        Some(record.namespaces.len())
+    }
+}
+
 const SAVE: &str = include_str!("redis/save.lua");
 const TOUCH: &str = include_str!("redis/touch.lua");
 const RELEASE: &str = include_str!("redis/release.lua");

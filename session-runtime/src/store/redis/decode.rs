@@ -119,6 +119,9 @@ pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record
     if deadline <= now {
         return Ok(None);
     }
+    // Redis returns a hash in no particular order; fields read back in name
+    // order, so one stored state is always the same record.
+    data.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     for (ns, field, value) in data {
         let (_, _, fields) = namespaces
             .get_mut(ns)
@@ -132,4 +135,181 @@ pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record
         })
         .collect();
     Ok(Some(Record::new(created, last_seen, deadline, namespaces)))
+}
+
+/// The hash the save script writes for `record` (with `counter` as `@r`):
+/// the inverse of [`record`], for the property tests and the fuzz target.
+pub(crate) fn layout(record: &Record, counter: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut pairs = vec![
+        (
+            b"@c".to_vec(),
+            record.created_at_ms.to_string().into_bytes(),
+        ),
+        (b"@l".to_vec(), record.last_seen_ms.to_string().into_bytes()),
+        (
+            b"@e".to_vec(),
+            record.expires_at_ms.to_string().into_bytes(),
+        ),
+        (b"@r".to_vec(), counter.to_string().into_bytes()),
+    ];
+    for ns in record.namespaces.iter() {
+        pairs.push((
+            format!("@n:{}", ns.name).into_bytes(),
+            format!("{}:{}", ns.version, ns.revision).into_bytes(),
+        ));
+        for (field, value) in ns.fields.iter() {
+            pairs.push((format!("{}:{field}", ns.name).into_bytes(), value.to_vec()));
+        }
+    }
+    pairs
+}
+
+/// Splits fuzz input into hash pairs: each name and value is one length
+/// byte followed by that many bytes.
+pub(crate) fn split_pairs(mut data: &[u8]) -> Vec<(&[u8], &[u8])> {
+    fn take<'d>(data: &mut &'d [u8]) -> Option<&'d [u8]> {
+        let (&len, rest) = data.split_first()?;
+        let len = usize::from(len).min(rest.len());
+        let (item, rest) = rest.split_at(len);
+        *data = rest;
+        Some(item)
+    }
+    let mut pairs = Vec::new();
+    while let (Some(name), Some(value)) = (take(&mut data), take(&mut data)) {
+        pairs.push((name, value));
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn namespace_name() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9_.-]{0,12}"
+    }
+
+    fn arb_record() -> impl Strategy<Value = Record> {
+        let ns = (
+            namespace_name(),
+            any::<u32>(),
+            1..u64::MAX / 2,
+            proptest::collection::btree_map(
+                "[a-zA-Z_][a-zA-Z0-9_:]{0,10}",
+                proptest::collection::vec(any::<u8>(), 0..40),
+                0..5,
+            ),
+        );
+        (
+            0..u64::MAX / 4,
+            0..u64::MAX / 4,
+            proptest::collection::btree_map(namespace_name(), ns, 0..4),
+        )
+            .prop_map(|(created, last_seen, namespaces)| {
+                let namespaces = namespaces
+                    .into_iter()
+                    .map(|(name, (_, version, revision, fields))| {
+                        NamespaceRecord::new(
+                            name,
+                            version,
+                            revision,
+                            fields.into_iter().collect::<FieldMap>(),
+                        )
+                    })
+                    .collect();
+                Record::new(created, last_seen, u64::MAX / 2, namespaces)
+            })
+    }
+
+    fn borrowed(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
+        pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn every_record_reads_back_from_its_layout(record in arb_record(), counter in any::<u64>()) {
+            let pairs = layout(&record, counter);
+            let read = super::record(&borrowed(&pairs), 0).unwrap().unwrap();
+            prop_assert_eq!(read, record);
+        }
+
+        #[test]
+        fn the_order_of_the_fields_does_not_matter(record in arb_record(), seed in any::<u64>()) {
+            let mut pairs = layout(&record, 7);
+            let len = pairs.len();
+            for i in 0..len {
+                let j = usize::try_from(seed.rotate_left(u32::try_from(i % 64).unwrap()) % len as u64).unwrap();
+                pairs.swap(i, j);
+            }
+            let read = super::record(&borrowed(&pairs), 0).unwrap().unwrap();
+            prop_assert_eq!(read, record);
+        }
+
+        #[test]
+        fn arbitrary_hashes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512), now in any::<u64>()) {
+            let _ = super::record(&split_pairs(&data), now);
+        }
+
+        #[test]
+        fn a_changed_metadata_byte_is_an_error_or_another_record(record in arb_record(), at in any::<usize>(), byte in any::<u8>()) {
+            let mut pairs = layout(&record, 1);
+            let meta: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].0.starts_with(b"@")).collect();
+            let i = meta[at % meta.len()];
+            let value = &mut pairs[i].1;
+            if !value.is_empty() {
+                let j = at % value.len();
+                value[j] = byte;
+            }
+            // Whatever it reads as, it reads without a panic, and an
+            // unchanged hash reads as the record.
+            let _ = super::record(&borrowed(&pairs), 0);
+        }
+    }
+
+    #[test]
+    fn expired_and_moving_records_read_as_none() {
+        let record = Record::new(1, 1, 100, Vec::new());
+        let pairs = layout(&record, 0);
+        assert!(super::record(&borrowed(&pairs), 99).unwrap().is_some());
+        assert!(super::record(&borrowed(&pairs), 100).unwrap().is_none());
+        let mut moving = pairs.clone();
+        moving.push((b"@m".to_vec(), b"abcd|50".to_vec()));
+        assert!(super::record(&borrowed(&moving), 49).unwrap().is_none());
+        assert!(
+            super::record(&borrowed(&moving), 50).unwrap().is_some(),
+            "lease over"
+        );
+    }
+
+    #[test]
+    fn malformed_hashes_name_the_field_not_the_value() {
+        let cases: [&[(&[u8], &[u8])]; 5] = [
+            &[(b"@c", b"1"), (b"@l", b"1")],
+            &[(b"@c", b"1"), (b"@l", b"1"), (b"@e", b"+9")],
+            &[
+                (b"@c", b"1"),
+                (b"@l", b"1"),
+                (b"@e", b"9"),
+                (b"@n:a", b"secret"),
+            ],
+            &[
+                (b"@c", b"1"),
+                (b"@l", b"1"),
+                (b"@e", b"9"),
+                (b"a:x", b"secret"),
+            ],
+            &[
+                (b"@c", b"1"),
+                (b"@l", b"1"),
+                (b"@e", b"9"),
+                (b"nocolon", b"secret"),
+            ],
+        ];
+        for pairs in cases {
+            let err = super::record(pairs, 0).unwrap_err().to_string();
+            assert!(err.starts_with("malformed session hash"), "{err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
 }
