@@ -333,14 +333,7 @@ where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
-    let args = args
-        .into_iter()
-        .map(|arg| {
-            arg.into().into_string().map_err(|bad| {
-                ArgError::new(format!("argument `{}` is not valid UTF-8", bad.display()))
-            })
-        })
-        .collect::<Result<Vec<String>, ArgError>>()?;
+    let args = utf8_args(args)?;
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         return Ok(Command::Help);
     }
@@ -394,12 +387,7 @@ where
             "--redis-cluster" => {
                 once(&name, redis_cluster.is_some())?;
                 let value = value(&name, "URLS", inline, &mut args)?;
-                redis_cluster = Some(
-                    value
-                        .split(',')
-                        .map(|url| parse_redis_url(&name, url.trim()))
-                        .collect::<Result<Vec<String>, ArgError>>()?,
-                );
+                redis_cluster = Some(parse_redis_urls(&name, &value)?);
             }
             "--idle-timeout" => {
                 once(&name, idle_timeout.is_some())?;
@@ -428,35 +416,14 @@ where
     }
 
     let defaults = Options::default();
-    let store = match (store.unwrap_or(defaults.store), cookie_mode) {
-        (StoreKind::Cookie(_), Some(mode)) => StoreKind::Cookie(mode),
-        (_, Some(_)) => {
-            return Err(ArgError::new(
-                "`--cookie-mode` applies to `--store cookie` only",
-            ));
-        }
-        (store, None) => store,
-    };
-    let store = match (store, redis_url, redis_cluster) {
-        (StoreKind::Redis(_), Some(_), Some(_)) => {
-            return Err(ArgError::new(
-                "give `--redis-url` or `--redis-cluster`, not both",
-            ));
-        }
-        (StoreKind::Redis(_), _, Some(urls)) => StoreKind::Redis(RedisTarget::Cluster(urls)),
-        (StoreKind::Redis(_), Some(url), None) => StoreKind::Redis(RedisTarget::Server(url)),
-        (store @ StoreKind::Redis(_), None, None) => store,
-        (_, Some(_), _) | (_, _, Some(_)) => {
-            return Err(ArgError::new(
-                "`--redis-url` and `--redis-cluster` apply to `--store redis` only",
-            ));
-        }
-        (store, None, None) => store,
-    };
+    let store = resolve_store(
+        store.unwrap_or(defaults.store),
+        cookie_mode,
+        redis_url,
+        redis_cluster,
+    )?;
     if max_sessions.is_some() && store != StoreKind::Memory {
-        return Err(ArgError::new(
-            "`--max-sessions` applies to `--store memory` only: the other stores keep no sessions in this process",
-        ));
+        return Err(ArgError::new(MAX_SESSIONS_MEMORY_ONLY));
     }
     Ok(Command::Run(Options {
         addr: addr.unwrap_or(defaults.addr),
@@ -466,6 +433,56 @@ where
         secure: !insecure,
         max_sessions: max_sessions.unwrap_or(defaults.max_sessions),
     }))
+}
+
+const MAX_SESSIONS_MEMORY_ONLY: &str = "`--max-sessions` applies to `--store memory` only: the other stores keep no sessions in this process";
+
+/// The arguments as text.
+fn utf8_args<I>(args: I) -> Result<Vec<String>, ArgError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    args.into_iter()
+        .map(|arg| {
+            arg.into().into_string().map_err(|bad| {
+                ArgError::new(format!("argument `{}` is not valid UTF-8", bad.display()))
+            })
+        })
+        .collect()
+}
+
+/// The store from `--store` and the options that refine it.
+fn resolve_store(
+    store: StoreKind,
+    cookie_mode: Option<CookieMode>,
+    redis_url: Option<String>,
+    redis_cluster: Option<Vec<String>>,
+) -> Result<StoreKind, ArgError> {
+    let store = match (store, cookie_mode) {
+        (StoreKind::Cookie(_), Some(mode)) => StoreKind::Cookie(mode),
+        (_, Some(_)) => {
+            return Err(ArgError::new(
+                "`--cookie-mode` applies to `--store cookie` only",
+            ));
+        }
+        (store, None) => store,
+    };
+    Ok(match (store, redis_url, redis_cluster) {
+        (StoreKind::Redis(_), Some(_), Some(_)) => {
+            return Err(ArgError::new(
+                "give `--redis-url` or `--redis-cluster`, not both",
+            ));
+        }
+        (StoreKind::Redis(_), _, Some(urls)) => StoreKind::Redis(RedisTarget::Cluster(urls)),
+        (StoreKind::Redis(_), Some(url), None) => StoreKind::Redis(RedisTarget::Server(url)),
+        (store, None, None) => store,
+        _ => {
+            return Err(ArgError::new(
+                "`--redis-url` and `--redis-cluster` apply to `--store redis` only",
+            ));
+        }
+    })
 }
 
 /// `: <source>` of a store error, or nothing.
@@ -528,6 +545,13 @@ fn parse_store(value: &str) -> Result<StoreKind, ArgError> {
             "unknown store `{other}`: expected `memory`, `cookie` or `redis`"
         ))),
     }
+}
+
+fn parse_redis_urls(name: &str, value: &str) -> Result<Vec<String>, ArgError> {
+    value
+        .split(',')
+        .map(|url| parse_redis_url(name, url.trim()))
+        .collect()
 }
 
 fn parse_redis_url(name: &str, value: &str) -> Result<String, ArgError> {

@@ -103,13 +103,13 @@ fn main() -> ExitCode {
                 eprintln!("demo: {message}");
                 return ExitCode::FAILURE;
             }
-            None => match options.session_layer(cookie_key) {
-                Some(layer) => layer,
-                None => {
+            None => {
+                let Some(layer) = options.session_layer(cookie_key) else {
                     eprintln!("demo: this store needs a connection");
                     return ExitCode::FAILURE;
-                }
-            },
+                };
+                layer
+            }
         };
         let layer = match layer {
             Ok(layer) => layer,
