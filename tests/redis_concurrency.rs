@@ -1,0 +1,442 @@
+#![cfg(feature = "redis")]
+//! Real parallel HTTP requests against `RedisStore`: the app is served with
+//! `axum::serve` on loopback listeners and driven by a tiny HTTP/1.1
+//! client (one connection per request), one or two app instances over
+//! separately opened stores on the same `redis-server`.
+//!
+//! - 200 concurrent `Session::update` increments of one session end at
+//!   exactly 200, on one instance and across two;
+//! - a logout on one instance is never undone by a write in flight on the
+//!   other, and a write that finished before a held logout is gone with it.
+//!
+//! Every wait is bounded; the timings measured are printed to stderr
+//! (`--nocapture` shows them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use typed_sessions::stores::RedisStore;
+use typed_sessions::{Session, SessionHandle, SessionLayer};
+use typed_sessions_test_support::redis_server::{RedisServer, stats_delta};
+use typed_sessions_test_support::schemas::{Counter, Other};
+use typed_sessions_test_support::{Gate, is_removal, key_of};
+
+/// How many concurrent increments.
+const REQUESTS: u64 = 200;
+/// The bound on one HTTP exchange.
+const REQUEST_BOUND: Duration = Duration::from_secs(30);
+/// How long `Session::update` may retry: generous, so that a slow machine
+/// measures correctness, not scheduling (the default is 2 s).
+const UPDATE_DEADLINE: Duration = Duration::from_secs(20);
+
+/// One HTTP/1.1 response as the tiny client reads it.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Response {
+    /// The `name=value` pair of the only `Set-Cookie`.
+    fn cookie(&self) -> String {
+        assert_eq!(self.set_cookies.len(), 1, "{self:?}");
+        let set = &self.set_cookies[0];
+        set.split(';').next().unwrap().trim().to_owned()
+    }
+}
+
+/// Sends `method path` with an empty body and `Connection: close` on a
+/// fresh connection to `addr`, reads to EOF and parses the response.
+async fn http(addr: SocketAddr, method: &str, path: &str, cookie: Option<&str>) -> Response {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+        );
+        if let Some(cookie) = cookie {
+            request.push_str("Cookie: ");
+            request.push_str(cookie);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read");
+        parse(&raw)
+    };
+    tokio::time::timeout(REQUEST_BOUND, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no response within {REQUEST_BOUND:?}"))
+}
+
+/// Parses a complete HTTP/1.1 response (`Content-Length`, chunked, or up to EOF).
+fn parse(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {:?}", String::from_utf8_lossy(raw)));
+    let head = std::str::from_utf8(&raw[..split]).expect("ASCII headers");
+    let mut body = &raw[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let mut set_cookies = Vec::new();
+    let mut chunked = false;
+    let mut length = None;
+    for line in lines {
+        let (name, value) = line.split_once(':').expect("a header line");
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("set-cookie") {
+            set_cookies.push(value.to_owned());
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse::<usize>().expect("a numeric Content-Length"));
+        }
+    }
+    let body = if chunked {
+        let mut out = Vec::new();
+        loop {
+            let end = body
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size");
+            let size_text = std::str::from_utf8(&body[..end]).unwrap();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                .expect("a hex chunk size");
+            body = &body[end + 2..];
+            if size == 0 {
+                break out;
+            }
+            out.extend_from_slice(&body[..size]);
+            body = &body[size + 2..];
+        }
+    } else {
+        let n = length.unwrap_or(body.len());
+        assert_eq!(body.len(), n, "the whole body was read");
+        body.to_vec()
+    };
+    Response {
+        status,
+        set_cookies,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// One app instance: `/seed` (creates the session through another
+/// namespace, so the counter starts at 0), `/atomic` (`Session::update`
+/// increment, answering the count it committed), `/incr` (a plain write),
+/// `/count`, `/logout` (`SessionHandle::destroy`), and the same held
+/// between load and write until `gate` is released: `/held-incr`,
+/// `/held-atomic`, `/held-logout`.
+fn app(store: &RedisStore, gate: &Gate) -> Router {
+    let (g1, g2, g3) = (gate.clone(), gate.clone(), gate.clone());
+    Router::new()
+        .route(
+            "/seed",
+            post(|mut o: Session<Other>| async move { o.n = 1 }),
+        )
+        .route(
+            "/atomic",
+            post(|mut c: Session<Counter>| async move {
+                c.update(|c| {
+                    c.count += 1;
+                    c.count
+                })
+                .await
+                .map(|n: u64| n.to_string())
+            }),
+        )
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move {
+                c.count += 1;
+                c.count.to_string()
+            }),
+        )
+        .route(
+            "/count",
+            get(|c: Session<Counter>| async move { c.count.to_string() }),
+        )
+        .route(
+            "/logout",
+            post(|h: SessionHandle| async move {
+                h.destroy();
+                "bye"
+            }),
+        )
+        .route(
+            "/held-incr",
+            post(move |mut c: Session<Counter>| async move {
+                g1.hold().await;
+                c.count += 1;
+                c.count.to_string()
+            }),
+        )
+        .route(
+            "/held-atomic",
+            post(move |mut c: Session<Counter>| async move {
+                g2.hold().await;
+                c.update(|c| {
+                    c.count += 1;
+                    c.count
+                })
+                .await
+                .map(|n: u64| n.to_string())
+            }),
+        )
+        .route(
+            "/held-logout",
+            post(move |h: SessionHandle, c: Session<Counter>| async move {
+                let seen = c.count;
+                g3.hold().await;
+                h.destroy();
+                seen.to_string()
+            }),
+        )
+        .layer(
+            SessionLayer::builder(store.clone())
+                .update_deadline(UPDATE_DEADLINE)
+                .build()
+                .unwrap(),
+        )
+}
+
+/// An instance served on its own loopback listener, with its own store.
+struct Instance {
+    addr: SocketAddr,
+    store: RedisStore,
+    gate: Gate,
+    server: JoinHandle<()>,
+}
+
+impl Instance {
+    async fn start(redis: &RedisServer) -> Self {
+        let store = tokio::time::timeout(REQUEST_BOUND, RedisStore::open(&redis.url()))
+            .await
+            .expect("open in time")
+            .expect("Redis answers");
+        let gate = Gate::default();
+        let router = app(&store, &gate);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("serve");
+        });
+        Self {
+            addr,
+            store,
+            gate,
+            server,
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Sends `REQUESTS` concurrent `/atomic` requests with `cookie`, request
+/// `i` to `instances[i % len]`, and checks that every one succeeded and
+/// that the counts they committed are exactly `1..=REQUESTS`.
+async fn increment_concurrently(instances: &[&Instance], cookie: &str, redis: &RedisServer) {
+    let before = redis.command_stats();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let addr = instances[usize::try_from(i).unwrap() % instances.len()].addr;
+            let cookie = cookie.to_owned();
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let response = http(addr, "POST", "/atomic", Some(&cookie)).await;
+                (response, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut committed = Vec::new();
+    let mut slowest = Duration::ZERO;
+    let mut failures = BTreeMap::<u16, u32>::new();
+    for task in tasks {
+        let (response, took) = task.await.expect("no panic");
+        slowest = slowest.max(took);
+        if response.status == 200 {
+            committed.push(response.body.parse::<u64>().expect("a count"));
+        } else {
+            *failures.entry(response.status).or_default() += 1;
+        }
+    }
+    let total = started.elapsed();
+    let delta = stats_delta(&before, &redis.command_stats());
+    let scripts = delta.get("evalsha").copied().unwrap_or(0);
+    eprintln!(
+        "{REQUESTS} concurrent updates over {} instance(s): {total:?} in all, slowest {slowest:?}; \
+         Redis saw {scripts} EVALSHA ({} CAS retries) and {} HGETALL; failures {failures:?}",
+        instances.len(),
+        scripts.saturating_sub(REQUESTS),
+        delta.get("hgetall").copied().unwrap_or(0),
+    );
+    assert!(failures.is_empty(), "every update succeeds: {failures:?}");
+    committed.sort_unstable();
+    assert_eq!(
+        committed,
+        (1..=REQUESTS).collect::<Vec<_>>(),
+        "each update committed its own count"
+    );
+}
+
+/// The stored count, straight from Redis (`HGETALL`, field `counter:count`).
+fn stored_count(redis: &RedisServer, key: &str) -> Option<String> {
+    let all = redis.command(&["HGETALL", key]);
+    let lines: Vec<&str> = all.lines().collect();
+    lines
+        .chunks(2)
+        .find(|pair| pair[0] == "counter:count")
+        .map(|pair| pair[1].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_over_http_lose_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Instance::start(&redis).await;
+    let cookie = http(a.addr, "POST", "/seed", None).await.cookie();
+    increment_concurrently(&[&a], &cookie, &redis).await;
+
+    let read = http(a.addr, "GET", "/count", Some(&cookie)).await;
+    assert_eq!((read.status, read.body.as_str()), (200, "200"));
+    let key = a.store.redis_key(&key_of(&cookie));
+    assert_eq!(stored_count(&redis, &key).as_deref(), Some("200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_across_two_instances_lose_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Instance::start(&redis).await;
+    let b = Instance::start(&redis).await;
+    let cookie = http(a.addr, "POST", "/seed", None).await.cookie();
+    increment_concurrently(&[&a, &b], &cookie, &redis).await;
+
+    for instance in [&a, &b] {
+        let read = http(instance.addr, "GET", "/count", Some(&cookie)).await;
+        assert_eq!((read.status, read.body.as_str()), (200, "200"));
+    }
+    let key = b.store.redis_key(&key_of(&cookie));
+    assert_eq!(key, a.store.redis_key(&key_of(&cookie)));
+    assert_eq!(stored_count(&redis, &key).as_deref(), Some("200"));
+}
+
+/// Whether Redis holds any session at all.
+fn session_keys(redis: &RedisServer) -> String {
+    redis.command(&["KEYS", "session:*"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_instance_is_never_undone_by_a_write_in_flight_on_another() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Instance::start(&redis).await;
+    let b = Instance::start(&redis).await;
+
+    for route in ["/held-incr", "/held-atomic"] {
+        let cookie = http(a.addr, "POST", "/incr", None).await.cookie();
+        let key = a.store.redis_key(&key_of(&cookie));
+        assert_eq!(stored_count(&redis, &key).as_deref(), Some("1"));
+
+        // A loads the session and holds before its write.
+        let held = tokio::spawn({
+            let (addr, cookie) = (a.addr, cookie.clone());
+            async move { http(addr, "POST", route, Some(&cookie)).await }
+        });
+        tokio::time::timeout(REQUEST_BOUND, a.gate.loaded())
+            .await
+            .expect("A's handler loads");
+
+        // B logs out meanwhile.
+        let logout = http(b.addr, "POST", "/logout", Some(&cookie)).await;
+        assert_eq!(logout.status, 200, "{logout:?}");
+        assert!(is_removal(&logout.set_cookies[0]), "{logout:?}");
+        assert_eq!(redis.command(&["EXISTS", &key]), "0", "{route}: logged out");
+
+        // A writes now.
+        let started = Instant::now();
+        a.gate.release();
+        let written = tokio::time::timeout(REQUEST_BOUND, held)
+            .await
+            .expect("A answers")
+            .expect("no panic");
+        eprintln!(
+            "{route} on A after B's logout: {} {:?} in {:?}",
+            written.status,
+            written.body,
+            started.elapsed()
+        );
+        assert_eq!(
+            written.status, 409,
+            "{route}: the write is refused: {written:?}"
+        );
+        assert!(
+            written.set_cookies.iter().all(|c| is_removal(c)),
+            "{route}: no session handed out in its place: {written:?}"
+        );
+
+        assert_eq!(
+            redis.command(&["EXISTS", &key]),
+            "0",
+            "{route}: not re-created"
+        );
+        assert_eq!(session_keys(&redis), "", "{route}: no session anywhere");
+        for instance in [&a, &b] {
+            let read = http(instance.addr, "GET", "/count", Some(&cookie)).await;
+            assert_eq!((read.status, read.body.as_str()), (200, "0"), "{route}");
+            assert!(read.set_cookies.iter().all(|c| is_removal(c)), "{read:?}");
+        }
+        assert_eq!(session_keys(&redis), "", "{route}: reads create nothing");
+    }
+
+    // The reverse: B's logout loads and holds; A's write finishes; the
+    // logout then ends the session, A's write included.
+    let cookie = http(a.addr, "POST", "/incr", None).await.cookie();
+    let key = a.store.redis_key(&key_of(&cookie));
+    let held = tokio::spawn({
+        let (addr, cookie) = (b.addr, cookie.clone());
+        async move { http(addr, "POST", "/held-logout", Some(&cookie)).await }
+    });
+    tokio::time::timeout(REQUEST_BOUND, b.gate.loaded())
+        .await
+        .expect("B's handler loads");
+    let write = http(a.addr, "POST", "/incr", Some(&cookie)).await;
+    assert_eq!((write.status, write.body.as_str()), (200, "2"));
+    assert_eq!(stored_count(&redis, &key).as_deref(), Some("2"));
+    b.gate.release();
+    let logout = tokio::time::timeout(REQUEST_BOUND, held)
+        .await
+        .expect("B answers")
+        .expect("no panic");
+    assert_eq!(
+        (logout.status, logout.body.as_str()),
+        (200, "1"),
+        "{logout:?}"
+    );
+    assert!(is_removal(&logout.set_cookies[0]), "{logout:?}");
+    assert_eq!(redis.command(&["EXISTS", &key]), "0", "the held logout won");
+    let read = http(a.addr, "GET", "/count", Some(&cookie)).await;
+    assert_eq!((read.status, read.body.as_str()), (200, "0"));
+    assert_eq!(session_keys(&redis), "");
+}
