@@ -239,8 +239,13 @@ async fn redis_down_between_load_and_write_is_503_and_keeps_the_old_value() {
             assert_unavailable(&reply, route);
         } else {
             // `update` failed inside the handler, which answered the
-            // `UpdateError` (503, but without the layer's `Retry-After`).
+            // `UpdateError`: 503 with its own `Retry-After: 1`.
             assert_eq!(reply.status, 503, "{route}: {reply:?}");
+            assert_eq!(
+                reply.headers.get(http::header::RETRY_AFTER).unwrap(),
+                "1",
+                "{route}"
+            );
             assert!(reply.set_cookies.is_empty(), "{route}: {reply:?}");
         }
         assert_ne!(reply.body, "2", "{route}: never a false success");

@@ -242,7 +242,8 @@ pub enum UpdateError {
 
 impl UpdateError {
     /// The status a handler should answer with: 503 when retrying may help
-    /// (contention, store down), 409 when the session is gone, 500 otherwise.
+    /// (contention, store down; the response carries `Retry-After: 1`), 409
+    /// when the session is gone, 500 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Contended { .. } | Self::Store(StoreError::Unavailable(_)) => {
@@ -263,7 +264,14 @@ impl IntoResponse for UpdateError {
             StatusCode::SERVICE_UNAVAILABLE => "session busy, retry later",
             _ => "session error",
         };
-        (status, body).into_response()
+        let mut response = (status, body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Contention clears, and a store comes back, within moments.
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, retry_after_value(Duration::from_secs(1)));
+        }
+        response
     }
 }
 

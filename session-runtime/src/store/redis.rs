@@ -312,8 +312,12 @@ impl RedisStoreBuilder {
         ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
+            // One quick reconnection attempt per failed command: while Redis
+            // is down, requests fail at once instead of waiting out a
+            // backoff schedule; the next request tries again.
+            .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(250))
+            .set_max_delay(Duration::from_millis(100))
     }
 
     fn finish(self, conn: Connection) -> RedisStore {
