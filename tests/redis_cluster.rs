@@ -652,3 +652,71 @@ async fn a_stale_move_marker_is_cleared_and_a_live_one_hides_the_session() {
         count.to_string()
     );
 }
+
+/// A rename onto a key that already holds a record (an id collision, or
+/// misuse) is an error that leaves both records as they were, as on a
+/// single server: the record under the target is not the move's to delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_onto_an_existing_key_keeps_both_records() {
+    let Some(cluster) = tokio::task::block_in_place(shared_cluster) else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let store = open(cluster, RedisStore::builder().prefix(&prefix)).await;
+    let (source, target) = (key(1), key(2));
+    let created = changeset(SaveMode::Create, NamespaceOp::Replace, "source");
+    store.save(&source, &created).await.unwrap();
+    let other = changeset(SaveMode::Create, NamespaceOp::Replace, "target");
+    store.save(&target, &other).await.unwrap();
+    let rename = changeset(
+        SaveMode::Rename { from: source },
+        NamespaceOp::Patch,
+        "moved",
+    );
+    assert!(store.save(&target, &rename).await.is_err());
+    let field = |record: Option<typed_sessions::stores::Record>| {
+        record
+            .unwrap()
+            .namespace("a")
+            .unwrap()
+            .fields
+            .get("x")
+            .unwrap()
+            .to_vec()
+    };
+    assert_eq!(field(store.load(&source).await.unwrap()), b"source");
+    assert_eq!(field(store.load(&target).await.unwrap()), b"target");
+    let hash = owner(cluster, &store.redis_key(&source))
+        .1
+        .command(&["HGETALL", &store.redis_key(&source)]);
+    assert!(!hash.contains("@m"), "the source is unfrozen: {hash}");
+}
+
+/// The first use of a script on a fresh cluster needs only the node that
+/// owns the key: with another node stalled (`DEBUG SLEEP`), a save to a
+/// healthy node answers at once (`EVALSHA`, then `EVAL` on that node
+/// alone, never a `SCRIPT LOAD` sent to every node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripts_first_use_does_not_wait_for_other_nodes() {
+    let Some((cluster, _watchdog)) = tokio::task::block_in_place(start_watched) else {
+        return;
+    };
+    let store = open(&cluster, RedisStore::builder()).await;
+    // A key on node 0, and node 1 asleep for two seconds.
+    let key = (0..)
+        .map(key)
+        .find(|k| owner(&cluster, &store.redis_key(k)).0 == 0)
+        .unwrap();
+    let sleeper = cluster.nodes()[1].command_in_background(&["DEBUG", "SLEEP", "2"]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let created = changeset(SaveMode::Create, NamespaceOp::Replace, "1");
+    let outcome = store.save(&key, &created).await.unwrap();
+    let took = started.elapsed();
+    assert!(matches!(outcome, SaveOutcome::Saved { .. }), "{outcome:?}");
+    assert!(took < Duration::from_millis(900), "took {took:?}");
+    let stats = cluster.nodes()[0].command_stats();
+    assert_eq!(stats.get("eval"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("script|load"), None, "{stats:?}");
+    sleeper.join().unwrap();
+}

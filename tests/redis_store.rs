@@ -248,9 +248,14 @@ async fn scripts_are_loaded_again_after_redis_forgets_them() {
     assert_eq!(f.server.command(&["SCRIPT", "FLUSH"]), "OK");
     let (reply, commands) = f.commands_of(submit(&f.app, "/incr", Some(&cookie))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(commands.get("evalsha"), Some(&2), "NOSCRIPT, then again");
-    assert_eq!(commands.get("script|load"), Some(&1));
+    assert_eq!(commands.get("evalsha"), Some(&1), "NOSCRIPT…");
+    assert_eq!(commands.get("eval"), Some(&1), "…then EVAL with the body");
+    assert_eq!(commands.get("script|load"), None);
     assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "2");
+    // EVAL cached the script: the next write is one EVALSHA again.
+    let (_, commands) = f.commands_of(submit(&f.app, "/incr", Some(&cookie))).await;
+    assert_eq!(commands.get("evalsha"), Some(&1));
+    assert_eq!(commands.get("eval"), None);
 }
 
 #[tokio::test]

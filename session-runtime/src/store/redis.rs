@@ -72,7 +72,7 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{
-    Client, ErrorKind, RedisError, RedisFuture, Script, ScriptInvocation, ServerErrorKind, Value,
+    Client, Cmd, ErrorKind, RedisError, RedisFuture, Script, ServerErrorKind, ToRedisArgs, Value,
 };
 
 use super::{
@@ -136,9 +136,9 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     clock: SharedClock,
-    save: Script,
-    touch: Script,
-    release: Script,
+    save: Lua,
+    touch: Lua,
+    release: Lua,
 }
 
 impl fmt::Debug for RedisStore {
@@ -327,9 +327,9 @@ impl RedisStoreBuilder {
                 prefix: self.prefix,
                 timeout: self.timeout,
                 clock: self.clock,
-                save: Script::new(SAVE),
-                touch: Script::new(TOUCH),
-                release: Script::new(RELEASE),
+                save: Lua::new(SAVE),
+                touch: Lua::new(TOUCH),
+                release: Lua::new(RELEASE),
             }),
         }
     }
@@ -386,9 +386,20 @@ impl RedisStore {
         }
     }
 
-    async fn script(&self, invocation: ScriptInvocation<'_>) -> Result<Value, StoreError> {
-        self.run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-            .await
+    /// Runs a script call: `EVALSHA`, and on `NOSCRIPT` (a restarted or
+    /// failed-over server, a fresh cluster node) `EVAL` with the body, which
+    /// also caches it there. Both go to the node that owns the key, so a
+    /// slow node elsewhere in a cluster never holds this call up.
+    async fn script(&self, call: LuaCall<'_>) -> Result<Value, StoreError> {
+        self.run(|mut conn| async move {
+            match call.command("EVALSHA").query_async(&mut conn).await {
+                Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    call.command("EVAL").query_async(&mut conn).await
+                }
+                result => result,
+            }
+        })
+        .await
     }
 
     async fn save_now(
@@ -453,11 +464,23 @@ impl RedisStore {
             ..SaveCall::new("I", &target)
         }
         .invocation(&self.inner.save, now, changes);
-        let installed = match self
-            .script(install)
-            .await
-            .and_then(|r| outcome(&r, changes))
-        {
+        let installed = match self.script(install).await {
+            Ok(reply) if is_tag(&reply, b"exists") => {
+                // Something already lives under the new key: it is not
+                // ours to delete. Unfreeze the source and report it.
+                if let Err(err) = self.release(source, "abort", &marker).await {
+                    tracing::warn!(
+                        target: crate::LOG_TARGET,
+                        error = %err,
+                        "an id regeneration in Redis Cluster could not be undone; the session ends when its move lease runs out without being resumed"
+                    );
+                }
+                return outcome(&reply, changes);
+            }
+            Ok(reply) => outcome(&reply, changes),
+            Err(err) => Err(err),
+        };
+        let installed = match installed {
             Ok(installed) => installed,
             Err(err) => {
                 self.roll_back(source, &target, &marker).await;
@@ -487,7 +510,8 @@ impl RedisStore {
     }
 
     async fn release(&self, source: &str, op: &str, marker: &str) -> Result<i64, StoreError> {
-        let mut invocation = self.inner.release.key(source);
+        let mut invocation = self.inner.release.call();
+        invocation.key(source);
         invocation.arg(op).arg(marker);
         let reply = self.script(invocation).await?;
         match reply {
@@ -524,6 +548,66 @@ impl RedisStore {
     }
 }
 
+/// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
+struct Lua {
+    body: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(body: &'static str) -> Self {
+        Self {
+            body,
+            sha: Script::new(body).get_hash().to_owned(),
+        }
+    }
+
+    fn call(&self) -> LuaCall<'_> {
+        LuaCall {
+            lua: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// The keys and arguments of one script call.
+struct LuaCall<'s> {
+    lua: &'s Lua,
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+impl LuaCall<'_> {
+    fn key(&mut self, key: &str) -> &mut Self {
+        self.keys.push(key.to_owned());
+        self
+    }
+
+    fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    /// `EVALSHA sha …` or `EVAL body …`.
+    fn command(&self, verb: &str) -> Cmd {
+        let mut cmd = ::redis::cmd(verb);
+        if verb == "EVAL" {
+            cmd.arg(self.lua.body);
+        } else {
+            cmd.arg(&self.lua.sha);
+        }
+        cmd.arg(self.keys.len());
+        for key in &self.keys {
+            cmd.arg(key);
+        }
+        for arg in &self.args {
+            cmd.arg(arg.as_slice());
+        }
+        cmd
+    }
+}
+
 /// One call of the save script (see `save.lua` for the modes).
 struct SaveCall<'c> {
     mode: &'static str,
@@ -548,13 +632,9 @@ impl<'c> SaveCall<'c> {
     }
 
     /// The `EVALSHA` for this call at `now`.
-    fn invocation<'s>(
-        &self,
-        script: &'s Script,
-        now: u64,
-        changes: &Changeset,
-    ) -> ScriptInvocation<'s> {
-        let mut inv = script.key(self.key);
+    fn invocation<'s>(&self, script: &'s Lua, now: u64, changes: &Changeset) -> LuaCall<'s> {
+        let mut inv = script.call();
+        inv.key(self.key);
         if let Some(source) = self.source {
             inv.key(source);
         }
@@ -596,7 +676,7 @@ impl<'c> SaveCall<'c> {
     }
 }
 
-fn push_fields(inv: &mut ScriptInvocation<'_>, fields: &FieldMap) {
+fn push_fields(inv: &mut LuaCall<'_>, fields: &FieldMap) {
     inv.arg(fields.len());
     for (name, value) in fields.iter() {
         inv.arg(name).arg(value);
@@ -647,6 +727,11 @@ fn outcome(reply: &Value, changes: &Changeset) -> Result<SaveOutcome, StoreError
         )),
         _ => Err(unexpected(reply)),
     }
+}
+
+/// Whether a script's reply is `{tag, …}`.
+fn is_tag(reply: &Value, tag: &[u8]) -> bool {
+    matches!(reply, Value::Array(items) if matches!(items.first(), Some(Value::BulkString(t)) if t == tag))
 }
 
 /// The fields of a `frozen` reply (step 1 of a cross-slot move), or `None`
@@ -751,7 +836,8 @@ impl SessionStore for RedisStore {
         expires_at_ms: u64,
     ) -> Result<bool, StoreError> {
         let redis_key = self.redis_key(key);
-        let mut invocation = self.inner.touch.key(&redis_key);
+        let mut invocation = self.inner.touch.call();
+        invocation.key(&redis_key);
         invocation
             .arg(self.inner.clock.now_ms())
             .arg(last_seen_ms)
