@@ -4,6 +4,8 @@
 //! (or, for the codec and store scenarios, the public API directly). Test
 //! names start with the scenario number; the scenarios marked **differs**
 //! (25, 28, 30, 34) assert this project's contract, not starsessions'.
+//! Scenario 39, the Redis store, needs a Redis server and lives with the
+//! other Redis tests: `seed_39_…` in `tests/redis_store.rs`.
 
 use typed_sessions_test_support as common;
 
