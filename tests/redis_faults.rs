@@ -404,3 +404,74 @@ async fn a_lazy_store_opened_while_redis_is_down_serves_once_it_starts() {
     let (reply, _) = timed(&app, "GET", "/count", Some(unknown)).await;
     assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "0"));
 }
+
+/// After Redis restarts, the very first request is served: the store
+/// meets the dead connection, and a read (or a write that never left) is
+/// sent again on the new one within the same command timeout. Both with
+/// requests during the outage (503s) and without any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_after_a_restart_is_served() {
+    let Some(mut server) = RedisServer::start_persistent() else {
+        return;
+    };
+    let store = open(&server, COMMAND_TIMEOUT).await;
+    let app = app(&store, fail_closed(), &Gate::default());
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    for (round, requests_during_outage) in [(1, false), (2, true), (3, false)] {
+        kill(&mut server);
+        if requests_during_outage {
+            let (reply, _) = timed(&app, "GET", "/count", Some(&cookie)).await;
+            assert_unavailable(&reply, "during the outage");
+        }
+        restart(&mut server);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (reply, took) = timed(&app, "GET", "/count", Some(&cookie)).await;
+        assert_eq!(reply.status, 200, "round {round}, first read: {reply:?}");
+        assert!(took < COMMAND_TIMEOUT + MARGIN, "{took:?}");
+        let (reply, _) = timed(&app, "POST", "/incr", Some(&cookie)).await;
+        assert_eq!(reply.status, 200, "round {round}, then a write: {reply:?}");
+        kill(&mut server);
+        restart(&mut server);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A new session's first write (no load before it) after a restart.
+        let (reply, _) = timed(&app, "POST", "/incr", None).await;
+        assert_eq!(reply.status, 200, "round {round}, first write: {reply:?}");
+    }
+    assert_eq!(fetch(&app, "/count", Some(&cookie)).await.body, "4");
+}
+
+/// A server that wants a password is refused when the store opens, with
+/// a message that says what to do and never shows a password.
+#[tokio::test]
+async fn open_names_a_missing_or_wrong_password_and_hides_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    assert_eq!(
+        server.command(&["CONFIG", "SET", "requirepass", "s3cret"]),
+        "OK"
+    );
+    let err = RedisStore::open(&server.url())
+        .await
+        .unwrap_err()
+        .to_string();
+    let chain = format!(
+        "{err}: {}",
+        source_of(&RedisStore::open(&server.url()).await.unwrap_err())
+    );
+    assert!(chain.contains("password"), "{chain}");
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/", server.port());
+    let err = RedisStore::open(&wrong).await.unwrap_err();
+    let chain = source_of(&err);
+    assert!(chain.contains("password"), "{chain}");
+    assert!(!chain.contains("wrong-pw"), "{chain}");
+    let good = format!("redis://:s3cret@127.0.0.1:{}/", server.port());
+    assert!(RedisStore::open(&good).await.is_ok());
+    let _ = err;
+}
+
+fn source_of(err: &typed_sessions::stores::StoreError) -> String {
+    std::error::Error::source(err)
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}

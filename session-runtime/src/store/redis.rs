@@ -247,15 +247,26 @@ impl RedisStoreBuilder {
     /// [`StoreError::Backend`] for an invalid URL; [`StoreError::Unavailable`]
     /// when the server does not answer within the command timeout.
     pub async fn open(self, url: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(StoreError::backend)?;
+        let client = Client::open(url).map_err(|err| invalid_url(url, &err))?;
+        let target = client.get_connection_info().addr().to_string();
         let config = self.manager_config();
-        let manager = tokio::time::timeout(
-            self.timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::unavailable("Redis did not answer within the command timeout"))?
-        .map_err(classify)?;
+        let connect = async {
+            let mut manager = ConnectionManager::new_with_config(client, config).await?;
+            // A server that wants a password accepts the connection and
+            // refuses the first command: ask it something now.
+            ::redis::cmd("PING")
+                .query_async::<String>(&mut manager)
+                .await?;
+            Ok::<_, RedisError>(manager)
+        };
+        let manager = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| {
+                StoreError::unavailable(format!(
+                    "Redis at {target} did not answer within the command timeout"
+                ))
+            })?
+            .map_err(|err| cannot_connect(&target, err))?;
         Ok(self.connection(manager))
     }
 
@@ -266,7 +277,7 @@ impl RedisStoreBuilder {
     /// # Errors
     /// [`StoreError::Backend`] for an invalid URL.
     pub fn open_lazy(self, url: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(StoreError::backend)?;
+        let client = Client::open(url).map_err(|err| invalid_url(url, &err))?;
         let manager = ConnectionManager::new_lazy_with_config(client, self.manager_config())
             .map_err(StoreError::backend)?;
         Ok(self.connection(manager))
@@ -284,17 +295,35 @@ impl RedisStoreBuilder {
         U: AsRef<str>,
     {
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let target = urls
+            .iter()
+            .map(|url| {
+                Client::open(url.as_str())
+                    .map(|client| client.get_connection_info().addr().to_string())
+                    .map_err(|err| invalid_url(url, &err))
+            })
+            .collect::<Result<Vec<String>, StoreError>>()?
+            .join(",");
         let client = ClusterClient::builder(urls)
             .connection_timeout(self.timeout)
             .response_timeout(self.timeout)
             .build()
-            .map_err(StoreError::backend)?;
-        let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
+            .map_err(|err| StoreError::backend(RedisFailure(err)))?;
+        let connect = async {
+            let mut conn = client.get_async_connection().await?;
+            ::redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await?;
+            Ok::<_, RedisError>(conn)
+        };
+        let conn = tokio::time::timeout(self.timeout, connect)
             .await
             .map_err(|_| {
-                StoreError::unavailable("Redis Cluster did not answer within the command timeout")
+                StoreError::unavailable(format!(
+                    "Redis Cluster at {target} did not answer within the command timeout"
+                ))
             })?
-            .map_err(classify)?;
+            .map_err(|err| cannot_connect(&target, err))?;
         Ok(self.cluster_connection(conn))
     }
 
@@ -372,13 +401,24 @@ impl RedisStore {
         format!("{}{}", self.inner.prefix, key.to_hex())
     }
 
-    /// Runs one command or script, bounded by the command timeout.
-    async fn run<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    /// Runs one command or script, bounded by the command timeout. A call
+    /// that failed on a dead connection is tried once more on the fresh one
+    /// the failure made the connection manager open (after a Redis restart
+    /// the first command meets the old connection): always when `retry`
+    /// says the call is idempotent, and otherwise only when the command
+    /// never left (the connection was refused or already closed).
+    async fn run<T, F, Fut>(&self, retry: Retry, call: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        match tokio::time::timeout(self.inner.timeout, call(self.inner.conn.clone())).await {
+        let attempt = async {
+            match call(self.inner.conn.clone()).await {
+                Err(err) if retry.allows(&err) => call(self.inner.conn.clone()).await,
+                result => result,
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
             Ok(result) => result.map_err(classify),
             Err(_) => Err(StoreError::unavailable(
                 "Redis did not answer within the command timeout",
@@ -390,11 +430,12 @@ impl RedisStore {
     /// failed-over server, a fresh cluster node) `EVAL` with the body, which
     /// also caches it there. Both go to the node that owns the key, so a
     /// slow node elsewhere in a cluster never holds this call up.
-    async fn script(&self, call: LuaCall<'_>) -> Result<Value, StoreError> {
-        self.run(|mut conn| async move {
-            match call.command("EVALSHA").query_async(&mut conn).await {
+    async fn script(&self, retry: Retry, call: LuaCall<'_>) -> Result<Value, StoreError> {
+        let call = &call;
+        self.run(retry, |mut conn| async move {
+            match call.evalsha().query_async(&mut conn).await {
                 Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    call.command("EVAL").query_async(&mut conn).await
+                    call.eval().query_async(&mut conn).await
                 }
                 result => result,
             }
@@ -420,6 +461,7 @@ impl RedisStore {
                 }
                 let reply = self
                     .script(
+                        Retry::Unsent,
                         SaveCall {
                             source: Some(&source),
                             ..SaveCall::new("M", &target)
@@ -430,7 +472,12 @@ impl RedisStore {
                 return outcome(&reply, changes);
             }
         };
-        let reply = self.script(call.invocation(save, now, changes)).await?;
+        let reply = self
+            .script(
+                Retry::for_save(changes),
+                call.invocation(save, now, changes),
+            )
+            .await?;
         outcome(&reply, changes)
     }
 
@@ -453,7 +500,10 @@ impl RedisStore {
             ..SaveCall::new("F", source)
         };
         let reply = self
-            .script(freeze.invocation(&self.inner.save, now, changes))
+            .script(
+                Retry::Unsent,
+                freeze.invocation(&self.inner.save, now, changes),
+            )
             .await?;
         let Some(copy) = frozen_fields(&reply) else {
             return outcome(&reply, changes);
@@ -464,7 +514,7 @@ impl RedisStore {
             ..SaveCall::new("I", &target)
         }
         .invocation(&self.inner.save, now, changes);
-        let installed = match self.script(install).await {
+        let installed = match self.script(Retry::Unsent, install).await {
             Ok(reply) if is_tag(&reply, b"exists") => {
                 // Something already lives under the new key: it is not
                 // ours to delete. Unfreeze the source and report it.
@@ -510,10 +560,9 @@ impl RedisStore {
     }
 
     async fn release(&self, source: &str, op: &str, marker: &str) -> Result<i64, StoreError> {
-        let mut invocation = self.inner.release.call();
-        invocation.key(source);
+        let mut invocation = self.inner.release.call(&[source]);
         invocation.arg(op).arg(marker);
-        let reply = self.script(invocation).await?;
+        let reply = self.script(Retry::Unsent, invocation).await?;
         match reply {
             Value::Int(n) => Ok(n),
             other => Err(unexpected(&other)),
@@ -533,8 +582,8 @@ impl RedisStore {
     }
 
     async fn forget(&self, target: &str) {
-        let result: Result<i64, StoreError> =
-            self.run(|mut conn| async move {
+        let result: Result<i64, StoreError> = self
+            .run(Retry::Idempotent, |mut conn| async move {
                 ::redis::cmd("DEL").arg(target).query_async(&mut conn).await
             })
             .await;
@@ -544,6 +593,51 @@ impl RedisStore {
                 error = %err,
                 "a copy left by an unfinished id regeneration could not be deleted; it expires with its deadline and is never sent to a client"
             );
+        }
+    }
+}
+
+/// When a call that failed on a dead connection may be sent again.
+///
+/// A connection that died is reported the same way whether the command
+/// never left (the usual case: the first command after a Redis restart
+/// meets the old connection) or was lost in flight, so only calls that are
+/// safe to repeat are repeated then.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// Running it twice does what running it once does (reads, `DEL`, a
+    /// refresh to the same deadline).
+    Idempotent,
+    /// A write that is safe to repeat: a create (if the first one landed,
+    /// the second finds the key taken and fails; never a second record),
+    /// or plain patches with no expected revision (the same bytes again).
+    Replayable,
+    /// Any other write (a compare-and-swap, a rename, a move step): only
+    /// when it certainly never reached Redis (the connection was refused).
+    Unsent,
+}
+
+impl Retry {
+    /// The policy for a save of `changes`.
+    fn for_save(changes: &Changeset) -> Self {
+        let plain_patches = changes.namespaces.iter().all(|change| {
+            change.expected_revision.is_none() && matches!(change.op, NamespaceOp::Patch(_))
+        });
+        match changes.mode {
+            SaveMode::Create => Self::Replayable,
+            SaveMode::Update if plain_patches => Self::Replayable,
+            _ => Self::Unsent,
+        }
+    }
+
+    fn allows(self, err: &RedisError) -> bool {
+        if err.is_timeout() {
+            return false;
+        }
+        let dead = err.is_io_error() || err.is_connection_dropped();
+        match self {
+            Self::Idempotent | Self::Replayable => err.is_connection_refusal() || dead,
+            Self::Unsent => err.is_connection_refusal(),
         }
     }
 }
@@ -562,47 +656,43 @@ impl Lua {
         }
     }
 
-    fn call(&self) -> LuaCall<'_> {
-        LuaCall {
-            lua: self,
-            keys: Vec::new(),
-            args: Vec::new(),
+    /// A call of this script on `keys`; add the arguments with
+    /// [`LuaCall::arg`].
+    fn call(&self, keys: &[&str]) -> LuaCall<'_> {
+        let mut cmd = ::redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
         }
+        LuaCall { lua: self, cmd }
     }
 }
 
-/// The keys and arguments of one script call.
+/// One script call: the `EVALSHA` command, built once.
 struct LuaCall<'s> {
     lua: &'s Lua,
-    keys: Vec<String>,
-    args: Vec<Vec<u8>>,
+    cmd: Cmd,
 }
 
 impl LuaCall<'_> {
-    fn key(&mut self, key: &str) -> &mut Self {
-        self.keys.push(key.to_owned());
-        self
-    }
-
     fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
-        self.args.extend(arg.to_redis_args());
+        self.cmd.arg(arg);
         self
     }
 
-    /// `EVALSHA sha …` or `EVAL body …`.
-    fn command(&self, verb: &str) -> Cmd {
-        let mut cmd = ::redis::cmd(verb);
-        if verb == "EVAL" {
-            cmd.arg(self.lua.body);
-        } else {
-            cmd.arg(&self.lua.sha);
-        }
-        cmd.arg(self.keys.len());
-        for key in &self.keys {
-            cmd.arg(key);
-        }
-        for arg in &self.args {
-            cmd.arg(arg.as_slice());
+    /// `EVALSHA sha …`.
+    fn evalsha(&self) -> &Cmd {
+        &self.cmd
+    }
+
+    /// `EVAL body …`, the same call for a server that lost the script.
+    fn eval(&self) -> Cmd {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(self.lua.body);
+        for arg in self.cmd.args_iter().skip(2) {
+            if let ::redis::Arg::Simple(bytes) = arg {
+                cmd.arg(bytes);
+            }
         }
         cmd
     }
@@ -633,11 +723,10 @@ impl<'c> SaveCall<'c> {
 
     /// The `EVALSHA` for this call at `now`.
     fn invocation<'s>(&self, script: &'s Lua, now: u64, changes: &Changeset) -> LuaCall<'s> {
-        let mut inv = script.call();
-        inv.key(self.key);
-        if let Some(source) = self.source {
-            inv.key(source);
-        }
+        let mut inv = match self.source {
+            Some(source) => script.call(&[self.key, source]),
+            None => script.call(&[self.key]),
+        };
         let (lease_until, marker) = self.freeze.unwrap_or((0, ""));
         inv.arg(self.mode)
             .arg(now)
@@ -651,35 +740,35 @@ impl<'c> SaveCall<'c> {
             inv.arg(name.as_slice()).arg(value.as_slice());
         }
         inv.arg(changes.namespaces.len());
+        let mut name = Vec::with_capacity(64);
         for change in &changes.namespaces {
-            inv.arg(change.namespace).arg(change.version).arg(
-                change
-                    .expected_revision
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            );
-            match &change.op {
-                NamespaceOp::Replace(fields) => {
-                    inv.arg("R");
-                    push_fields(&mut inv, fields);
-                }
-                NamespaceOp::Patch(fields) => {
-                    inv.arg("P");
-                    push_fields(&mut inv, fields);
-                }
-                NamespaceOp::Remove => {
-                    inv.arg("D").arg(0);
-                }
+            let ns = change.namespace.as_bytes();
+            name.clear();
+            name.extend_from_slice(b"@n:");
+            name.extend_from_slice(ns);
+            inv.arg(name.as_slice());
+            name.clear();
+            name.extend_from_slice(ns);
+            name.push(b':');
+            inv.arg(name.as_slice()).arg(change.version);
+            match change.expected_revision {
+                Some(revision) => inv.arg(revision),
+                None => inv.arg(""),
+            };
+            let (op, fields) = match &change.op {
+                NamespaceOp::Replace(fields) => ("R", Some(fields)),
+                NamespaceOp::Patch(fields) => ("P", Some(fields)),
+                NamespaceOp::Remove => ("D", None),
+            };
+            inv.arg(op).arg(fields.map_or(0, FieldMap::len));
+            for (field, value) in fields.iter().flat_map(|f| f.iter()) {
+                // `<ns>:` is in `name` already.
+                name.truncate(ns.len() + 1);
+                name.extend_from_slice(field.as_bytes());
+                inv.arg(name.as_slice()).arg(value);
             }
         }
         inv
-    }
-}
-
-fn push_fields(inv: &mut LuaCall<'_>, fields: &FieldMap) {
-    inv.arg(fields.len());
-    for (name, value) in fields.iter() {
-        inv.arg(name).arg(value);
     }
 }
 
@@ -791,19 +880,64 @@ fn classify(err: RedisError) -> StoreError {
                 )
         );
     if transient {
-        StoreError::unavailable(err)
+        StoreError::unavailable(RedisFailure(err))
     } else {
-        StoreError::backend(err)
+        StoreError::backend(RedisFailure(err))
+    }
+}
+
+/// A `redis` crate error as the source of a [`StoreError`]: its message,
+/// once (the crate's error repeats its I/O cause as its source).
+#[derive(Debug)]
+struct RedisFailure(RedisError);
+
+impl fmt::Display for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redis: {}", self.0)
+    }
+}
+
+impl std::error::Error for RedisFailure {}
+
+/// A URL `Client::open` refused, named without its password.
+fn invalid_url(url: &str, err: &RedisError) -> StoreError {
+    let shown = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    };
+    StoreError::backend(format!(
+        "invalid Redis URL `{shown}` ({err}): expected redis://[:password@]host:port[/db], or rediss:// for TLS"
+    ))
+}
+
+/// A failed first connection to `target` (`host:port`, never a password).
+fn cannot_connect(target: &str, err: RedisError) -> StoreError {
+    let hint = match err.code() {
+        Some("NOAUTH") => {
+            "; the server wants a password: put it in the URL, redis://:password@host:port/"
+        }
+        Some("WRONGPASS") => "; the user name or password in the URL is wrong",
+        _ if err.kind() == ErrorKind::AuthenticationFailed => {
+            "; the user name or password in the URL is wrong"
+        }
+        _ => "",
+    };
+    let message = format!("cannot use Redis at {target}: {err}{hint}");
+    match classify(err) {
+        StoreError::Unavailable(_) => StoreError::unavailable(message),
+        _ => StoreError::backend(message),
     }
 }
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        let redis_key = self.redis_key(key);
+        let redis_key = &self.redis_key(key);
         let reply: Value = self
-            .run(|mut conn| async move {
+            .run(Retry::Idempotent, |mut conn| async move {
                 ::redis::cmd("HGETALL")
-                    .arg(&redis_key)
+                    .arg(redis_key)
                     .query_async(&mut conn)
                     .await
             })
@@ -817,11 +951,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let redis_key = self.redis_key(key);
+        let redis_key = &self.redis_key(key);
         let deleted: i64 = self
-            .run(|mut conn| async move {
+            .run(Retry::Idempotent, |mut conn| async move {
                 ::redis::cmd("DEL")
-                    .arg(&redis_key)
+                    .arg(redis_key)
                     .query_async(&mut conn)
                     .await
             })
@@ -835,25 +969,24 @@ impl SessionStore for RedisStore {
         last_seen_ms: u64,
         expires_at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let redis_key = self.redis_key(key);
-        let mut invocation = self.inner.touch.call();
-        invocation.key(&redis_key);
+        let redis_key = &self.redis_key(key);
+        let mut invocation = self.inner.touch.call(&[redis_key]);
         invocation
             .arg(self.inner.clock.now_ms())
             .arg(last_seen_ms)
             .arg(expires_at_ms);
-        match self.script(invocation).await? {
+        match self.script(Retry::Idempotent, invocation).await? {
             Value::Int(n) => Ok(n == 1),
             other => Err(unexpected(&other)),
         }
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let redis_key = self.redis_key(key);
+        let redis_key = &self.redis_key(key);
         let meta: Vec<Option<Vec<u8>>> = self
-            .run(|mut conn| async move {
+            .run(Retry::Idempotent, |mut conn| async move {
                 ::redis::cmd("HMGET")
-                    .arg(&redis_key)
+                    .arg(redis_key)
                     .arg("@e")
                     .arg("@m")
                     .query_async(&mut conn)

@@ -3,76 +3,82 @@
 -- KEYS[1] the session's hash; KEYS[2] the source hash for mode M.
 -- ARGV: mode, now_ms, created_at_ms, last_seen_ms, expires_at_ms,
 --       lease_until_ms (mode F), marker (mode F),
---       n_copy, n_copy × (field, value)              (mode I),
---       n_changes, n_changes × (namespace, version, expected revision or '',
---                               op R|P|D, n_fields, n_fields × (field, value))
+--       n_copy, n_copy × (field, value)                          (mode I),
+--       n_changes, n_changes × (meta field '@n:<ns>', field prefix '<ns>:',
+--         version, expected revision or '', op R|P|D, n_fields,
+--         n_fields × (field '<ns>:<name>', value))
 -- Modes: C create, U update, M rename KEYS[2] -> KEYS[1] (same slot),
 --        F freeze KEYS[1] for a cross-slot rename (check the guards, mark it
 --          moving, return its fields), I install a frozen copy under KEYS[1]
 --          and apply the changes.
 -- Replies: {'saved', rev...} | {'deleted'} | {'missing'} | {'conflict', i} |
 --          {'exists'} | {'frozen', field, value, ...}
+--
+-- Kept lean: an update is one HMGET (liveness, counter, every guard), one
+-- HSET (fields, revisions, counter, deadline) and one PEXPIREAT.
 
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
+local key = KEYS[1]
+local src = key
+if mode == 'M' then src = KEYS[2] end
 
--- A record is live when it has a deadline in the future and is not being
--- moved (a '@m' marker whose lease has not run out).
-local function state(key)
-  local meta = redis.call('HMGET', key, '@e', '@m')
-  if not meta[1] then
-    if redis.call('EXISTS', key) == 1 then return 'dead' end
-    return 'absent'
-  end
-  if tonumber(meta[1]) <= now then return 'dead' end
-  if meta[2] then
-    local bar = string.find(meta[2], '|', 1, true)
-    if bar and tonumber(string.sub(meta[2], bar + 1)) > now then return 'moving' end
-    return 'stale-marker'
-  end
-  return 'live'
+-- Whether a move marker ('<target>|<lease end>') still holds.
+local function lease_holds(marker)
+  local bar = string.find(marker, '|', 1, true)
+  local lease_end = bar and tonumber(string.sub(marker, bar + 1))
+  return lease_end ~= nil and lease_end > now
 end
 
-local function is_live(s) return s == 'live' or s == 'stale-marker' end
+-- Whether `k` holds a record that is live or being moved (its deadline is
+-- ahead); a dead or foreign key is deleted so that it can be written.
+local function occupied(k)
+  if redis.call('EXISTS', k) == 0 then return false end
+  local e = tonumber(redis.call('HMGET', k, '@e')[1])
+  if e and e > now then return true end
+  redis.call('DEL', k)
+  return false
+end
 
--- Arguments after the fixed ones.
+-- The changes, and the metadata fields to read in one HMGET.
 local i = 8
-local copy_from = i + 1
-i = i + 1 + 2 * tonumber(ARGV[i])
+local copy_first = i + 1
+local n_copy = tonumber(ARGV[i])
+i = i + 1 + 2 * n_copy
 local n = tonumber(ARGV[i])
 i = i + 1
 local changes = {}
+local want = {'@e', '@m', '@r'}
 for c = 1, n do
-  local nf = tonumber(ARGV[i + 4])
-  changes[c] = {ns = ARGV[i], ver = ARGV[i + 1], exp = ARGV[i + 2], op = ARGV[i + 3], first = i + 5, nf = nf}
-  i = i + 5 + 2 * nf
+  local nf = tonumber(ARGV[i + 5])
+  changes[c] = {meta = ARGV[i], prefix = ARGV[i + 1], ver = ARGV[i + 2], exp = ARGV[i + 3],
+                op = ARGV[i + 4], first = i + 6, nf = nf}
+  want[3 + c] = ARGV[i]
+  i = i + 6 + 2 * nf
 end
 
-local key = KEYS[1]
-local src = key
+local got = {}
+local counter = 0
 local stale_marker = false
-if mode == 'M' then src = KEYS[2] end
-
--- Where the record comes from.
 if mode == 'C' or mode == 'I' then
-  local s = state(key)
-  if is_live(s) or s == 'moving' then return {'exists'} end
-  if s ~= 'absent' then redis.call('DEL', key) end
+  if occupied(key) then return {'exists'} end
 else
-  local s = state(src)
-  if not is_live(s) then return {'missing'} end
-  stale_marker = s == 'stale-marker'
-  if mode == 'M' then
-    local t = state(key)
-    if is_live(t) or t == 'moving' then return {'exists'} end
+  got = redis.call('HMGET', src, unpack(want))
+  local e = tonumber(got[1])
+  if not e or e <= now then return {'missing'} end
+  if got[2] then
+    if lease_holds(got[2]) then return {'missing'} end
+    stale_marker = true
   end
+  counter = tonumber(got[3]) or 0
+  if mode == 'M' and occupied(key) then return {'exists'} end
 end
 
 -- Guards: all checked before anything is written. For mode I the record
 -- is not there yet: the guards ran when it was frozen.
 if mode ~= 'I' then
   for c, ch in ipairs(changes) do
-    local meta = redis.call('HGET', src, '@n:' .. ch.ns)
+    local meta = got[3 + c]
     local sver, srev = nil, 0
     if meta then
       local colon = string.find(meta, ':', 1, true)
@@ -87,11 +93,11 @@ end
 
 -- Calls a command with a long argument list in slices (Lua's unpack has
 -- a stack limit).
-local function call_many(cmd, key, args)
+local function call_many(cmd, k, args)
   local step = 1000
   for first = 1, #args, step do
     local last = math.min(first + step - 1, #args)
-    redis.call(cmd, key, unpack(args, first, last))
+    redis.call(cmd, k, unpack(args, first, last))
   end
 end
 
@@ -108,11 +114,13 @@ if mode == 'F' then
   return reply
 end
 
-if mode == 'C' then
-  redis.call('HSET', key, '@c', ARGV[3], '@r', 0)
-elseif mode == 'I' then
+if mode == 'I' then
   local copied = {}
-  for f = copy_from, copy_from + 2 * tonumber(ARGV[8]) - 1 do copied[#copied + 1] = ARGV[f] end
+  for f = copy_first, copy_first + 2 * n_copy - 1, 2 do
+    copied[#copied + 1] = ARGV[f]
+    copied[#copied + 1] = ARGV[f + 1]
+    if ARGV[f] == '@r' then counter = tonumber(ARGV[f + 1]) or 0 end
+  end
   if #copied > 0 then call_many('HSET', key, copied) end
 elseif mode == 'M' then
   redis.call('RENAME', src, key)
@@ -120,10 +128,10 @@ end
 -- A move that never finished (its lease ran out) leaves a marker behind.
 if stale_marker then redis.call('HDEL', key, '@m') end
 
+-- Removes the fields of a namespace that may be stored (Replace, Remove).
 local keys_before = nil
-local function drop_fields(ns)
+local function drop_fields(prefix)
   if not keys_before then keys_before = redis.call('HKEYS', key) end
-  local prefix = ns .. ':'
   local doomed = {}
   for _, f in ipairs(keys_before) do
     if string.sub(f, 1, #prefix) == prefix then doomed[#doomed + 1] = f end
@@ -131,28 +139,30 @@ local function drop_fields(ns)
   if #doomed > 0 then call_many('HDEL', key, doomed) end
 end
 
+local set = {}
 local revisions = {'saved'}
-local removed = false
+local removed, kept = false, false
 for c, ch in ipairs(changes) do
+  local stored = mode == 'I' or got[3 + c]
+  if stored and ch.op ~= 'P' then drop_fields(ch.prefix) end
   if ch.op == 'D' then
-    drop_fields(ch.ns)
-    redis.call('HDEL', key, '@n:' .. ch.ns)
+    if stored then redis.call('HDEL', key, ch.meta) end
     revisions[c + 1] = 0
     removed = true
   else
-    if ch.op == 'R' then drop_fields(ch.ns) end
-    local rev = redis.call('HINCRBY', key, '@r', 1)
-    local args = {'@n:' .. ch.ns, ch.ver .. ':' .. rev}
-    for f = 0, ch.nf - 1 do
-      args[#args + 1] = ch.ns .. ':' .. ARGV[ch.first + 2 * f]
-      args[#args + 1] = ARGV[ch.first + 2 * f + 1]
+    counter = counter + 1
+    set[#set + 1] = ch.meta
+    set[#set + 1] = ch.ver .. ':' .. counter
+    for f = ch.first, ch.first + 2 * ch.nf - 1, 2 do
+      set[#set + 1] = ARGV[f]
+      set[#set + 1] = ARGV[f + 1]
     end
-    call_many('HSET', key, args)
-    revisions[c + 1] = rev
+    revisions[c + 1] = counter
+    kept = true
   end
 end
 
-if removed then
+if removed and not kept then
   local any = false
   for _, f in ipairs(redis.call('HKEYS', key)) do
     if string.sub(f, 1, 3) == '@n:' then any = true break end
@@ -163,6 +173,16 @@ if removed then
   end
 end
 
-redis.call('HSET', key, '@l', ARGV[4], '@e', ARGV[5])
+set[#set + 1] = '@r'
+set[#set + 1] = counter
+set[#set + 1] = '@l'
+set[#set + 1] = ARGV[4]
+set[#set + 1] = '@e'
+set[#set + 1] = ARGV[5]
+if mode == 'C' then
+  set[#set + 1] = '@c'
+  set[#set + 1] = ARGV[3]
+end
+call_many('HSET', key, set)
 redis.call('PEXPIREAT', key, ARGV[5])
 return revisions
