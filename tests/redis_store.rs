@@ -83,6 +83,12 @@ fn fixture_with(
             get(|c: Session<Counter>| async move { c.count.to_string() }),
         )
         .route(
+            "/atomic",
+            post(|mut c: Session<Counter>| async move {
+                c.update(|c| c.count += 1).await.unwrap();
+            }),
+        )
+        .route(
             "/other",
             post(|mut o: Session<Other>| async move { o.n += 1 }),
         )
@@ -461,4 +467,37 @@ async fn open_reports_an_unreachable_server_and_a_bad_url() {
         matches!(err, typed_sessions::stores::StoreError::Backend(_)),
         "{err:?}"
     );
+}
+
+/// `update` commits with one script; with a persistent cookie the layer
+/// then re-sends Max-Age, but only after one small refresh confirms that
+/// the id still names the session (a login may have moved it while the
+/// handler went on): two scripts, and the second writes no data.
+#[tokio::test]
+async fn an_update_is_the_load_one_save_and_one_confirming_refresh() {
+    let Some(f) = fixture_with(|b| b.idle_timeout(Duration::from_mins(30))) else {
+        return;
+    };
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    submit(&f.app, "/atomic", Some(&cookie)).await;
+    let (reply, commands) = f.commands_of(submit(&f.app, "/atomic", Some(&cookie))).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.set_cookie().is_some(), "Max-Age re-sent");
+    assert_eq!(
+        commands,
+        stats(&[
+            ("hgetall", 1),
+            ("evalsha", 2),
+            ("hmget", 2),
+            ("hset", 2),
+            ("pexpireat", 2),
+        ])
+    );
+    assert_eq!(fetch(&f.app, "/count", Some(&cookie)).await.body, "3");
+    // Without a timeout there is no Max-Age to re-send: one script.
+    let Some(f) = fixture() else { return };
+    let cookie = submit(&f.app, "/incr", None).await.cookie();
+    submit(&f.app, "/atomic", Some(&cookie)).await;
+    let (_, commands) = f.commands_of(submit(&f.app, "/atomic", Some(&cookie))).await;
+    assert_eq!(commands.get("evalsha"), Some(&1), "{commands:?}");
 }
