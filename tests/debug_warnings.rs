@@ -46,3 +46,47 @@ async fn a_change_through_a_shared_reference_is_reported_in_debug_builds() {
     fetch(&app, "/read", None).await;
     assert_eq!(captured.text().len(), before, "{}", captured.text());
 }
+
+/// A failed `update` keeps its uncommitted result in the value on purpose
+/// (documented on `Session::update`): that is no change behind the
+/// runtime's back, so no warning.
+#[cfg(debug_assertions)]
+#[tokio::test]
+async fn a_failed_update_is_not_reported_as_an_unseen_change() {
+    use common::schemas::Counter;
+    let (captured, _guard) = common::capture_logs(tracing::Level::WARN);
+    let store = common::CountingStore::new(common::ManualClock::new());
+    let app = Router::new()
+        .route(
+            "/incr",
+            post(|mut c: Session<Counter>| async move { c.count += 1 }),
+        )
+        .route(
+            "/atomic",
+            post(|mut c: Session<Counter>| async move {
+                c.update(|c| c.count += 1).await.map_err(|e| e.status())?;
+                Ok::<_, http::StatusCode>(())
+            }),
+        )
+        .layer(SessionLayer::new(store.clone()));
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    // Loaded, then the store goes down before the commit.
+    let reply = {
+        let app = app.clone();
+        let store = store.clone();
+        let cookie = cookie.clone();
+        let request = http::Request::post("/atomic")
+            .header("cookie", cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        store
+            .counts
+            .saves_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        common::reply(&app, request).await
+    };
+    assert_eq!(reply.status, 503);
+    let log = captured.text();
+    assert!(log.contains("session store failed on save"), "{log}");
+    assert!(!log.contains("changed without a mutable borrow"), "{log}");
+}

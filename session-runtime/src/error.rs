@@ -259,9 +259,10 @@ impl IntoResponse for UpdateError {
     fn into_response(self) -> Response {
         tracing::warn!(target: crate::LOG_TARGET, error = %ErrorChain(&self), "session update failed");
         let status = self.status();
-        let body = match status {
-            StatusCode::CONFLICT => "session ended",
-            StatusCode::SERVICE_UNAVAILABLE => "session busy, retry later",
+        let body = match &self {
+            Self::Store(StoreError::Unavailable(_)) => "session store unavailable, retry later",
+            Self::Contended { .. } => "session busy, retry later",
+            _ if status == StatusCode::CONFLICT => "session ended",
             _ => "session error",
         };
         let mut response = (status, body).into_response();

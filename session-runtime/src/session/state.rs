@@ -71,6 +71,9 @@ struct Slot {
     changed: bool,
     /// A `Session<T>` holds the value now.
     checked_out: bool,
+    /// A failed `update` left its uncommitted result in the value on
+    /// purpose: not a change made behind the runtime's back.
+    kept_uncommitted: bool,
 }
 
 /// The request's session state.
@@ -291,7 +294,7 @@ impl State {
         slot.checked_out = false;
         slot.changed |= changed;
         #[cfg(debug_assertions)]
-        if !slot.changed {
+        if !slot.changed && !slot.kept_uncommitted {
             warn_if_changed_unseen(&value, &slot.baseline);
         }
         // A value equal to its loaded baseline can be decoded again; one
@@ -326,6 +329,7 @@ impl State {
             parked: None,
             changed: false,
             checked_out: false,
+            kept_uncommitted: false,
         });
         Ok(self.slots.len() - 1)
     }
@@ -420,6 +424,7 @@ impl State {
     pub(crate) fn discard_changes<T: SessionData>(&mut self) {
         if let Some(slot) = self.slot_mut::<T>() {
             slot.changed = false;
+            slot.kept_uncommitted = true;
         }
     }
 
