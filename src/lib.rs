@@ -20,6 +20,10 @@ pub mod stores {
     pub use session_runtime::SessionBackend;
     pub use session_runtime::cookie_store::{CookieKey, CookieStore, KeyError};
     pub use session_runtime::store::*;
+    // Named as well as globbed: without the feature, rustc then says that
+    // `RedisStore` needs the `redis` feature instead of "no `RedisStore`".
+    #[cfg(feature = "redis")]
+    pub use session_runtime::store::{MalformedHash, RedisStore, RedisStoreBuilder};
 }
 
 /// Runs the shared store conformance suite against a store: one `#[test]` per case.

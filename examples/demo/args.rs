@@ -248,8 +248,9 @@ impl Options {
             RedisTarget::Server(url) => RedisStore::open(url).await.map_err(|err| {
                 format!(
                     "cannot use Redis at {url}: {err}{}. Is it running? Start one with \
-                     `redis-server --port 6379`",
-                    source_text(&err)
+                     `redis-server --port {}`",
+                    source_text(&err),
+                    url_port(url)
                 )
             }),
             RedisTarget::Cluster(urls) => RedisStore::open_cluster(urls).await.map_err(|err| {
@@ -483,6 +484,15 @@ fn resolve_store(
             ));
         }
     })
+}
+
+/// The port of a `redis://host:port/…` URL, 6379 when it names none.
+fn url_port(url: &str) -> u16 {
+    url.split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+        .and_then(|authority| authority.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(6379)
 }
 
 /// `: <source>` of a store error, or nothing.

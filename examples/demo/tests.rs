@@ -1888,7 +1888,7 @@ fn the_redis_store_connects_before_the_layer_is_built() {
         .unwrap()
         .unwrap_err();
     assert!(message.contains("redis://127.0.0.1:1/"), "{message}");
-    assert!(message.contains("redis-server"), "{message}");
+    assert!(message.contains("redis-server --port 1`"), "{message}");
     assert!(runtime.block_on(run(&[]).redis_store()).is_none());
 }
 

@@ -81,7 +81,9 @@ pub(crate) enum Failure {
 impl Failure {
     fn status(&self) -> StatusCode {
         match self {
-            Self::Store(_) | Self::Contended { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(StoreError::Unavailable(_)) | Self::Contended { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::SessionGone => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,67 +1,6 @@
-//! Sessions in Redis or Redis Cluster (feature `redis`).
-//!
-//! # Layout
-//!
-//! One Redis hash per session, under `prefix + hex(SHA-256(id))` (the
-//! prefix defaults to `session:`; the raw id never reaches Redis). Its
-//! fields, readable with `redis-cli HGETALL <key>`:
-//!
-//! | field | value |
-//! |---|---|
-//! | `@c` | creation time, ms since the Unix epoch |
-//! | `@l` | last write or refresh, ms (the idle timeout counts from here) |
-//! | `@e` | the deadline, ms; the key's `PEXPIREAT` is the same instant |
-//! | `@r` | the record's revision counter (every namespace write takes the next value) |
-//! | `@n:<namespace>` | `<schema version>:<revision>` of a stored namespace |
-//! | `<namespace>:<field>` | the encoded value of one schema field |
-//! | `@m` | only while a cross-slot rename moves the record: `<target>\|<lease end>` |
-//!
-//! Namespaces never start with `@` and never contain `:`, so the layout is
-//! unambiguous. Fields starting with `@` that this version does not know
-//! are ignored, so a newer version can add metadata during a rolling
-//! deploy.
-//!
-//! # Commands per request
-//!
-//! - load: one `HGETALL`;
-//! - save: one `EVALSHA` of a Lua script (loaded once; on `NOSCRIPT`, after
-//!   a restart or failover, it is loaded again and retried) that checks the
-//!   record is live, checks every namespace's version and expected revision,
-//!   then `HSET`s and `HDEL`s only the changed fields, bumps the revisions
-//!   and sets `PEXPIREAT`. A record deleted meanwhile is never re-created;
-//! - sliding refresh: one `EVALSHA` that sets `@l` and `@e` and calls
-//!   `PEXPIREAT`, never touching data;
-//! - delete: one `DEL`.
-//!
-//! # Id regeneration (rename)
-//!
-//! On a single server the move is one script: `RENAME` and the changes,
-//! atomically. In Redis Cluster the old and the new key live in different
-//! hash slots (they are independent hashes; a shared hash tag would put
-//! every session in one slot and defeat the cluster), so no script can
-//! touch both. The store moves the record in three steps instead:
-//! 1. on the old key, a script checks the guards and freezes the record
-//!    with an `@m` marker (a lease of four command timeouts) and returns
-//!    it; a frozen record reads as absent and refuses writes;
-//! 2. on the new key (a fresh id nobody knows yet), a script installs the
-//!    copy and applies the changes;
-//! 3. on the old key, a script deletes the record if it still carries this
-//!    move's marker.
-//!
-//! If step 2 or 3 fails, the new key is deleted and the marker removed, so
-//! the session stays under its old id; if the old record was deleted
-//! meanwhile (a logout), the new one is deleted too, so a logout is never
-//! undone. If the process dies between steps, the lease runs out and the
-//! old record is live again (the new key, never sent to a client, expires).
-//! No state is duplicated under two live ids. The one loss: when step 3's
-//! answer is lost and the old record is gone afterwards, the store cannot
-//! tell a finished move from a concurrent logout, and takes the safe side
-//! (the session ends) rather than risk resurrecting a logged-out session.
-//!
-//! # Time
-//!
-//! Deadlines come from the layer's clock; a record whose `@e` has passed
-//! reads as absent even before Redis expires the key.
+//! `RedisStore` (feature `redis`): the store, its scripts, and reading a
+//! session hash back. The layout and the design are documented on
+//! [`RedisStore`].
 
 use std::fmt;
 use std::future::Future;
@@ -114,7 +53,92 @@ const RELEASE: &str = include_str!("redis/release.lua");
 
 /// Sessions in Redis or Redis Cluster: field-level writes, compare-and-swap
 /// per namespace in one atomic script, bounded commands, reconnection after
-/// an outage. The module documentation describes the layout.
+/// an outage. Available with the `redis` feature
+/// (`typed-sessions = { version = "0.1", features = ["redis"] }`).
+///
+/// # Layout
+///
+/// One Redis hash per session, under `prefix + hex(SHA-256(id))` (the
+/// prefix defaults to `session:`; the raw id never reaches Redis). The id
+/// is the 16 bytes the cookie value encodes in unpadded base64url, so the
+/// key of a cookie `session=<value>` is, in a shell,
+/// `printf '%s' '<value>==' | tr '_-' '/+' | base64 -d | sha256sum`
+/// behind the prefix ([`RedisStore::redis_key`] computes it from a
+/// [`SessionKey`]). Its fields, readable with `redis-cli HGETALL <key>`:
+///
+/// | field | value |
+/// |---|---|
+/// | `@c` | creation time, ms since the Unix epoch |
+/// | `@l` | last write or refresh, ms (the idle timeout counts from here) |
+/// | `@e` | the deadline, ms; the key's TTL ends at the same instant, as the layer's clock counts |
+/// | `@r` | the record's revision counter (every namespace write takes the next value) |
+/// | `@n:<namespace>` | `<schema version>:<revision>` of a stored namespace |
+/// | `<namespace>:<field>` | the encoded value of one schema field |
+/// | `@x` | the last four saves, `<call id>\|<revisions>` separated by `;`: a save sent twice (its reply was lost) answers the first run's reply instead of applying its changes again |
+/// | `@m` | only while a cross-slot rename moves the record: `<target>\|<lease end>`; after the move, the old key is a tombstone holding only `@m` = `done\|<target>` for a minute |
+///
+/// Namespaces never start with `@` and never contain `:`, so the layout is
+/// unambiguous. Fields starting with `@` that this version does not know
+/// are ignored, so a newer version can add metadata during a rolling
+/// deploy.
+///
+/// # Commands per request
+///
+/// - load: one `HGETALL`;
+/// - save: one `EVALSHA` of a Lua script (on `NOSCRIPT`, after a restart or
+///   failover, one `EVAL` with its body, which caches it again) that checks the
+///   record is live, checks every namespace's version and expected revision,
+///   then `HSET`s and `HDEL`s only the changed fields, bumps the revisions
+///   and sets the key's TTL (`PEXPIRE`). A record deleted meanwhile is
+///   never re-created;
+/// - sliding refresh: one `EVALSHA` that sets `@l` and `@e` and calls
+///   `PEXPIRE`, never touching data;
+/// - delete: one `DEL`.
+///
+/// # Id regeneration (rename)
+///
+/// On a single server the move is one script: `RENAME` and the changes,
+/// atomically. In Redis Cluster the old and the new key live in different
+/// hash slots (they are independent hashes; a shared hash tag would put
+/// every session in one slot and defeat the cluster), so no script can
+/// touch both. The store moves the record in three steps instead:
+/// 1. on the old key, a script checks the guards and freezes the record
+///    with an `@m` marker (a lease of four command timeouts) and returns
+///    it; a frozen record still reads as it is (so that a logout finds and
+///    deletes it) but refuses writes and refreshes;
+/// 2. on the new key (a fresh id nobody knows yet), a script installs the
+///    copy and applies the changes;
+/// 3. on the old key, a script replaces the record, if it still carries
+///    this move's marker, with a short-lived tombstone (so that the same
+///    step sent twice answers the same).
+///
+/// Each step is bounded by the command timeout, so an id regeneration in a
+/// cluster takes at most five of them (three steps, and two to undo).
+///
+/// If step 2 or 3 fails, the new key is deleted and the marker removed, so
+/// the session stays under its old id; if the old record was deleted
+/// meanwhile (a logout), the new one is deleted too, so a logout is never
+/// undone. If the process dies between steps, the lease runs out and the
+/// old record is live again (the new key, never sent to a client, expires).
+/// No state is duplicated under two live ids.
+///
+/// # Replies lost on the way
+///
+/// A connection can die after Redis ran a command and before its reply
+/// arrived; the store then sends the call once more on a fresh connection
+/// (and the Redis Cluster client resends by itself). Every call is safe to
+/// run twice: reads, `DEL` and refreshes by nature, each save because the
+/// script recognizes its call id in `@x` and answers the first run's reply,
+/// and step 3 of a move because of its tombstone.
+///
+/// # Time
+///
+/// Deadlines come from the layer's clock: a record whose `@e` has passed
+/// reads as absent even before Redis expires the key, and the key's TTL is
+/// set relative to that clock (`PEXPIRE`, at most about 100 years), so a
+/// clock apart from Redis's never makes Redis drop a session early.
+///
+/// # Example
 ///
 /// ```no_run
 /// use typed_sessions::{SessionLayer, stores::RedisStore};
@@ -239,9 +263,14 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects to one Redis server (`redis://[user:password@]host:port/db`,
-    /// or `rediss://` when the `redis` crate's TLS features are on) and checks
-    /// that it answers. The connection reconnects by itself after an outage.
+    /// Connects to one Redis server (`redis://[user:password@]host:port/db`)
+    /// and checks that it answers (a server that wants a password fails
+    /// here, not on the first request). The connection reconnects by itself
+    /// after an outage.
+    ///
+    /// For TLS (`rediss://`), turn on the `redis` crate's TLS support in the
+    /// app's `Cargo.toml`, next to typed-sessions:
+    /// `redis = { version = "1.8", features = ["tokio-rustls-comp", "tls-rustls-webpki-roots"] }`.
     ///
     /// # Errors
     /// [`StoreError::Backend`] for an invalid URL; [`StoreError::Unavailable`]
@@ -401,20 +430,17 @@ impl RedisStore {
         format!("{}{}", self.inner.prefix, key.to_hex())
     }
 
-    /// Runs one command or script, bounded by the command timeout. A call
-    /// that failed on a dead connection is tried once more on the fresh one
-    /// the failure made the connection manager open (after a Redis restart
-    /// the first command meets the old connection): always when `retry`
-    /// says the call is idempotent, and otherwise only when the command
-    /// never left (the connection was refused or already closed).
-    async fn run<T, F, Fut>(&self, retry: Retry, call: F) -> Result<T, StoreError>
+    /// Runs one command or script, bounded by the command timeout; a call
+    /// that met a dead connection is sent once more (see
+    /// [`worth_resending`]).
+    async fn run<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
     where
         F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let attempt = async {
             match call(self.inner.conn.clone()).await {
-                Err(err) if retry.allows(&err) => call(self.inner.conn.clone()).await,
+                Err(err) if worth_resending(&err) => call(self.inner.conn.clone()).await,
                 result => result,
             }
         };
@@ -430,9 +456,9 @@ impl RedisStore {
     /// failed-over server, a fresh cluster node) `EVAL` with the body, which
     /// also caches it there. Both go to the node that owns the key, so a
     /// slow node elsewhere in a cluster never holds this call up.
-    async fn script(&self, retry: Retry, call: LuaCall<'_>) -> Result<Value, StoreError> {
+    async fn script(&self, call: LuaCall<'_>) -> Result<Value, StoreError> {
         let call = &call;
-        self.run(retry, |mut conn| async move {
+        self.run(|mut conn| async move {
             match call.evalsha().query_async(&mut conn).await {
                 Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     call.eval().query_async(&mut conn).await
@@ -461,7 +487,6 @@ impl RedisStore {
                 }
                 let reply = self
                     .script(
-                        Retry::Unsent,
                         SaveCall {
                             source: Some(&source),
                             ..SaveCall::new("M", &target)
@@ -472,12 +497,7 @@ impl RedisStore {
                 return outcome(&reply, changes);
             }
         };
-        let reply = self
-            .script(
-                Retry::for_save(changes),
-                call.invocation(save, now, changes),
-            )
-            .await?;
+        let reply = self.script(call.invocation(save, now, changes)).await?;
         outcome(&reply, changes)
     }
 
@@ -500,10 +520,7 @@ impl RedisStore {
             ..SaveCall::new("F", source)
         };
         let reply = self
-            .script(
-                Retry::Unsent,
-                freeze.invocation(&self.inner.save, now, changes),
-            )
+            .script(freeze.invocation(&self.inner.save, now, changes))
             .await?;
         let Some(copy) = frozen_fields(&reply) else {
             return outcome(&reply, changes);
@@ -514,7 +531,7 @@ impl RedisStore {
             ..SaveCall::new("I", &target)
         }
         .invocation(&self.inner.save, now, changes);
-        let installed = match self.script(Retry::Unsent, install).await {
+        let installed = match self.script(install).await {
             Ok(reply) if is_tag(&reply, b"exists") => {
                 // Something already lives under the new key: it is not
                 // ours to delete. Unfreeze the source and report it.
@@ -562,7 +579,7 @@ impl RedisStore {
     async fn release(&self, source: &str, op: &str, marker: &str) -> Result<i64, StoreError> {
         let mut invocation = self.inner.release.call(&[source]);
         invocation.arg(op).arg(marker);
-        let reply = self.script(Retry::Unsent, invocation).await?;
+        let reply = self.script(invocation).await?;
         match reply {
             Value::Int(n) => Ok(n),
             other => Err(unexpected(&other)),
@@ -582,8 +599,8 @@ impl RedisStore {
     }
 
     async fn forget(&self, target: &str) {
-        let result: Result<i64, StoreError> = self
-            .run(Retry::Idempotent, |mut conn| async move {
+        let result: Result<i64, StoreError> =
+            self.run(|mut conn| async move {
                 ::redis::cmd("DEL").arg(target).query_async(&mut conn).await
             })
             .await;
@@ -597,49 +614,52 @@ impl RedisStore {
     }
 }
 
-/// When a call that failed on a dead connection may be sent again.
-///
-/// A connection that died is reported the same way whether the command
-/// never left (the usual case: the first command after a Redis restart
-/// meets the old connection) or was lost in flight, so only calls that are
-/// safe to repeat are repeated then.
-#[derive(Clone, Copy)]
-enum Retry {
-    /// Running it twice does what running it once does (reads, `DEL`, a
-    /// refresh to the same deadline).
-    Idempotent,
-    /// A write that is safe to repeat: a create (if the first one landed,
-    /// the second finds the key taken and fails; never a second record),
-    /// or plain patches with no expected revision (the same bytes again).
-    Replayable,
-    /// Any other write (a compare-and-swap, a rename, a move step): only
-    /// when it certainly never reached Redis (the connection was refused).
-    Unsent,
+/// The longest TTL handed to Redis, about 100 years: a deadline past it
+/// (a huge store TTL) is kept in `@e` as given, but `PEXPIRE` gets a
+/// number Redis accepts.
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1000;
+
+/// The key's TTL for a deadline, relative to the caller's clock (the one
+/// that decides `@e`), so that a clock apart from the server's cannot make
+/// Redis drop a session early: at least 1 ms, at most [`MAX_TTL_MS`].
+fn ttl_ms(expires_at_ms: u64, now_ms: u64) -> u64 {
+    expires_at_ms.saturating_sub(now_ms).clamp(1, MAX_TTL_MS)
 }
 
-impl Retry {
-    /// The policy for a save of `changes`.
-    fn for_save(changes: &Changeset) -> Self {
-        let plain_patches = changes.namespaces.iter().all(|change| {
-            change.expected_revision.is_none() && matches!(change.op, NamespaceOp::Patch(_))
-        });
-        match changes.mode {
-            SaveMode::Create => Self::Replayable,
-            SaveMode::Update if plain_patches => Self::Replayable,
-            _ => Self::Unsent,
+/// A unique id for one save call (a random per-process prefix and a
+/// counter), by which the script recognizes the same call sent twice.
+fn call_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0_u8; 8];
+        // Uniqueness, not secrecy: without OS randomness, the time and the
+        // process id still tell processes apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            #[allow(clippy::cast_possible_truncation, reason = "mixing bits")]
+            let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32);
+            bytes = mixed.to_le_bytes();
         }
-    }
+        u64::from_le_bytes(bytes)
+    });
+    format!("{prefix:016x}{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
 
-    fn allows(self, err: &RedisError) -> bool {
-        if err.is_timeout() {
-            return false;
-        }
-        let dead = err.is_io_error() || err.is_connection_dropped();
-        match self {
-            Self::Idempotent | Self::Replayable => err.is_connection_refusal() || dead,
-            Self::Unsent => err.is_connection_refusal(),
-        }
-    }
+/// Whether a call that failed may be sent again at once: its connection
+/// was refused or had died. After a Redis restart the first command meets
+/// the old connection; the failure makes the connection manager open a new
+/// one. Every call is safe to send twice (reads, `DEL`, a refresh to the
+/// same deadline, and the save scripts, which recognize a call they ran
+/// already by its id), so whether the first one got through does not
+/// matter. A timeout is not retried: the command timeout bounds the call.
+fn worth_resending(err: &RedisError) -> bool {
+    !err.is_timeout()
+        && (err.is_connection_refusal() || err.is_io_error() || err.is_connection_dropped())
 }
 
 /// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
@@ -733,8 +753,10 @@ impl<'c> SaveCall<'c> {
             .arg(changes.created_at_ms)
             .arg(changes.last_seen_ms)
             .arg(changes.expires_at_ms)
+            .arg(ttl_ms(changes.expires_at_ms, now))
             .arg(lease_until)
             .arg(marker)
+            .arg(call_id())
             .arg(self.copy.len());
         for (name, value) in self.copy {
             inv.arg(name.as_slice()).arg(value.as_slice());
@@ -879,6 +901,10 @@ fn classify(err: RedisError) -> StoreError {
                         | ServerErrorKind::Ask
                 )
         );
+    // Replies redis-rs has no kind for: a script running too long (BUSY),
+    // writes refused after a failed snapshot (MISCONF), too few replicas
+    // (NOREPLICAS).
+    let transient = transient || matches!(err.code(), Some("BUSY" | "MISCONF" | "NOREPLICAS"));
     if transient {
         StoreError::unavailable(RedisFailure(err))
     } else {
@@ -935,7 +961,7 @@ impl SessionStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
         let redis_key = &self.redis_key(key);
         let reply: Value = self
-            .run(Retry::Idempotent, |mut conn| async move {
+            .run(|mut conn| async move {
                 ::redis::cmd("HGETALL")
                     .arg(redis_key)
                     .query_async(&mut conn)
@@ -953,7 +979,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let redis_key = &self.redis_key(key);
         let deleted: i64 = self
-            .run(Retry::Idempotent, |mut conn| async move {
+            .run(|mut conn| async move {
                 ::redis::cmd("DEL")
                     .arg(redis_key)
                     .query_async(&mut conn)
@@ -971,11 +997,13 @@ impl SessionStore for RedisStore {
     ) -> Result<bool, StoreError> {
         let redis_key = &self.redis_key(key);
         let mut invocation = self.inner.touch.call(&[redis_key]);
+        let now = self.inner.clock.now_ms();
         invocation
-            .arg(self.inner.clock.now_ms())
+            .arg(now)
             .arg(last_seen_ms)
-            .arg(expires_at_ms);
-        match self.script(Retry::Idempotent, invocation).await? {
+            .arg(expires_at_ms)
+            .arg(ttl_ms(expires_at_ms, now));
+        match self.script(invocation).await? {
             Value::Int(n) => Ok(n == 1),
             other => Err(unexpected(&other)),
         }
@@ -983,25 +1011,21 @@ impl SessionStore for RedisStore {
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let redis_key = &self.redis_key(key);
-        let meta: Vec<Option<Vec<u8>>> = self
-            .run(Retry::Idempotent, |mut conn| async move {
-                ::redis::cmd("HMGET")
+        let deadline: Option<Vec<u8>> = self
+            .run(|mut conn| async move {
+                ::redis::cmd("HGET")
                     .arg(redis_key)
                     .arg("@e")
-                    .arg("@m")
                     .query_async(&mut conn)
                     .await
             })
             .await?;
+        // A record being moved exists until the move deletes it; the
+        // tombstone of a finished move has no deadline.
         let now = self.inner.clock.now_ms();
-        Ok(match meta.as_slice() {
-            [Some(deadline), marker] => {
-                decode::number(deadline).is_some_and(|d| d > now)
-                    && !marker
-                        .as_deref()
-                        .is_some_and(|m| decode::lease_holds(m, now))
-            }
-            _ => false,
-        })
+        Ok(deadline
+            .as_deref()
+            .and_then(decode::number)
+            .is_some_and(|d| d > now))
     }
 }

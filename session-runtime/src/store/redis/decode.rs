@@ -46,17 +46,8 @@ pub(crate) fn number(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
-/// Whether a move marker (`<target>|<lease end>`) still holds at `now`.
-pub(crate) fn lease_holds(marker: &[u8], now: u64) -> bool {
-    marker
-        .iter()
-        .position(|&b| b == b'|')
-        .and_then(|bar| number(&marker[bar + 1..]))
-        .is_some_and(|lease_end| lease_end > now)
-}
-
 /// The record in a session hash, `None` when there is none, it expired at
-/// `now`, or it is being moved.
+/// `now`, or it is the tombstone of a finished move.
 ///
 /// # Errors
 /// When the hash is not one this store wrote.
@@ -83,7 +74,10 @@ pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record
                 meta("@r")?;
             }
             "@m" => {
-                if lease_holds(value, now) {
+                // A record being moved reads as it is (a logout may still
+                // delete it, which the move then respects); the tombstone a
+                // finished move leaves reads as nothing.
+                if value.starts_with(b"done|") {
                     return Ok(None);
                 }
             }
@@ -268,18 +262,16 @@ mod tests {
     }
 
     #[test]
-    fn expired_and_moving_records_read_as_none() {
+    fn expired_records_and_tombstones_read_as_none_and_moving_ones_as_they_are() {
         let record = Record::new(1, 1, 100, Vec::new());
         let pairs = layout(&record, 0);
         assert!(super::record(&borrowed(&pairs), 99).unwrap().is_some());
         assert!(super::record(&borrowed(&pairs), 100).unwrap().is_none());
         let mut moving = pairs.clone();
         moving.push((b"@m".to_vec(), b"abcd|50".to_vec()));
-        assert!(super::record(&borrowed(&moving), 49).unwrap().is_none());
-        assert!(
-            super::record(&borrowed(&moving), 50).unwrap().is_some(),
-            "lease over"
-        );
+        assert_eq!(super::record(&borrowed(&moving), 49).unwrap(), Some(record));
+        let tombstone = [(&b"@m"[..], &b"done|abcd"[..])];
+        assert!(super::record(&tombstone, 0).unwrap().is_none());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 -- typed-sessions RedisStore: apply one changeset atomically.
 --
 -- KEYS[1] the session's hash; KEYS[2] the source hash for mode M.
--- ARGV: mode, now_ms, created_at_ms, last_seen_ms, expires_at_ms,
---       lease_until_ms (mode F), marker (mode F),
+-- ARGV: mode, now_ms, created_at_ms, last_seen_ms, expires_at_ms, ttl_ms,
+--       lease_until_ms (mode F), marker (mode F), call id,
 --       n_copy, n_copy × (field, value)                          (mode I),
 --       n_changes, n_changes × (meta field '@n:<ns>', field prefix '<ns>:',
 --         version, expected revision or '', op R|P|D, n_fields,
@@ -15,10 +15,16 @@
 --          {'exists'} | {'frozen', field, value, ...}
 --
 -- Kept lean: an update is one HMGET (liveness, counter, every guard), one
--- HSET (fields, revisions, counter, deadline) and one PEXPIREAT.
+-- HSET (fields, revisions, counter, deadline) and one PEXPIRE.
+--
+-- Safe to run twice: a client may send a call again when its connection
+-- dropped before the reply (a Redis Cluster client does so by itself). A
+-- save records '@x' = '<call id>|<revisions>' and a second run of the same
+-- call returns that reply instead of applying the changes again.
 
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
+local call_id = ARGV[9]
 local key = KEYS[1]
 local src = key
 if mode == 'M' then src = KEYS[2] end
@@ -30,55 +36,114 @@ local function lease_holds(marker)
   return lease_end ~= nil and lease_end > now
 end
 
--- Whether `k` holds a record that is live or being moved (its deadline is
--- ahead); a dead or foreign key is deleted so that it can be written.
-local function occupied(k)
-  if redis.call('EXISTS', k) == 0 then return false end
-  local e = tonumber(redis.call('HMGET', k, '@e')[1])
-  if e and e > now then return true end
+-- The reply of this call when '@x' shows it ran already, else nil. '@x'
+-- keeps the last four calls, '<id>|<revisions>' separated by ';', so a
+-- call sent again still finds itself after a few other writes.
+local function replay(x)
+  if not x then return nil end
+  for entry in string.gmatch(x, '[^;]+') do
+    local bar = string.find(entry, '|', 1, true)
+    if bar and string.sub(entry, 1, bar - 1) == call_id then
+      local reply = {'saved'}
+      for r in string.gmatch(string.sub(entry, bar + 1), '[^,]+') do
+        reply[#reply + 1] = tonumber(r)
+      end
+      return reply
+    end
+  end
+  return nil
+end
+
+-- '@x' with this call's entry first and at most three older ones.
+local function remember(x, revisions)
+  local applied = {}
+  for r = 2, #revisions do applied[#applied + 1] = revisions[r] end
+  local entries = {call_id .. '|' .. table.concat(applied, ',')}
+  if x then
+    for entry in string.gmatch(x, '[^;]+') do
+      if #entries == 4 then break end
+      entries[#entries + 1] = entry
+    end
+  end
+  return table.concat(entries, ';')
+end
+
+-- For a key to be written from scratch: 'free' (a dead or foreign key is
+-- deleted first), 'taken' by a live record, or this call's reply when this
+-- very call wrote it already.
+local function claim(k)
+  if redis.call('EXISTS', k) == 0 then return 'free' end
+  local m = redis.call('HMGET', k, '@e', '@x')
+  local again = replay(m[2])
+  if again then return again end
+  local e = tonumber(m[1])
+  if e and e > now then return 'taken' end
   redis.call('DEL', k)
-  return false
+  return 'free'
 end
 
 -- The changes, and the metadata fields to read in one HMGET.
-local i = 8
+local i = 10
 local copy_first = i + 1
 local n_copy = tonumber(ARGV[i])
 i = i + 1 + 2 * n_copy
 local n = tonumber(ARGV[i])
 i = i + 1
 local changes = {}
-local want = {'@e', '@m', '@r'}
+local want = {'@e', '@m', '@r', '@x'}
 for c = 1, n do
   local nf = tonumber(ARGV[i + 5])
   changes[c] = {meta = ARGV[i], prefix = ARGV[i + 1], ver = ARGV[i + 2], exp = ARGV[i + 3],
                 op = ARGV[i + 4], first = i + 6, nf = nf}
-  want[3 + c] = ARGV[i]
+  want[4 + c] = ARGV[i]
   i = i + 6 + 2 * nf
 end
 
 local got = {}
 local counter = 0
 local stale_marker = false
+local previous_calls = nil
 if mode == 'C' or mode == 'I' then
-  if occupied(key) then return {'exists'} end
+  local claimed = claim(key)
+  if claimed == 'taken' then return {'exists'} end
+  if claimed ~= 'free' then return claimed end
 else
   got = redis.call('HMGET', src, unpack(want))
+  local again = replay(got[4])
+  if again then return again end
   local e = tonumber(got[1])
-  if not e or e <= now then return {'missing'} end
+  if not e or e <= now then
+    -- A rename that ran already moved the record to KEYS[1].
+    if mode == 'M' then
+      again = replay(redis.call('HGET', key, '@x'))
+      if again then return again end
+    end
+    return {'missing'}
+  end
   if got[2] then
-    if lease_holds(got[2]) then return {'missing'} end
-    stale_marker = true
+    if lease_holds(got[2]) then
+      -- Being moved: refuses writes. A freeze sent again by this very
+      -- move runs again (it only sets the same marker and reads).
+      local ours = mode == 'F' and string.sub(got[2], 1, #ARGV[8] + 1) == ARGV[8] .. '|'
+      if not ours then return {'missing'} end
+    else
+      stale_marker = true
+    end
   end
   counter = tonumber(got[3]) or 0
-  if mode == 'M' and occupied(key) then return {'exists'} end
+  previous_calls = got[4]
+  if mode == 'M' then
+    local claimed = claim(key)
+    if claimed == 'taken' then return {'exists'} end
+    if claimed ~= 'free' then return claimed end
+  end
 end
 
 -- Guards: all checked before anything is written. For mode I the record
 -- is not there yet: the guards ran when it was frozen.
 if mode ~= 'I' then
   for c, ch in ipairs(changes) do
-    local meta = got[3 + c]
+    local meta = got[4 + c]
     local sver, srev = nil, 0
     if meta then
       local colon = string.find(meta, ':', 1, true)
@@ -102,7 +167,7 @@ local function call_many(cmd, k, args)
 end
 
 if mode == 'F' then
-  redis.call('HSET', src, '@m', ARGV[7] .. '|' .. ARGV[6])
+  redis.call('HSET', src, '@m', ARGV[8] .. '|' .. ARGV[7])
   local all = redis.call('HGETALL', src)
   local reply = {'frozen'}
   for f = 1, #all, 2 do
@@ -120,6 +185,7 @@ if mode == 'I' then
     copied[#copied + 1] = ARGV[f]
     copied[#copied + 1] = ARGV[f + 1]
     if ARGV[f] == '@r' then counter = tonumber(ARGV[f + 1]) or 0 end
+    if ARGV[f] == '@x' then previous_calls = ARGV[f + 1] end
   end
   if #copied > 0 then call_many('HSET', key, copied) end
 elseif mode == 'M' then
@@ -143,7 +209,7 @@ local set = {}
 local revisions = {'saved'}
 local removed, kept = false, false
 for c, ch in ipairs(changes) do
-  local stored = mode == 'I' or got[3 + c]
+  local stored = mode == 'I' or got[4 + c]
   if stored and ch.op ~= 'P' then drop_fields(ch.prefix) end
   if ch.op == 'D' then
     if stored then redis.call('HDEL', key, ch.meta) end
@@ -173,6 +239,8 @@ if removed and not kept then
   end
 end
 
+set[#set + 1] = '@x'
+set[#set + 1] = remember(previous_calls, revisions)
 set[#set + 1] = '@r'
 set[#set + 1] = counter
 set[#set + 1] = '@l'
@@ -184,5 +252,7 @@ if mode == 'C' then
   set[#set + 1] = ARGV[3]
 end
 call_many('HSET', key, set)
-redis.call('PEXPIREAT', key, ARGV[5])
+-- Relative to the caller's clock, which also decides '@e': a clock that
+-- differs from the server's cannot make Redis drop a session early.
+redis.call('PEXPIRE', key, ARGV[6])
 return revisions
