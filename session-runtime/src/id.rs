@@ -139,10 +139,11 @@ impl SessionKey {
 
     /// The hash in lowercase hex (64 characters), e.g. for a key-value store key.
     pub fn to_hex(&self) -> String {
-        use fmt::Write as _;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(64);
         for byte in &self.0 {
-            let _ = write!(out, "{byte:02x}");
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
         }
         out
     }

@@ -36,10 +36,9 @@ pub mod __fuzz {
     /// When that check fails: that is what the fuzzer looks for.
     pub fn hash(data: &[u8], now: u64) -> Option<usize> {
         let pairs = super::decode::split_pairs(data);
-        let record = super::decode::record(&pairs, now).ok()??;
+        let record = super::decode::record(pairs, now).ok()??;
         let again = super::decode::layout(&record, 0);
-        let again: Vec<(&[u8], &[u8])> = again.iter().map(|(n, v)| (&n[..], &v[..])).collect();
-        let reread = super::decode::record(&again, now)
+        let reread = super::decode::record(again, now)
             .expect("a layout reads")
             .expect("a live record");
         assert_eq!(reread, record, "a record reads back from its layout");
@@ -427,7 +426,10 @@ impl RedisStore {
 
     /// The Redis key a session's hash lives under.
     pub fn redis_key(&self, key: &SessionKey) -> String {
-        format!("{}{}", self.inner.prefix, key.to_hex())
+        let mut out = String::with_capacity(self.inner.prefix.len() + 64);
+        out.push_str(&self.inner.prefix);
+        out.push_str(&key.to_hex());
+        out
     }
 
     /// Runs one command or script, bounded by the command timeout; a call
@@ -968,8 +970,8 @@ impl SessionStore for RedisStore {
                     .await
             })
             .await?;
-        let pairs = decode::pairs(&reply).ok_or_else(|| unexpected(&reply))?;
-        decode::record(&pairs, self.inner.clock.now_ms()).map_err(StoreError::backend)
+        let pairs = decode::into_pairs(reply).map_err(|reply| unexpected(&reply))?;
+        decode::record(pairs, self.inner.clock.now_ms()).map_err(StoreError::backend)
     }
 
     async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {

@@ -15,26 +15,34 @@ use crate::store::{NamespaceRecord, Record};
 #[error("malformed session hash in Redis: {0}")]
 pub struct MalformedHash(String);
 
-/// The field/value pairs of an `HGETALL` reply (RESP2 array or RESP3 map).
-pub(crate) fn pairs(reply: &Value) -> Option<Vec<(&[u8], &[u8])>> {
-    fn bytes(v: &Value) -> Option<&[u8]> {
+/// A hash's fields and values, as Redis returned them.
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The field/value pairs of an `HGETALL` reply (RESP2 array or RESP3 map),
+/// taken out of it without copying; the reply itself when it is not one.
+pub(crate) fn into_pairs(reply: Value) -> Result<Pairs, Value> {
+    fn bytes(v: Value) -> Result<Vec<u8>, Value> {
         match v {
-            Value::BulkString(b) => Some(b),
-            Value::SimpleString(s) => Some(s.as_bytes()),
-            _ => None,
+            Value::BulkString(b) => Ok(b),
+            Value::SimpleString(s) => Ok(s.into_bytes()),
+            other => Err(other),
         }
     }
     match reply {
-        Value::Array(items) if items.len() % 2 == 0 => items
-            .chunks(2)
-            .map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)))
-            .collect(),
+        Value::Array(items) if items.len() % 2 == 0 => {
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                pairs.push((bytes(name)?, bytes(value)?));
+            }
+            Ok(pairs)
+        }
         Value::Map(items) => items
-            .iter()
-            .map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+            .into_iter()
+            .map(|(k, v)| Ok((bytes(k)?, bytes(v)?)))
             .collect(),
-        Value::Nil => Some(Vec::new()),
-        _ => None,
+        Value::Nil => Ok(Vec::new()),
+        other => Err(other),
     }
 }
 
@@ -51,22 +59,23 @@ pub(crate) fn number(bytes: &[u8]) -> Option<u64> {
 ///
 /// # Errors
 /// When the hash is not one this store wrote.
-pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record>, MalformedHash> {
+pub(crate) fn record(pairs: Pairs, now: u64) -> Result<Option<Record>, MalformedHash> {
     if pairs.is_empty() {
         return Ok(None);
     }
     let mut created = None;
     let mut last_seen = None;
     let mut deadline = None;
-    let mut namespaces: BTreeMap<&str, (u32, u64, FieldMap)> = BTreeMap::new();
-    let mut data: Vec<(&str, &str, &[u8])> = Vec::new();
-    for &(name, value) in pairs {
-        let name = std::str::from_utf8(name)
+    let mut namespaces: BTreeMap<String, (u32, u64, FieldMap)> = BTreeMap::new();
+    // `<ns>:<field>` names, the position of their colon, and the values.
+    let mut data: Vec<(String, usize, Vec<u8>)> = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        let name = String::from_utf8(name)
             .map_err(|_| MalformedHash("a field name is not UTF-8".to_owned()))?;
         let meta = |what: &str| {
-            number(value).ok_or_else(|| MalformedHash(format!("`{what}` is not a number")))
+            number(&value).ok_or_else(|| MalformedHash(format!("`{what}` is not a number")))
         };
-        match name {
+        match name.as_str() {
             "@c" => created = Some(meta("@c")?),
             "@l" => last_seen = Some(meta("@l")?),
             "@e" => deadline = Some(meta("@e")?),
@@ -83,7 +92,7 @@ pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record
             }
             _ => {
                 if let Some(ns) = name.strip_prefix("@n:") {
-                    let (version, revision) = std::str::from_utf8(value)
+                    let (version, revision) = std::str::from_utf8(&value)
                         .ok()
                         .and_then(|v| v.split_once(':'))
                         .and_then(|(v, r)| {
@@ -93,11 +102,11 @@ pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record
                         .ok_or_else(|| {
                             MalformedHash(format!("`@n:{ns}` is not `version:revision`"))
                         })?;
-                    namespaces.insert(ns, (version, revision, FieldMap::new()));
+                    namespaces.insert(ns.to_owned(), (version, revision, FieldMap::new()));
                 } else if name.starts_with('@') {
                     // Metadata of a newer version: not ours to judge.
-                } else if let Some((ns, field)) = name.split_once(':') {
-                    data.push((ns, field, value));
+                } else if let Some(colon) = name.find(':') {
+                    data.push((name, colon, value));
                 } else {
                     return Err(MalformedHash(format!(
                         "field `{name}` is neither metadata nor `namespace:field`"
@@ -115,12 +124,16 @@ pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record
     }
     // Redis returns a hash in no particular order; fields read back in name
     // order, so one stored state is always the same record.
-    data.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    for (ns, field, value) in data {
-        let (_, _, fields) = namespaces
-            .get_mut(ns)
-            .ok_or_else(|| MalformedHash(format!("field `{ns}:{field}` has no `@n:{ns}` entry")))?;
-        fields.insert(field.to_owned(), value.to_vec());
+    data.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (mut name, colon, value) in data {
+        let Some((_, _, fields)) = namespaces.get_mut(&name[..colon]) else {
+            let (ns, field) = name.split_at(colon);
+            return Err(MalformedHash(format!(
+                "field `{ns}{field}` has no `@n:{ns}` entry"
+            )));
+        };
+        name.drain(..=colon);
+        fields.insert(name, value);
     }
     let namespaces = namespaces
         .into_iter()
@@ -133,7 +146,7 @@ pub(crate) fn record(pairs: &[(&[u8], &[u8])], now: u64) -> Result<Option<Record
 
 /// The hash the save script writes for `record` (with `counter` as `@r`):
 /// the inverse of [`record`], for the property tests and the fuzz target.
-pub(crate) fn layout(record: &Record, counter: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn layout(record: &Record, counter: u64) -> Pairs {
     let mut pairs = vec![
         (
             b"@c".to_vec(),
@@ -160,7 +173,7 @@ pub(crate) fn layout(record: &Record, counter: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Splits fuzz input into hash pairs: each name and value is one length
 /// byte followed by that many bytes.
-pub(crate) fn split_pairs(mut data: &[u8]) -> Vec<(&[u8], &[u8])> {
+pub(crate) fn split_pairs(mut data: &[u8]) -> Pairs {
     fn take<'d>(data: &mut &'d [u8]) -> Option<&'d [u8]> {
         let (&len, rest) = data.split_first()?;
         let len = usize::from(len).min(rest.len());
@@ -170,7 +183,7 @@ pub(crate) fn split_pairs(mut data: &[u8]) -> Vec<(&[u8], &[u8])> {
     }
     let mut pairs = Vec::new();
     while let (Some(name), Some(value)) = (take(&mut data), take(&mut data)) {
-        pairs.push((name, value));
+        pairs.push((name.to_vec(), value.to_vec()));
     }
     pairs
 }
@@ -216,15 +229,11 @@ mod tests {
             })
     }
 
-    fn borrowed(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
-        pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect()
-    }
-
     proptest! {
         #[test]
         fn every_record_reads_back_from_its_layout(record in arb_record(), counter in any::<u64>()) {
             let pairs = layout(&record, counter);
-            let read = super::record(&borrowed(&pairs), 0).unwrap().unwrap();
+            let read = super::record(pairs.clone(), 0).unwrap().unwrap();
             prop_assert_eq!(read, record);
         }
 
@@ -236,13 +245,13 @@ mod tests {
                 let j = usize::try_from(seed.rotate_left(u32::try_from(i % 64).unwrap()) % len as u64).unwrap();
                 pairs.swap(i, j);
             }
-            let read = super::record(&borrowed(&pairs), 0).unwrap().unwrap();
+            let read = super::record(pairs.clone(), 0).unwrap().unwrap();
             prop_assert_eq!(read, record);
         }
 
         #[test]
         fn arbitrary_hashes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512), now in any::<u64>()) {
-            let _ = super::record(&split_pairs(&data), now);
+            let _ = super::record(split_pairs(&data), now);
         }
 
         #[test]
@@ -257,7 +266,7 @@ mod tests {
             }
             // Whatever it reads as, it reads without a panic, and an
             // unchanged hash reads as the record.
-            let _ = super::record(&borrowed(&pairs), 0);
+            let _ = super::record(pairs.clone(), 0);
         }
     }
 
@@ -265,13 +274,13 @@ mod tests {
     fn expired_records_and_tombstones_read_as_none_and_moving_ones_as_they_are() {
         let record = Record::new(1, 1, 100, Vec::new());
         let pairs = layout(&record, 0);
-        assert!(super::record(&borrowed(&pairs), 99).unwrap().is_some());
-        assert!(super::record(&borrowed(&pairs), 100).unwrap().is_none());
+        assert!(super::record(pairs.clone(), 99).unwrap().is_some());
+        assert!(super::record(pairs.clone(), 100).unwrap().is_none());
         let mut moving = pairs.clone();
         moving.push((b"@m".to_vec(), b"abcd|50".to_vec()));
-        assert_eq!(super::record(&borrowed(&moving), 49).unwrap(), Some(record));
-        let tombstone = [(&b"@m"[..], &b"done|abcd"[..])];
-        assert!(super::record(&tombstone, 0).unwrap().is_none());
+        assert_eq!(super::record(moving, 49).unwrap(), Some(record));
+        let tombstone = vec![(b"@m".to_vec(), b"done|abcd".to_vec())];
+        assert!(super::record(tombstone, 0).unwrap().is_none());
     }
 
     #[test]
@@ -299,7 +308,11 @@ mod tests {
             ],
         ];
         for pairs in cases {
-            let err = super::record(pairs, 0).unwrap_err().to_string();
+            let owned = pairs
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect();
+            let err = super::record(owned, 0).unwrap_err().to_string();
             assert!(err.starts_with("malformed session hash"), "{err}");
             assert!(!err.contains("secret"), "{err}");
         }
