@@ -73,7 +73,7 @@ const RELEASE: &str = include_str!("redis/release.lua");
 /// | `@r` | the record's revision counter (every namespace write takes the next value) |
 /// | `@n:<namespace>` | `<schema version>:<revision>` of a stored namespace |
 /// | `<namespace>:<field>` | the encoded value of one schema field |
-/// | `@x` | the last four saves, `<call id>\|<revisions>` separated by `;`: a save sent twice (its reply was lost) answers the first run's reply instead of applying its changes again |
+/// | `@x` | the last four saves, each `;<call id>\|<revisions>`: a save sent twice (its reply was lost) answers the first run's reply instead of applying its changes again |
 /// | `@m` | only while a cross-slot rename moves the record: `<target>\|<lease end>`; after the move, the old key is a tombstone holding only `@m` = `done\|<target>` for a minute |
 ///
 /// Namespaces never start with `@` and never contain `:`, so the layout is

@@ -37,35 +37,33 @@ local function lease_holds(marker)
 end
 
 -- The reply of this call when '@x' shows it ran already, else nil. '@x'
--- keeps the last four calls, '<id>|<revisions>' separated by ';', so a
--- call sent again still finds itself after a few other writes.
+-- keeps the last four calls, each ';<id>|<revisions>', so a call sent
+-- again still finds itself after a few other writes.
 local function replay(x)
   if not x then return nil end
-  for entry in string.gmatch(x, '[^;]+') do
-    local bar = string.find(entry, '|', 1, true)
-    if bar and string.sub(entry, 1, bar - 1) == call_id then
-      local reply = {'saved'}
-      for r in string.gmatch(string.sub(entry, bar + 1), '[^,]+') do
-        reply[#reply + 1] = tonumber(r)
-      end
-      return reply
-    end
+  local at = string.find(x, ';' .. call_id .. '|', 1, true)
+  if not at then return nil end
+  local from = at + #call_id + 2
+  local to = (string.find(x, ';', from, true) or (#x + 1)) - 1
+  local reply = {'saved'}
+  for r in string.gmatch(string.sub(x, from, to), '[^,]+') do
+    reply[#reply + 1] = tonumber(r)
   end
-  return nil
+  return reply
 end
 
 -- '@x' with this call's entry first and at most three older ones.
 local function remember(x, revisions)
-  local applied = {}
-  for r = 2, #revisions do applied[#applied + 1] = revisions[r] end
-  local entries = {call_id .. '|' .. table.concat(applied, ',')}
-  if x then
-    for entry in string.gmatch(x, '[^;]+') do
-      if #entries == 4 then break end
-      entries[#entries + 1] = entry
-    end
+  local entry = ';' .. call_id .. '|' .. table.concat(revisions, ',', 2)
+  if not x then return entry end
+  local cut = 0
+  for _ = 1, 3 do
+    cut = string.find(x, ';', cut + 1, true)
+    if not cut then return entry .. x end
   end
-  return table.concat(entries, ';')
+  local fourth = string.find(x, ';', cut + 1, true)
+  if fourth then return entry .. string.sub(x, 1, fourth - 1) end
+  return entry .. x
 end
 
 -- For a key to be written from scratch: 'free' (a dead or foreign key is
