@@ -33,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::post;
 use tokio::runtime::Handle;
 use typed_sessions::stores::{
     Changeset, NamespaceChange, NamespaceOp, RedisStore, RedisStoreBuilder, SaveMode, SaveOutcome,
@@ -41,6 +41,7 @@ use typed_sessions::stores::{
 };
 use typed_sessions::{Clock, Session, SessionHandle, SessionLayer};
 use typed_sessions_test_support::redis_server::{RedisCluster, RedisServer, Reply as Resp};
+use typed_sessions_test_support::routes::counter_routes;
 use typed_sessions_test_support::schemas::Counter;
 use typed_sessions_test_support::{fetch, key_of, submit};
 
@@ -161,18 +162,7 @@ async fn open(cluster: &RedisCluster, builder: RedisStoreBuilder) -> RedisStore 
 
 /// `/count`, `/incr`, `/regenerate` and `/incr-and-regenerate` over `store`.
 fn app(store: RedisStore) -> Router {
-    Router::new()
-        .route(
-            "/count",
-            get(|c: Session<Counter>| async move { c.count.to_string() }),
-        )
-        .route(
-            "/incr",
-            post(|mut c: Session<Counter>| async move {
-                c.count += 1;
-                c.count.to_string()
-            }),
-        )
+    counter_routes()
         .route(
             "/regenerate",
             post(|h: SessionHandle| async move {

@@ -17,14 +17,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::post;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use typed_sessions::stores::RedisStore;
-use typed_sessions::{Session, SessionHandle, SessionLayer};
+use typed_sessions::{Session, SessionLayer};
 use typed_sessions_test_support::redis_server::{RedisServer, stats_delta};
-use typed_sessions_test_support::schemas::{Counter, Other};
+use typed_sessions_test_support::routes::held_counter_routes;
+use typed_sessions_test_support::schemas::Other;
 use typed_sessions_test_support::{Gate, is_removal, key_of};
 
 /// How many concurrent increments.
@@ -141,69 +142,10 @@ fn parse(raw: &[u8]) -> Response {
 /// between load and write until `gate` is released: `/held-incr`,
 /// `/held-atomic`, `/held-logout`.
 fn app(store: &RedisStore, gate: &Gate) -> Router {
-    let (g1, g2, g3) = (gate.clone(), gate.clone(), gate.clone());
-    Router::new()
+    held_counter_routes(gate)
         .route(
             "/seed",
             post(|mut o: Session<Other>| async move { o.n = 1 }),
-        )
-        .route(
-            "/atomic",
-            post(|mut c: Session<Counter>| async move {
-                c.update(|c| {
-                    c.count += 1;
-                    c.count
-                })
-                .await
-                .map(|n: u64| n.to_string())
-            }),
-        )
-        .route(
-            "/incr",
-            post(|mut c: Session<Counter>| async move {
-                c.count += 1;
-                c.count.to_string()
-            }),
-        )
-        .route(
-            "/count",
-            get(|c: Session<Counter>| async move { c.count.to_string() }),
-        )
-        .route(
-            "/logout",
-            post(|h: SessionHandle| async move {
-                h.destroy();
-                "bye"
-            }),
-        )
-        .route(
-            "/held-incr",
-            post(move |mut c: Session<Counter>| async move {
-                g1.hold().await;
-                c.count += 1;
-                c.count.to_string()
-            }),
-        )
-        .route(
-            "/held-atomic",
-            post(move |mut c: Session<Counter>| async move {
-                g2.hold().await;
-                c.update(|c| {
-                    c.count += 1;
-                    c.count
-                })
-                .await
-                .map(|n: u64| n.to_string())
-            }),
-        )
-        .route(
-            "/held-logout",
-            post(move |h: SessionHandle, c: Session<Counter>| async move {
-                let seen = c.count;
-                g3.hold().await;
-                h.destroy();
-                seen.to_string()
-            }),
         )
         .layer(
             SessionLayer::builder(store.clone())

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::routing::{get, post};
 use typed_sessions::stores::{RedisStore, SessionStore};
-use typed_sessions::{Clock, Session, SessionLayer, SessionLayerBuilder, StoreDownPolicy};
+use typed_sessions::{Clock, SessionLayer, SessionLayerBuilder, StoreDownPolicy};
 use typed_sessions_test_support::redis_server::RedisServer;
-use typed_sessions_test_support::schemas::Counter;
+use typed_sessions_test_support::routes::counter_routes;
 use typed_sessions_test_support::{fetch, key_of, submit};
 
 /// The system clock shifted by a fixed offset (an app host whose clock is
@@ -38,19 +37,7 @@ fn app(
         builder = builder.clock(clock);
     }
     let layer = configure(builder).build().unwrap();
-    Router::new()
-        .route(
-            "/incr",
-            post(|mut c: Session<Counter>| async move {
-                c.count += 1;
-                c.count.to_string()
-            }),
-        )
-        .route(
-            "/count",
-            get(|c: Session<Counter>| async move { c.count.to_string() }),
-        )
-        .layer(layer)
+    counter_routes().layer(layer)
 }
 
 /// An app host whose clock is 2 h behind Redis's (or any injected clock in
@@ -173,7 +160,6 @@ async fn a_busy_redis_is_unavailable_not_a_backend_error() {
 mod cluster {
     use super::*;
     use std::time::{Instant, UNIX_EPOCH};
-    use typed_sessions::SessionHandle;
     use typed_sessions::stores::{
         Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
     };
@@ -233,26 +219,7 @@ mod cluster {
             .open_cluster(cluster.urls())
             .await
             .unwrap();
-        let app = Router::new()
-            .route(
-                "/incr",
-                post(|mut c: Session<Counter>| async move {
-                    c.count += 1;
-                    c.count.to_string()
-                }),
-            )
-            .route(
-                "/count",
-                get(|c: Session<Counter>| async move { c.count.to_string() }),
-            )
-            .route(
-                "/logout",
-                post(|h: SessionHandle| async move {
-                    h.destroy();
-                    "bye"
-                }),
-            )
-            .layer(SessionLayer::new(store.clone()));
+        let app = counter_routes().layer(SessionLayer::new(store.clone()));
 
         // Warm the scripts on every node.
         for n in 1_000..1_010 {
@@ -594,35 +561,12 @@ mod resend {
             .open_cluster([format!("redis://127.0.0.1:{proxy_port}/")])
             .await
             .unwrap();
-        let app = Router::new()
-            .route(
-                "/incr",
-                post(|mut c: Session<Counter>| async move {
-                    c.count += 1;
-                    c.count.to_string()
-                }),
-            )
-            .route(
-                "/atomic-incr",
-                post(|mut c: Session<Counter>| async move {
-                    c.update(|c| {
-                        c.count += 1;
-                        c.count
-                    })
-                    .await
-                    .map(|n| n.to_string())
-                }),
-            )
-            .route(
-                "/count",
-                get(|c: Session<Counter>| async move { c.count.to_string() }),
-            )
-            .layer(SessionLayer::new(store.clone()));
+        let app = counter_routes().layer(SessionLayer::new(store.clone()));
 
         let cookie = submit(&app, "/incr", None).await.cookie(); // count 1, scripts cached
-        assert_eq!(submit(&app, "/atomic-incr", Some(&cookie)).await.body, "2");
+        assert_eq!(submit(&app, "/atomic", Some(&cookie)).await.body, "2");
         armed.store(true, Ordering::SeqCst);
-        let reply = submit(&app, "/atomic-incr", Some(&cookie)).await;
+        let reply = submit(&app, "/atomic", Some(&cookie)).await;
         assert!(!armed.load(Ordering::SeqCst), "the proxy dropped a reply");
         let count = fetch(&app, "/count", Some(&cookie)).await.body;
         eprintln!(

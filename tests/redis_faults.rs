@@ -11,11 +11,10 @@
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{get, post};
 use typed_sessions::stores::RedisStore;
-use typed_sessions::{Session, SessionLayer, StoreDownPolicy};
+use typed_sessions::{SessionLayer, StoreDownPolicy};
 use typed_sessions_test_support::redis_server::RedisServer;
-use typed_sessions_test_support::schemas::Counter;
+use typed_sessions_test_support::routes::held_counter_routes;
 use typed_sessions_test_support::{Gate, Reply, fetch, key_of, submit};
 
 /// The command timeout of the stores here, unless a test needs another.
@@ -36,45 +35,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// `/held-incr` (a plain write, saved at the end of the request) and
 /// `/held-atomic` (`Session::update`, committed inside the handler).
 fn app(store: &RedisStore, policy: StoreDownPolicy, gate: &Gate) -> Router {
-    let (g1, g2) = (gate.clone(), gate.clone());
-    Router::new()
-        .route(
-            "/incr",
-            post(|mut c: Session<Counter>| async move {
-                c.count += 1;
-                c.count.to_string()
-            }),
-        )
-        .route(
-            "/count",
-            get(|c: Session<Counter>| async move { c.count.to_string() }),
-        )
-        .route(
-            "/held-incr",
-            post(move |mut c: Session<Counter>| async move {
-                g1.hold().await;
-                c.count += 1;
-                c.count.to_string()
-            }),
-        )
-        .route(
-            "/held-atomic",
-            post(move |mut c: Session<Counter>| async move {
-                g2.hold().await;
-                c.update(|c| {
-                    c.count += 1;
-                    c.count
-                })
-                .await
-                .map(|n: u64| n.to_string())
-            }),
-        )
-        .layer(
-            SessionLayer::builder(store.clone())
-                .on_store_down(policy)
-                .build()
-                .unwrap(),
-        )
+    held_counter_routes(gate).layer(
+        SessionLayer::builder(store.clone())
+            .on_store_down(policy)
+            .build()
+            .unwrap(),
+    )
 }
 
 fn fail_closed() -> StoreDownPolicy {

@@ -17,6 +17,7 @@ use typed_sessions::stores::{RedisStore, SessionStore};
 use typed_sessions::{Session, SessionHandle, SessionLayer, SessionLayerBuilder};
 use typed_sessions_test_support::backed::Backed;
 use typed_sessions_test_support::redis_server::{RedisServer, stats_delta};
+use typed_sessions_test_support::routes::counter_routes;
 use typed_sessions_test_support::schemas::{Counter, Other, PrefsV1, PrefsV2};
 use typed_sessions_test_support::{
     Gate, ManualClock, capture_logs, fetch, key_of, session_value, submit,
@@ -416,25 +417,12 @@ async fn seed_39_prefix_round_trip_gc_ttl_remove_and_unknown_id() {
         .open(&server.url())
         .await
         .unwrap();
-    let app = Router::new()
-        .route(
-            "/incr",
-            post(|mut c: Session<Counter>| async move { c.count += 1 }),
-        )
-        .route(
-            "/count",
-            get(|c: Session<Counter>| async move { c.count.to_string() }),
-        )
-        .route(
-            "/logout",
-            post(|h: SessionHandle| async move { h.destroy() }),
-        )
-        .layer(
-            SessionLayer::builder(store.clone())
-                .store_ttl(Duration::from_hours(2))
-                .build()
-                .unwrap(),
-        );
+    let app = counter_routes().layer(
+        SessionLayer::builder(store.clone())
+            .store_ttl(Duration::from_hours(2))
+            .build()
+            .unwrap(),
+    );
     let first = submit(&app, "/incr", None).await;
     let cookie = first.cookie();
     assert!(

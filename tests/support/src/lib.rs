@@ -12,6 +12,7 @@
 pub mod backed;
 pub mod lifecycle;
 pub mod redis_server;
+pub mod routes;
 pub mod schemas;
 
 use std::sync::Arc;
