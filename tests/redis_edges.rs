@@ -561,7 +561,16 @@ mod resend {
             .open_cluster([format!("redis://127.0.0.1:{proxy_port}/")])
             .await
             .unwrap();
-        let app = counter_routes().layer(SessionLayer::new(store.clone()));
+        let app = counter_routes()
+            .route(
+                "/zero",
+                axum::routing::post(
+                    |mut c: typed_sessions::Session<
+                        typed_sessions_test_support::schemas::Counter,
+                    >| async move { c.count = 0 },
+                ),
+            )
+            .layer(SessionLayer::new(store.clone()));
 
         let cookie = submit(&app, "/incr", None).await.cookie(); // count 1, scripts cached
         assert_eq!(submit(&app, "/atomic", Some(&cookie)).await.body, "2");
@@ -579,5 +588,186 @@ mod resend {
             "one increment request, applied {} times",
             count.parse::<i64>().unwrap() - 2
         );
+
+        // A save that deletes the session (its only namespace back at its
+        // default), reply lost and sent again: the repeat answers
+        // "deleted" too, so the response still removes the cookie.
+        armed.store(true, Ordering::SeqCst);
+        let reply = submit(&app, "/zero", Some(&cookie)).await;
+        assert!(!armed.load(Ordering::SeqCst), "the proxy dropped a reply");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert!(reply.has_removal(), "the cookie is removed: {reply:?}");
+        assert_eq!(fetch(&app, "/count", Some(&cookie)).await.body, "0");
+    }
+}
+
+/// Cross-slot moves whose later steps meet a slow node.
+mod slow_moves {
+    use super::*;
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    use typed_sessions::stores::{
+        Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
+    };
+    use typed_sessions_test_support::redis_server::RedisCluster;
+
+    fn now_ms() -> u64 {
+        u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+    }
+
+    fn key(n: u64) -> SessionKey {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&n.to_be_bytes());
+        bytes[31] = 0x77;
+        SessionKey::from_bytes(bytes)
+    }
+
+    fn change(mode: SaveMode, user: &str) -> Changeset {
+        let fields = std::iter::once(("user", format!("\"{user}\"").into_bytes())).collect();
+        Changeset::new(
+            mode,
+            now_ms(),
+            now_ms(),
+            now_ms() + 60_000,
+            vec![NamespaceChange::new(
+                "auth",
+                1,
+                None,
+                NamespaceOp::Replace(fields),
+            )],
+        )
+    }
+
+    /// A store with a short timeout on a fresh cluster, its scripts loaded
+    /// on every node.
+    async fn warm_store(cluster: &RedisCluster) -> RedisStore {
+        let store = RedisStore::builder()
+            .command_timeout(Duration::from_millis(500))
+            .open_cluster(cluster.urls())
+            .await
+            .unwrap();
+        for n in 1000..1010 {
+            store
+                .save(&key(n), &change(SaveMode::Create, "a"))
+                .await
+                .unwrap();
+            let rename = change(SaveMode::Rename { from: key(n) }, "b");
+            store.save(&key(n + 100), &rename).await.unwrap();
+        }
+        store
+    }
+
+    async fn wait_frozen(cluster: &RedisCluster, node: usize, redis_key: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cluster.nodes()[node].command(&["HGET", redis_key, "@m"]) == "(nil)" {
+            assert!(Instant::now() < deadline, "never frozen");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Step 3 lands on Redis but answers after the command timeout: the
+    /// store asks the source, finds the finished move's tombstone, and
+    /// reports the move done; the session lives under the new id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_answer_to_the_last_step_still_completes_the_move() {
+        let Some(cluster) = tokio::task::block_in_place(RedisCluster::start) else {
+            return;
+        };
+        let store = warm_store(&cluster).await;
+        let owner = |k: &SessionKey| cluster.owner_of_slot(cluster.slot_of(&store.redis_key(k)));
+        let source = key(1);
+        store
+            .save(&source, &change(SaveMode::Create, "alice"))
+            .await
+            .unwrap();
+        let source_key = store.redis_key(&source);
+        let source_node = owner(&source);
+        let target = (2..200).map(key).find(|k| owner(k) != source_node).unwrap();
+        // Slow the install a little, so that the source node can be stalled
+        // between the freeze and the last step.
+        let target_node = owner(&target);
+        assert_eq!(
+            cluster.nodes()[target_node].command(&["CLIENT", "PAUSE", "300", "WRITE"]),
+            "OK"
+        );
+        let task = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let rename = change(SaveMode::Rename { from: source }, "bob");
+                store.save(&target, &rename).await
+            }
+        });
+        wait_frozen(&cluster, source_node, &source_key).await;
+        // The last step waits here past the command timeout, then runs.
+        assert_eq!(
+            cluster.nodes()[source_node].command(&["CLIENT", "PAUSE", "1200", "WRITE"]),
+            "OK"
+        );
+        let outcome = task.await.unwrap();
+        assert!(
+            matches!(outcome, Ok(SaveOutcome::Saved { .. })),
+            "{outcome:?}"
+        );
+        assert!(
+            store.load(&source).await.unwrap().is_none(),
+            "the old id is dead"
+        );
+        let moved = store
+            .load(&target)
+            .await
+            .unwrap()
+            .expect("the new id holds it");
+        assert_eq!(
+            moved.namespace("auth").unwrap().fields.get("user"),
+            Some(&b"\"bob\""[..])
+        );
+    }
+
+    /// A write on the old id while a move is frozen answers 503 (retry),
+    /// never "session ended": the move then fails, and the session lives
+    /// on under the old id, where the retry succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_during_a_move_is_asked_to_retry_not_told_the_session_ended() {
+        let Some(cluster) = tokio::task::block_in_place(RedisCluster::start) else {
+            return;
+        };
+        let store = warm_store(&cluster).await;
+        let app = counter_routes().layer(SessionLayer::new(store.clone()));
+        let cookie = submit(&app, "/incr", None).await.cookie();
+        let source = key_of(&cookie);
+        let source_key = store.redis_key(&source);
+        let owner = |k: &str| cluster.owner_of_slot(cluster.slot_of(k));
+        let source_node = owner(&source_key);
+        let target = (2..200)
+            .map(key)
+            .find(|k| owner(&store.redis_key(k)) != source_node)
+            .unwrap();
+        let target_node = owner(&store.redis_key(&target));
+        // The install stalls past the command timeout: the move fails.
+        assert_eq!(
+            cluster.nodes()[target_node].command(&["CLIENT", "PAUSE", "1500", "WRITE"]),
+            "OK"
+        );
+        let task = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let rename = change(SaveMode::Rename { from: source }, "bob");
+                store.save(&target, &rename).await
+            }
+        });
+        wait_frozen(&cluster, source_node, &source_key).await;
+        let during = submit(&app, "/incr", Some(&cookie)).await;
+        assert_eq!(during.status, 503, "{during:?}");
+        assert!(during.headers.get("retry-after").is_some());
+        let outcome = task.await.unwrap();
+        assert!(outcome.is_err(), "{outcome:?}");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(fetch(&app, "/count", Some(&cookie)).await.body, "1");
+        assert_eq!(submit(&app, "/incr", Some(&cookie)).await.body, "2");
     }
 }

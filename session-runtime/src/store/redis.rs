@@ -538,11 +538,7 @@ impl RedisStore {
                 // Something already lives under the new key: it is not
                 // ours to delete. Unfreeze the source and report it.
                 if let Err(err) = self.release(source, "abort", &marker).await {
-                    tracing::warn!(
-                        target: crate::LOG_TARGET,
-                        error = %err,
-                        "an id regeneration in Redis Cluster could not be undone; the session ends when its move lease runs out without being resumed"
-                    );
+                    warn_unfinished(&err);
                 }
                 return outcome(&reply, changes);
             }
@@ -551,14 +547,10 @@ impl RedisStore {
         };
         let installed = match installed {
             Ok(installed) => installed,
-            Err(err) => {
-                self.roll_back(source, &target, &marker).await;
-                return Err(err);
-            }
+            Err(err) => return self.undo(source, &target, &marker, None, err).await,
         };
-        // 3. Delete the source if it is still frozen by this move.
-        let finish = self.release(source, "finish", &marker).await;
-        match finish {
+        // 3. Replace the source by a tombstone if it is still frozen by this move.
+        match self.release(source, "finish", &marker).await {
             Ok(1) => Ok(installed),
             Ok(-1) => {
                 // Deleted meanwhile (a logout): never re-create it.
@@ -572,7 +564,46 @@ impl RedisStore {
                 ))
             }
             Err(err) => {
-                self.roll_back(source, &target, &marker).await;
+                self.undo(source, &target, &marker, Some(installed), err)
+                    .await
+            }
+        }
+    }
+
+    /// After step 2 or 3 of a move failed (`err`): asks the source what
+    /// happened, by undoing the freeze, and keeps or drops the new key
+    /// accordingly. The new key is deleted only once the source is live
+    /// again or gone, never while it may be the only copy.
+    async fn undo(
+        &self,
+        source: &str,
+        target: &str,
+        marker: &str,
+        installed: Option<SaveOutcome>,
+        err: StoreError,
+    ) -> Result<SaveOutcome, StoreError> {
+        match (self.release(source, "abort", marker).await, installed) {
+            // Step 3 had landed (its answer was late): the move is done.
+            (Ok(2), Some(installed)) => Ok(installed),
+            // The source is live again under the old id.
+            (Ok(1), _) => {
+                self.forget(target).await;
+                Err(err)
+            }
+            // The source was deleted meanwhile (a logout).
+            (Ok(-1), _) => {
+                self.forget(target).await;
+                Ok(SaveOutcome::Missing)
+            }
+            // Another move took the source over after this one's lease.
+            (Ok(_), _) => {
+                self.forget(target).await;
+                Err(err)
+            }
+            (Err(abort), _) => {
+                // Unknown: the new key, never sent to a client, expires;
+                // the source comes back when the lease runs out.
+                warn_unfinished(&abort);
                 Err(err)
             }
         }
@@ -585,18 +616,6 @@ impl RedisStore {
         match reply {
             Value::Int(n) => Ok(n),
             other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Undoes steps 1 and 2 of a failed cross-slot move, as far as Redis answers.
-    async fn roll_back(&self, source: &str, target: &str, marker: &str) {
-        self.forget(target).await;
-        if let Err(err) = self.release(source, "abort", marker).await {
-            tracing::warn!(
-                target: crate::LOG_TARGET,
-                error = %err,
-                "an id regeneration in Redis Cluster could not be undone; the session ends when its move lease runs out without being resumed"
-            );
         }
     }
 
@@ -838,8 +857,23 @@ fn outcome(reply: &Value, changes: &Changeset) -> Result<SaveOutcome, StoreError
         b"exists" => Err(StoreError::backend(
             "a session already exists under a fresh key",
         )),
+        // Frozen by an id regeneration in Redis Cluster (a login on another
+        // request): worth retrying, and never "the session ended", since
+        // the move may yet fail and the session live on under this id.
+        b"moving" => Err(StoreError::unavailable(
+            "the session is being moved to a new id; retry",
+        )),
         _ => Err(unexpected(reply)),
     }
+}
+
+/// Logs a cross-slot move that could not be undone.
+fn warn_unfinished(err: &StoreError) {
+    tracing::warn!(
+        target: crate::LOG_TARGET,
+        error = %err,
+        "an id regeneration in Redis Cluster could not be undone; the session comes back under its old id when the move's lease runs out"
+    );
 }
 
 /// Whether a script's reply is `{tag, …}`.

@@ -12,7 +12,7 @@
 --          moving, return its fields), I install a frozen copy under KEYS[1]
 --          and apply the changes.
 -- Replies: {'saved', rev...} | {'deleted'} | {'missing'} | {'conflict', i} |
---          {'exists'} | {'frozen', field, value, ...}
+--          {'exists'} | {'moving'} | {'frozen', field, value, ...}
 --
 -- Kept lean: an update is one HMGET (liveness, counter, every guard), one
 -- HSET (fields, revisions, counter, deadline) and one PEXPIRE.
@@ -45,6 +45,7 @@ local function replay(x)
   if not at then return nil end
   local from = at + #call_id + 2
   local to = (string.find(x, ';', from, true) or (#x + 1)) - 1
+  if string.sub(x, from, to) == 'd' then return {'deleted'} end
   local reply = {'saved'}
   for r in string.gmatch(string.sub(x, from, to), '[^,]+') do
     reply[#reply + 1] = tonumber(r)
@@ -123,7 +124,7 @@ else
       -- Being moved: refuses writes. A freeze sent again by this very
       -- move runs again (it only sets the same marker and reads).
       local ours = mode == 'F' and string.sub(got[2], 1, #ARGV[8] + 1) == ARGV[8] .. '|'
-      if not ours then return {'missing'} end
+      if not ours then return {'moving'} end
     else
       stale_marker = true
     end
@@ -145,6 +146,7 @@ if mode ~= 'I' then
     local sver, srev = nil, 0
     if meta then
       local colon = string.find(meta, ':', 1, true)
+      if not colon then return redis.error_reply('malformed namespace entry ' .. ch.meta) end
       sver = string.sub(meta, 1, colon - 1)
       srev = tonumber(string.sub(meta, colon + 1))
     end
@@ -232,7 +234,11 @@ if removed and not kept then
     if string.sub(f, 1, 3) == '@n:' then any = true break end
   end
   if not any then
+    -- Gone; only this call's id stays for a minute, so that the same call
+    -- sent again answers 'deleted' too.
     redis.call('DEL', key)
+    redis.call('HSET', key, '@x', ';' .. call_id .. '|d')
+    redis.call('PEXPIRE', key, 60000)
     return {'deleted'}
   end
 end
