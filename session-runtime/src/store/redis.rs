@@ -73,7 +73,7 @@ const RELEASE: &str = include_str!("redis/release.lua");
 /// | `@r` | the record's revision counter (every namespace write takes the next value) |
 /// | `@n:<namespace>` | `<schema version>:<revision>` of a stored namespace |
 /// | `<namespace>:<field>` | the encoded value of one schema field |
-/// | `@x` | the last four saves, each `;<call id>\|<revisions>`: a save sent twice (its reply was lost) answers the first run's reply instead of applying its changes again |
+/// | `@x` | the last four saves, each `;<call id>\|<revisions>` (a save that deleted the session leaves a hash of `@x` = `;<call id>\|d` alone for a minute): a save sent twice (its reply was lost) answers the first run's reply instead of applying its changes again |
 /// | `@m` | only while a cross-slot rename moves the record: `<target>\|<lease end>`; after the move, the old key is a tombstone holding only `@m` = `done\|<target>` for a minute |
 ///
 /// Namespaces never start with `@` and never contain `:`, so the layout is
@@ -104,7 +104,9 @@ const RELEASE: &str = include_str!("redis/release.lua");
 /// 1. on the old key, a script checks the guards and freezes the record
 ///    with an `@m` marker (a lease of four command timeouts) and returns
 ///    it; a frozen record still reads as it is (so that a logout finds and
-///    deletes it) but refuses writes and refreshes;
+///    deletes it) but refuses refreshes, and writes, which fail as
+///    [`StoreError::Unavailable`] (a 503 with `Retry-After`: the move may
+///    yet fail and the session live on under the old id);
 /// 2. on the new key (a fresh id nobody knows yet), a script installs the
 ///    copy and applies the changes;
 /// 3. on the old key, a script replaces the record, if it still carries
@@ -114,8 +116,10 @@ const RELEASE: &str = include_str!("redis/release.lua");
 /// Each step is bounded by the command timeout, so an id regeneration in a
 /// cluster takes at most five of them (three steps, and two to undo).
 ///
-/// If step 2 or 3 fails, the new key is deleted and the marker removed, so
-/// the session stays under its old id; if the old record was deleted
+/// If step 2 or 3 fails, the store asks the source what happened: a step
+/// 3 that landed late completes the move; otherwise the marker is removed
+/// and only then the new key deleted, so the session stays under its old
+/// id; if the old record was deleted
 /// meanwhile (a logout), the new one is deleted too, so a logout is never
 /// undone. If the process dies between steps, the lease runs out and the
 /// old record is live again (the new key, never sent to a client, expires).
