@@ -635,7 +635,10 @@ async fn a_stale_move_marker_is_cleared_and_a_live_one_hides_the_session() {
             .unwrap()
     );
     let r = submit(&app, "/incr", Some(&cookie)).await;
-    assert_eq!(r.status, 503, "a write to a session being moved: retry: {r:?}");
+    assert_eq!(
+        r.status, 503,
+        "a write to a session being moved: retry: {r:?}"
+    );
     assert_eq!(
         node.command(&["HGET", &redis_key, "@m"]),
         live,
