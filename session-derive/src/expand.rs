@@ -66,13 +66,20 @@ fn stub_impl(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
             .predicates
             .push(syn::parse_quote!(Self: ::core::marker::Send + 'static));
     }
-    // A schema is `Default` (a supertrait). The stub must not report a
-    // missing `Default` on top of the real error: a bound with a dummy
-    // higher-ranked lifetime is assumed, not checked, even on a type
-    // without generics (a plain `Self: Default` would be checked there).
-    where_clause
-        .predicates
-        .push(syn::parse_quote!(for<'__stub> Self: ::core::default::Default));
+    // A schema is `Default` (a supertrait). On a struct that will be a
+    // schema once its error is fixed, the stub does not hide a missing
+    // `Default`: that is one more true error at the struct, where hiding it
+    // would leave the type without an implementation, and every use of
+    // `Session<T>` would fail in turn. On a type that can never be a schema
+    // (an enum, a union, a generic struct) that error would be noise: a
+    // bound with a dummy higher-ranked lifetime is assumed, not checked.
+    let schema_shaped = input.generics.params.is_empty()
+        && matches!(&input.data, syn::Data::Struct(data) if matches!(data.fields, syn::Fields::Named(_)));
+    if !schema_shaped {
+        where_clause
+            .predicates
+            .push(syn::parse_quote!(for<'__stub> Self: ::core::default::Default));
+    }
     quote! {
         const _: () = {
             #[automatically_derived]
