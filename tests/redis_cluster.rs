@@ -30,7 +30,7 @@
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
@@ -211,22 +211,11 @@ fn moved_redirections(node: &RedisServer) -> u64 {
         .map_or(0, |count| count.parse().expect("a count"))
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
+use typed_sessions_test_support::now_ms;
 
 /// A store key made from `n` (stores under a fresh prefix never collide).
 fn key(n: u64) -> SessionKey {
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&n.to_be_bytes());
-    bytes[31] = 0x5a;
-    SessionKey::from_bytes(bytes)
+    typed_sessions_test_support::numbered_key(n, 0x5a)
 }
 
 /// A changeset setting `a:x` to `value`, a minute to live.

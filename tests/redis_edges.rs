@@ -159,27 +159,16 @@ async fn a_busy_redis_is_unavailable_not_a_backend_error() {
 
 mod cluster {
     use super::*;
-    use std::time::{Instant, UNIX_EPOCH};
+    use std::time::Instant;
     use typed_sessions::stores::{
         Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
     };
     use typed_sessions_test_support::redis_server::RedisCluster;
 
-    fn now_ms() -> u64 {
-        u64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_millis(),
-        )
-        .unwrap()
-    }
+    use typed_sessions_test_support::now_ms;
 
     fn key(n: u64) -> SessionKey {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&n.to_be_bytes());
-        bytes[31] = 0x5a;
-        SessionKey::from_bytes(bytes)
+        typed_sessions_test_support::numbered_key(n, 0x5a)
     }
 
     fn owner(cluster: &RedisCluster, key: &str) -> usize {
@@ -305,22 +294,13 @@ mod cluster {
 
 mod big {
     use super::*;
-    use std::time::UNIX_EPOCH;
     use typed_sessions::FieldMap;
     use typed_sessions::stores::{
         Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
     };
     use typed_sessions_test_support::redis_server::RedisCluster;
 
-    fn now_ms() -> u64 {
-        u64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_millis(),
-        )
-        .unwrap()
-    }
+    use typed_sessions_test_support::now_ms;
 
     fn fields(n: usize) -> FieldMap {
         (0..n)
@@ -604,27 +584,16 @@ mod resend {
 /// Cross-slot moves whose later steps meet a slow node.
 mod slow_moves {
     use super::*;
-    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    use std::time::Instant;
     use typed_sessions::stores::{
         Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
     };
     use typed_sessions_test_support::redis_server::RedisCluster;
 
-    fn now_ms() -> u64 {
-        u64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_millis(),
-        )
-        .unwrap()
-    }
+    use typed_sessions_test_support::now_ms;
 
     fn key(n: u64) -> SessionKey {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&n.to_be_bytes());
-        bytes[31] = 0x77;
-        SessionKey::from_bytes(bytes)
+        typed_sessions_test_support::numbered_key(n, 0x77)
     }
 
     fn change(mode: SaveMode, user: &str) -> Changeset {

@@ -374,3 +374,23 @@ impl Gate {
 pub fn session_value(cookie: &str) -> &str {
     cookie.split_once('=').map_or(cookie, |(_, v)| v)
 }
+
+/// Now, in milliseconds since the Unix epoch, by the system clock.
+pub fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("ms fit in u64")
+}
+
+/// A store key made from `n` and a `tag` byte: distinct for each pair,
+/// for tests that talk to a store directly.
+pub fn numbered_key(n: u64, tag: u8) -> SessionKey {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&n.to_be_bytes());
+    bytes[31] = tag;
+    SessionKey::from_bytes(bytes)
+}
