@@ -22,7 +22,11 @@
 //!   [`RSS_GROWTH_FLOOR_KIB`] or 20 % of the warm-up value, whichever is
 //!   larger. After the warm-up the working set is fixed (64 + 1 sessions,
 //!   68 connections, preallocated fixed-size latency histograms, O(1) state
-//!   per connection), so what grows beyond allocator noise is a leak.
+//!   per connection), so what grows beyond allocator noise is a leak. At
+//!   the rates of a debug build here (about 3 000 req/s on Redis, 5 500 on
+//!   memory), 16 MiB over the 50 s after a 60 s run's warm-up is a leak of
+//!   60 to 110 bytes per request; the growth seen was at most 112 KiB. (It
+//!   does not look for a leak per new session: the sessions do not churn.)
 //!
 //! It reports (on stderr: run with `--nocapture`) requests, requests per
 //! second, p50/p99/max latency, the status counts, the RSS at the end of
