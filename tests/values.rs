@@ -173,7 +173,7 @@ async fn interior_mutability_is_saved_exactly_when_the_value_is_borrowed_mutably
 /// read back and written again is the same value (and the same bytes, so
 /// an unchanged field is never written). Found by the `decode_fields`
 /// fuzz target: 7.444444444444444e48 came back one unit in the last place
-/// higher until serde_json's exact float parsing (`float_roundtrip`) was on.
+/// higher until `serde_json`'s exact float parsing (`float_roundtrip`) was on.
 #[test]
 fn floats_round_trip_bit_for_bit() {
     use typed_sessions::Codec as _;
