@@ -42,45 +42,14 @@ use axum::routing::{get, post};
 use criterion::Criterion;
 use http::{Request, header};
 use http_body_util::BodyExt as _;
-use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
 /// The cookie name every peer uses, so requests are built identically.
 const COOKIE_NAME: &str = "session";
 
-/// The same profile as `requests.rs` (231 bytes as one serde_json object).
-#[derive(typed_sessions::SessionData, Default, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[session(namespace = "profile")]
-struct Profile {
-    user_name: String,
-    email: String,
-    user_id: u64,
-    visits: u64,
-    plan_level: u32,
-    credit_cents: i64,
-    roles: Vec<String>,
-    verified: bool,
-}
-
-impl Profile {
-    /// The profile every session starts with.
-    fn sample() -> Self {
-        Self {
-            user_name: "alice.liddell".to_owned(),
-            email: "alice.liddell@looking-glass.wonderland.example.org".to_owned(),
-            user_id: 4_815_162_342,
-            visits: 1_000,
-            plan_level: 3,
-            credit_cents: -125_050,
-            roles: vec![
-                "reader".to_owned(),
-                "editor".to_owned(),
-                "billing-administrator".to_owned(),
-            ],
-            verified: true,
-        }
-    }
-}
+#[path = "common/profile.rs"]
+mod profile;
+use profile::Profile;
 
 /// The response body of the read and write routes, for every peer.
 fn body_of(profile: &Profile) -> String {
