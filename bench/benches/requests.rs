@@ -127,9 +127,9 @@ async fn bare() -> Peer {
 async fn noop_layer() -> Peer {
     let mut peer = bare().await;
     peer.name = "noop_layer";
-    peer.app = peer
-        .app
-        .layer(tower::util::MapResponseLayer::new(|response: axum::response::Response| response));
+    peer.app = peer.app.layer(tower::util::MapResponseLayer::new(
+        |response: axum::response::Response| response,
+    ));
     peer
 }
 
