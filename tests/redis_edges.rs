@@ -27,6 +27,34 @@ impl Clock for Skewed {
     }
 }
 
+/// A save that replaces namespace `ns` (version 1) with `fields`, now,
+/// with a minute to live.
+fn replace(
+    mode: typed_sessions::stores::SaveMode,
+    ns: &'static str,
+    fields: typed_sessions::FieldMap,
+) -> typed_sessions::stores::Changeset {
+    use typed_sessions::stores::{Changeset, NamespaceChange, NamespaceOp};
+    let now = typed_sessions_test_support::now_ms();
+    Changeset::new(
+        mode,
+        now,
+        now,
+        now + 60_000,
+        vec![NamespaceChange::new(
+            ns,
+            1,
+            None,
+            NamespaceOp::Replace(fields),
+        )],
+    )
+}
+
+/// `{"user": "<user>"}` as stored fields.
+fn user(name: &str) -> typed_sessions::FieldMap {
+    std::iter::once(("user", format!("\"{name}\"").into_bytes())).collect()
+}
+
 fn app(
     store: RedisStore,
     configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
@@ -160,9 +188,7 @@ async fn a_busy_redis_is_unavailable_not_a_backend_error() {
 mod cluster {
     use super::*;
     use std::time::Instant;
-    use typed_sessions::stores::{
-        Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
-    };
+    use typed_sessions::stores::{Changeset, SaveMode, SaveOutcome, SessionKey};
     use typed_sessions_test_support::redis_server::RedisCluster;
 
     use typed_sessions_test_support::now_ms;
@@ -176,20 +202,7 @@ mod cluster {
     }
 
     fn rename_changes(from: SessionKey) -> Changeset {
-        let now = now_ms();
-        let fields = std::iter::once(("user", b"\"alice\"".to_vec())).collect();
-        Changeset::new(
-            SaveMode::Rename { from },
-            now,
-            now,
-            now + 60_000,
-            vec![NamespaceChange::new(
-                "auth",
-                1,
-                None,
-                NamespaceOp::Replace(fields),
-            )],
-        )
+        replace(SaveMode::Rename { from }, "auth", user("alice"))
     }
 
     /// A logout that lands while a cross-slot rename (a login on another
@@ -212,18 +225,7 @@ mod cluster {
 
         // Warm the scripts on every node.
         for n in 1_000..1_010 {
-            let created = Changeset::new(
-                SaveMode::Create,
-                now_ms(),
-                now_ms(),
-                now_ms() + 60_000,
-                vec![NamespaceChange::new(
-                    "auth",
-                    1,
-                    None,
-                    NamespaceOp::Replace(std::iter::once(("user", b"1".to_vec())).collect()),
-                )],
-            );
+            let created = replace(SaveMode::Create, "auth", user("1"));
             store.save(&key(n), &created).await.unwrap();
             store
                 .save(&key(n + 100), &rename_changes(key(n)))
@@ -295,12 +297,8 @@ mod cluster {
 mod big {
     use super::*;
     use typed_sessions::FieldMap;
-    use typed_sessions::stores::{
-        Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
-    };
+    use typed_sessions::stores::{SaveMode, SaveOutcome, SessionKey};
     use typed_sessions_test_support::redis_server::RedisCluster;
-
-    use typed_sessions_test_support::now_ms;
 
     fn fields(n: usize) -> FieldMap {
         (0..n)
@@ -318,19 +316,7 @@ mod big {
     async fn exercise(store: &RedisStore, a: SessionKey, b: SessionKey) {
         // More fields than one Lua `unpack` takes (about 8 000).
         let (big, half) = (fields(12_000), fields(9_000));
-        let now = now_ms();
-        let created = Changeset::new(
-            SaveMode::Create,
-            now,
-            now,
-            now + 60_000,
-            vec![NamespaceChange::new(
-                "big",
-                1,
-                None,
-                NamespaceOp::Replace(big),
-            )],
-        );
+        let created = replace(SaveMode::Create, "big", big);
         let t = std::time::Instant::now();
         let out = store.save(&a, &created).await;
         eprintln!(
@@ -344,18 +330,7 @@ mod big {
             rec.namespace("big").unwrap().fields.get("f7"),
             Some(&[0u8, 0xff, b'\r', b'\n', 7][..])
         );
-        let renamed = Changeset::new(
-            SaveMode::Rename { from: a },
-            now,
-            now,
-            now + 60_000,
-            vec![NamespaceChange::new(
-                "big",
-                1,
-                None,
-                NamespaceOp::Replace(half),
-            )],
-        );
+        let renamed = replace(SaveMode::Rename { from: a }, "big", half);
         let t = std::time::Instant::now();
         let out = store.save(&b, &renamed).await;
         eprintln!(
@@ -585,31 +560,15 @@ mod resend {
 mod slow_moves {
     use super::*;
     use std::time::Instant;
-    use typed_sessions::stores::{
-        Changeset, NamespaceChange, NamespaceOp, SaveMode, SaveOutcome, SessionKey,
-    };
+    use typed_sessions::stores::{Changeset, SaveMode, SaveOutcome, SessionKey};
     use typed_sessions_test_support::redis_server::RedisCluster;
-
-    use typed_sessions_test_support::now_ms;
 
     fn key(n: u64) -> SessionKey {
         typed_sessions_test_support::numbered_key(n, 0x77)
     }
 
-    fn change(mode: SaveMode, user: &str) -> Changeset {
-        let fields = std::iter::once(("user", format!("\"{user}\"").into_bytes())).collect();
-        Changeset::new(
-            mode,
-            now_ms(),
-            now_ms(),
-            now_ms() + 60_000,
-            vec![NamespaceChange::new(
-                "auth",
-                1,
-                None,
-                NamespaceOp::Replace(fields),
-            )],
-        )
+    fn change(mode: SaveMode, name: &str) -> Changeset {
+        replace(mode, "auth", user(name))
     }
 
     /// A store with a short timeout on a fresh cluster, its scripts loaded

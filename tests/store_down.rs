@@ -63,59 +63,21 @@ async fn fail_open_never_creates_a_session_over_an_unloaded_one() {
     );
 }
 
-/// A store that answers every save with a backend error (data it cannot
-/// read, a script error): not worth retrying.
-#[derive(Clone)]
-struct BrokenSaves(typed_sessions::stores::MemoryStore);
-
-impl typed_sessions::stores::SessionStore for BrokenSaves {
-    async fn load(
-        &self,
-        key: &typed_sessions::stores::SessionKey,
-    ) -> Result<Option<typed_sessions::stores::Record>, typed_sessions::stores::StoreError> {
-        self.0.load(key).await
-    }
-    async fn save(
-        &self,
-        _: &typed_sessions::stores::SessionKey,
-        _: &typed_sessions::stores::Changeset,
-    ) -> Result<typed_sessions::stores::SaveOutcome, typed_sessions::stores::StoreError> {
-        Err(typed_sessions::stores::StoreError::backend("WRONGTYPE"))
-    }
-    async fn delete(
-        &self,
-        key: &typed_sessions::stores::SessionKey,
-    ) -> Result<bool, typed_sessions::stores::StoreError> {
-        self.0.delete(key).await
-    }
-    async fn touch(
-        &self,
-        key: &typed_sessions::stores::SessionKey,
-        last_seen_ms: u64,
-        expires_at_ms: u64,
-    ) -> Result<bool, typed_sessions::stores::StoreError> {
-        self.0.touch(key, last_seen_ms, expires_at_ms).await
-    }
-    async fn exists(
-        &self,
-        key: &typed_sessions::stores::SessionKey,
-    ) -> Result<bool, typed_sessions::stores::StoreError> {
-        self.0.exists(key).await
-    }
-}
-
 /// A save that fails with `StoreError::Backend` is a 500 without
 /// `Retry-After` (retrying will not help); `Unavailable` is the 503.
 #[tokio::test]
 async fn a_backend_error_on_save_is_500_without_retry_after() {
+    let store = common::CountingStore::new(common::ManualClock::new());
     let app = Router::new()
         .route(
             "/incr",
             post(|mut c: Session<Counter>| async move { c.count += 1 }),
         )
-        .layer(SessionLayer::new(BrokenSaves(
-            typed_sessions::stores::MemoryStore::new(),
-        )));
+        .layer(SessionLayer::new(store.clone()));
+    store
+        .counts
+        .saves_broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let reply = submit(&app, "/incr", None).await;
     assert_eq!(reply.status, 500);
     assert!(reply.headers.get("retry-after").is_none(), "{reply:?}");

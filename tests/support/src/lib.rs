@@ -184,6 +184,8 @@ pub struct Counts {
     pub saves_down: AtomicBool,
     /// When set, only loads fail.
     pub down_for_loads_only: AtomicBool,
+    /// When set, saves fail with `StoreError::Backend` (not worth retrying).
+    pub saves_broken: AtomicBool,
     /// The changesets saved, as debug strings, for inspection.
     pub last_save: std::sync::Mutex<Option<Changeset>>,
     /// The key of the last save.
@@ -262,6 +264,9 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
         self.counts.saves.fetch_add(1, Ordering::SeqCst);
         self.check()?;
+        if self.counts.saves_broken.load(Ordering::SeqCst) {
+            return Err(StoreError::backend("test store cannot write"));
+        }
         if self.counts.saves_down.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable("test store refuses writes"));
         }
