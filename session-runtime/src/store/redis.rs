@@ -887,7 +887,7 @@ fn is_tag(reply: &Value, tag: &[u8]) -> bool {
 
 /// The fields of a `frozen` reply (step 1 of a cross-slot move), or `None`
 /// for any other reply.
-fn frozen_fields(reply: &Value) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+fn frozen_fields(reply: &Value) -> Option<decode::Pairs> {
     let Value::Array(items) = reply else {
         return None;
     };
