@@ -24,6 +24,10 @@ pub mod stores {
     // `RedisStore` needs the `redis` feature instead of "no `RedisStore`".
     #[cfg(feature = "redis")]
     pub use session_runtime::store::{MalformedHash, RedisStore, RedisStoreBuilder};
+    #[cfg(feature = "postgres")]
+    pub use session_runtime::store::{PostgresStore, PostgresStoreBuilder};
+    #[cfg(feature = "sqlite")]
+    pub use session_runtime::store::{SqliteStore, SqliteStoreBuilder};
 }
 
 /// Runs the shared store conformance suite against a store: one `#[test]` per case.
@@ -44,6 +48,12 @@ pub use session_runtime::conformance_tests;
 /// ([`RedisStoreBuilder::connection`](stores::RedisStoreBuilder::connection)).
 #[cfg(feature = "redis")]
 pub use session_runtime::redis;
+
+/// The `sqlx` crate the SQL stores are built on, for the pool they take
+/// ([`PostgresStore::new`](stores::PostgresStore::new),
+/// [`SqliteStore::new`](stores::SqliteStore::new)).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use session_runtime::sqlx;
 
 #[doc(hidden)]
 pub use session_runtime::__private;

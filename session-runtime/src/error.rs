@@ -71,6 +71,13 @@ pub enum ConfigError {
         /// The least accepted.
         min: usize,
     },
+    /// A schema or table name for an SQL store that is not a plain
+    /// identifier (ASCII letters, digits and `_`, not starting with a digit,
+    /// short enough for PostgreSQL's 63-byte names with `_namespaces` added).
+    #[error(
+        "invalid SQL name {0:?}: use ASCII letters, digits and `_`, not starting with a digit, at most 52 bytes for a table"
+    )]
+    InvalidSqlName(String),
     /// A [`CookieStore`](crate::cookie_store::CookieStore) cookie budget out of range.
     #[error("a cookie budget must be between {min} and {max} bytes, not {budget}")]
     CookieBudget {

@@ -46,3 +46,9 @@ pub use settings::{DecodeFailurePolicy, NewerVersionPolicy, StoreDownPolicy};
 /// ([`RedisStoreBuilder::connection`](store::RedisStoreBuilder::connection)).
 #[cfg(feature = "redis")]
 pub use ::redis;
+
+/// The `sqlx` crate the SQL stores are built on, for the pool they take
+/// ([`PostgresStore::new`](store::PostgresStore::new),
+/// [`SqliteStore::new`](store::SqliteStore::new)).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use ::sqlx;

@@ -14,6 +14,8 @@ pub use crate::id::SessionKey;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
@@ -21,6 +23,10 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use redis::__fuzz as __redis_fuzz;
 #[cfg(feature = "redis")]
 pub use redis::{MalformedHash, RedisStore, RedisStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use sql::postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use sql::sqlite::{SqliteStore, SqliteStoreBuilder};
 
 /// One stored session.
 ///

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod redis_server;
 pub mod routes;
 pub mod schemas;
+pub mod sql;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

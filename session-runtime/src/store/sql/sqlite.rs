@@ -1,0 +1,615 @@
+//! `SqliteStore` (feature `sqlite`).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqliteConnection};
+
+use super::{
+    DEFAULT_TABLE, DEFAULT_TIMEOUT, EXPIRY_BATCH, Plan, Row, Tables, classify, from_i64, key_taken,
+    plan, record, sqlite_transient, timed_out, to_i64,
+};
+use crate::clock::{Clock, SharedClock};
+use crate::error::ConfigError;
+use crate::store::{
+    Changeset, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
+};
+
+/// Sessions in an SQLite database file: sessions that survive a restart of
+/// a single-binary app, with no server to run. Available with the `sqlite`
+/// feature (SQLite is compiled in).
+///
+/// ```no_run
+/// use typed_sessions::SessionLayer;
+/// use typed_sessions::stores::SqliteStore;
+///
+/// # async fn app() -> Result<(), typed_sessions::stores::StoreError> {
+/// let store = SqliteStore::open("sessions.db").await?;
+/// let layer = SessionLayer::new(store);
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`open`](Self::open) creates the file and the tables when missing and
+/// sets the connection up for concurrent use: WAL journal (readers never
+/// wait for the writer), `synchronous = NORMAL` (a committed save survives
+/// an app crash; an OS crash or power loss can lose the last moments), and
+/// a busy timeout equal to the command timeout. With a pool of your own
+/// ([`new`](Self::new)), set those on its `SqliteConnectOptions` and call
+/// [`migrate`](Self::migrate).
+///
+/// The tables, the key (the SHA-256 of the id, never the id) and the
+/// row-per-field layout are the same as
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore`](crate::store::PostgresStore)'s."
+)]
+#[cfg_attr(not(feature = "postgres"), doc = "`PostgresStore`'s.")]
+/// Each save is one `BEGIN IMMEDIATE` transaction: it takes the database's
+/// write lock first, then reads the record, checks the guards and writes
+/// only the changed fields, so saves never deadlock and never lose
+/// updates. Expired sessions never load; [`delete_expired`](Self::delete_expired)
+/// removes them in batches.
+///
+/// A database locked longer than the command timeout (default 5 s) is
+/// [`StoreError::Unavailable`]: the layer answers 503 with `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: SqlitePool,
+    clock: SharedClock,
+    timeout: Duration,
+    tables: Tables,
+    sql: Statements,
+}
+
+/// Options for a [`SqliteStore`]: table name, clock, timeout.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use typed_sessions::stores::SqliteStore;
+///
+/// # async fn app() -> Result<(), typed_sessions::stores::StoreError> {
+/// let store = SqliteStore::builder()
+///     .table("web_sessions")
+///     .command_timeout(Duration::from_secs(2))
+///     .open("data/sessions.db")
+///     .await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct SqliteStoreBuilder {
+    table: String,
+    clock: SharedClock,
+    timeout: Duration,
+}
+
+impl SqliteStoreBuilder {
+    /// The base name of the tables (default `typed_sessions`); the other
+    /// two add `_namespaces` and `_fields`.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// The clock that decides expiry (default: the system clock); pass the
+    /// layer's clock when the layer has one.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = SharedClock(clock);
+        self
+    }
+
+    /// The bound on each store operation, waiting for the write lock
+    /// included (default 5 s). Past it the operation fails as
+    /// [`StoreError::Unavailable`].
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A store on the database file at `path`: creates the file and the
+    /// tables when missing, with WAL, `synchronous = NORMAL` and a busy
+    /// timeout equal to the command timeout.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the file cannot be opened or created,
+    /// or the options are invalid (the message says which).
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(self.timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(self.timeout)
+            .connect_with(options)
+            .await
+            .map_err(|err| {
+                StoreError::backend(format!(
+                    "cannot open the SQLite database {}: {err}",
+                    path.as_ref().display()
+                ))
+            })?;
+        let store = self.build(pool).map_err(StoreError::backend)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store on `pool` (call [`migrate`](SqliteStore::migrate) once).
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidSqlName`] when the table name is not a plain
+    /// identifier, [`ConfigError::ZeroDuration`] for a zero timeout.
+    pub fn build(self, pool: SqlitePool) -> Result<SqliteStore, ConfigError> {
+        if self.timeout.is_zero() {
+            return Err(ConfigError::ZeroDuration("command_timeout"));
+        }
+        let tables = Tables::new(None, &self.table)?;
+        let sql = Statements::new(&tables);
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                pool,
+                clock: self.clock,
+                timeout: self.timeout,
+                tables,
+                sql,
+            }),
+        })
+    }
+}
+
+/// The statements, with the table names spliced in once.
+#[derive(Debug)]
+struct Statements {
+    load: Arc<str>,
+    read_counter: Arc<str>,
+    read_namespaces: Arc<str>,
+    insert_session: Arc<str>,
+    update_session: Arc<str>,
+    rename: [Arc<str>; 3],
+    delete: [Arc<str>; 3],
+    delete_expired_one: Arc<str>,
+    clear_namespace_fields: Arc<str>,
+    remove_namespace: Arc<str>,
+    put_namespace: Arc<str>,
+    put_field: Arc<str>,
+    touch: Arc<str>,
+    exists: Arc<str>,
+    sweep: [Arc<str>; 3],
+}
+
+impl Statements {
+    fn new(t: &Tables) -> Self {
+        let (s, n, f) = (&t.sessions, &t.namespaces, &t.fields);
+        let each = |template: &str| -> [Arc<str>; 3] {
+            [f, n, s].map(|table| template.replace("{t}", table).into())
+        };
+        let expired =
+            format!("SELECT key FROM {s} WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2");
+        Self {
+            load: format!(
+                "SELECT s.created_at, s.last_seen, s.expires_at, n.ns, n.version, n.revision, f.field, f.value \
+                 FROM {s} s LEFT JOIN {n} n ON n.key = s.key \
+                 LEFT JOIN {f} f ON f.key = n.key AND f.ns = n.ns \
+                 WHERE s.key = ?1 AND s.expires_at > ?2"
+            )
+            .into(),
+            read_counter: format!("SELECT counter FROM {s} WHERE key = ?1 AND expires_at > ?2").into(),
+            read_namespaces: format!("SELECT ns, version, revision FROM {n} WHERE key = ?1").into(),
+            insert_session: format!(
+                "INSERT INTO {s} (key, created_at, last_seen, expires_at, counter) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING"
+            )
+            .into(),
+            update_session: format!(
+                "UPDATE {s} SET counter = ?2, last_seen = ?3, expires_at = ?4 WHERE key = ?1"
+            )
+            .into(),
+            rename: each("UPDATE {t} SET key = ?2 WHERE key = ?1"),
+            delete: each("DELETE FROM {t} WHERE key = ?1"),
+            delete_expired_one: format!("DELETE FROM {s} WHERE key = ?1 AND expires_at <= ?2").into(),
+            clear_namespace_fields: format!("DELETE FROM {f} WHERE key = ?1 AND ns = ?2").into(),
+            remove_namespace: format!("DELETE FROM {n} WHERE key = ?1 AND ns = ?2").into(),
+            put_namespace: format!(
+                "INSERT INTO {n} (key, ns, version, revision) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (key, ns) DO UPDATE SET version = excluded.version, revision = excluded.revision"
+            )
+            .into(),
+            put_field: format!(
+                "INSERT INTO {f} (key, ns, field, value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (key, ns, field) DO UPDATE SET value = excluded.value"
+            )
+            .into(),
+            touch: format!(
+                "UPDATE {s} SET last_seen = ?2, expires_at = ?3 WHERE key = ?1 AND expires_at > ?4"
+            )
+            .into(),
+            exists: format!("SELECT EXISTS (SELECT 1 FROM {s} WHERE key = ?1 AND expires_at > ?2)")
+                .into(),
+            sweep: each(&format!("DELETE FROM {{t}} WHERE key IN ({expired})")),
+        }
+    }
+}
+
+fn q(sql: &Arc<str>) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(Arc::clone(sql)))
+}
+
+impl SqliteStore {
+    /// A store on the database file at `path`, with the default options;
+    /// see [`SqliteStoreBuilder::open`].
+    ///
+    /// # Errors
+    /// When the file cannot be opened or created, or the tables cannot be
+    /// made.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::builder().open(path).await
+    }
+
+    /// A store on `pool` with the default options. Run
+    /// [`migrate`](Self::migrate) once before use.
+    #[allow(
+        clippy::missing_panics_doc,
+        reason = "the default names are checked by a unit test"
+    )]
+    pub fn new(pool: SqlitePool) -> Self {
+        Self::builder()
+            .build(pool)
+            .expect("the default names are valid")
+    }
+
+    /// Options: table name, clock, timeout.
+    pub fn builder() -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            table: DEFAULT_TABLE.to_owned(),
+            clock: SharedClock::system(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// Creates the tables and the index when they are missing (and
+    /// upgrades them when an older version of this crate made them), in one
+    /// `BEGIN IMMEDIATE` transaction: idempotent, and safe from several
+    /// processes at once.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let t = &self.inner.tables;
+        let statements = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (key BLOB PRIMARY KEY, created_at INTEGER NOT NULL, \
+                 last_seen INTEGER NOT NULL, expires_at INTEGER NOT NULL, counter INTEGER NOT NULL)",
+                t.sessions
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (key BLOB NOT NULL, ns TEXT NOT NULL, \
+                 version INTEGER NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (key, ns)) WITHOUT ROWID",
+                t.namespaces
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (key BLOB NOT NULL, ns TEXT NOT NULL, \
+                 field TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (key, ns, field)) WITHOUT ROWID",
+                t.fields
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (expires_at)",
+                t.deadline_index, t.sessions
+            ),
+        ];
+        self.bounded(async {
+            let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+            for statement in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// Removes expired sessions, at most 1 000 per transaction, until none
+    /// is left; returns how many. Each batch holds the write lock only for
+    /// its own short transaction.
+    ///
+    /// # Errors
+    /// When the database fails; batches already done stay done.
+    pub async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let now = to_i64(self.inner.clock.now_ms());
+            let removed = self
+                .bounded(async {
+                    let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let mut removed = 0;
+                    for statement in &self.inner.sql.sweep {
+                        removed = q(statement)
+                            .bind(now)
+                            .bind(EXPIRY_BATCH)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok(removed)
+                })
+                .await?;
+            total += removed;
+            if removed < EXPIRY_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs `work` within the command timeout.
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout, work).await {
+            Ok(result) => result.map_err(|err| classify(err, sqlite_transient)),
+            Err(_) => Err(timed_out(self.inner.timeout)),
+        }
+    }
+
+    #[allow(clippy::too_many_lines, reason = "the three save modes in one place")]
+    async fn save_in(
+        &self,
+        conn: &mut SqliteConnection,
+        key: &SessionKey,
+        changes: &Changeset,
+        now: i64,
+    ) -> Result<Result<SaveOutcome, StoreError>, sqlx::Error> {
+        let sql = &self.inner.sql;
+        let source = match changes.mode {
+            SaveMode::Create => None,
+            SaveMode::Update => Some(*key),
+            SaveMode::Rename { from } => Some(from),
+        };
+        let (counter, stored) = match &source {
+            None => (0, Vec::new()),
+            Some(source) => {
+                let counter: Option<i64> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&sql.read_counter)))
+                        .bind(&source.as_bytes()[..])
+                        .bind(now)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let Some(counter) = counter else {
+                    return Ok(Ok(SaveOutcome::Missing));
+                };
+                let rows: Vec<(String, i64, i64)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&sql.read_namespaces)))
+                        .bind(&source.as_bytes()[..])
+                        .fetch_all(&mut *conn)
+                        .await?;
+                let mut stored = Vec::with_capacity(rows.len());
+                for (ns, version, revision) in rows {
+                    let (Ok(version), Ok(revision)) =
+                        (u32::try_from(version), u64::try_from(revision))
+                    else {
+                        return Ok(Err(StoreError::backend(format!(
+                            "session table holds a record it cannot read: namespace `{ns}` at {version}:{revision}"
+                        ))));
+                    };
+                    stored.push((ns, version, revision));
+                }
+                (from_i64(counter), stored)
+            }
+        };
+        let plan = match plan(&stored, counter, changes) {
+            Ok(plan) => plan,
+            Err(namespace) => return Ok(Ok(SaveOutcome::Conflict { namespace })),
+        };
+        if plan.empty {
+            if let Some(source) = source {
+                for statement in &sql.delete {
+                    q(statement)
+                        .bind(&source.as_bytes()[..])
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            return Ok(Ok(SaveOutcome::Deleted));
+        }
+        let key_bytes = &key.as_bytes()[..];
+        match changes.mode {
+            SaveMode::Create => {
+                let insert = || {
+                    q(&sql.insert_session)
+                        .bind(key_bytes)
+                        .bind(to_i64(changes.created_at_ms))
+                        .bind(to_i64(changes.last_seen_ms))
+                        .bind(to_i64(changes.expires_at_ms))
+                        .bind(to_i64(plan.counter))
+                };
+                if insert().execute(&mut *conn).await?.rows_affected() == 0 {
+                    // Taken: by an expired record (remove it, then insert),
+                    // or by a live one (an error).
+                    let expired = q(&sql.delete_expired_one)
+                        .bind(key_bytes)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    if expired == 0 {
+                        return Ok(Err(key_taken()));
+                    }
+                    for statement in &sql.delete[..2] {
+                        q(statement).bind(key_bytes).execute(&mut *conn).await?;
+                    }
+                    insert().execute(&mut *conn).await?;
+                }
+            }
+            SaveMode::Update | SaveMode::Rename { .. } => {
+                if let SaveMode::Rename { from } = changes.mode {
+                    for statement in &sql.rename {
+                        q(statement)
+                            .bind(&from.as_bytes()[..])
+                            .bind(key_bytes)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                q(&sql.update_session)
+                    .bind(key_bytes)
+                    .bind(to_i64(plan.counter))
+                    .bind(to_i64(changes.last_seen_ms))
+                    .bind(to_i64(changes.expires_at_ms))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        self.write_namespaces(conn, key_bytes, &plan).await?;
+        Ok(Ok(SaveOutcome::Saved {
+            revisions: plan.revisions,
+        }))
+    }
+
+    async fn write_namespaces(
+        &self,
+        conn: &mut SqliteConnection,
+        key: &[u8],
+        plan: &Plan<'_>,
+    ) -> Result<(), sqlx::Error> {
+        let sql = &self.inner.sql;
+        for ns in plan.removed.iter().chain(&plan.replaced) {
+            q(&sql.clear_namespace_fields)
+                .bind(key)
+                .bind(*ns)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for ns in &plan.removed {
+            q(&sql.remove_namespace)
+                .bind(key)
+                .bind(*ns)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for &(ns, version, revision) in &plan.namespaces {
+            q(&sql.put_namespace)
+                .bind(key)
+                .bind(ns)
+                .bind(version)
+                .bind(revision)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for &(ns, field, value) in &plan.fields {
+            q(&sql.put_field)
+                .bind(key)
+                .bind(ns)
+                .bind(field)
+                .bind(value)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl SessionStore for SqliteStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        let now = to_i64(self.inner.clock.now_ms());
+        let rows: Vec<Row> = self
+            .bounded(
+                sqlx::query_as(sqlx::AssertSqlSafe(Arc::clone(&self.inner.sql.load)))
+                    .bind(&key.as_bytes()[..])
+                    .bind(now)
+                    .fetch_all(&self.inner.pool),
+            )
+            .await?;
+        record(rows)
+    }
+
+    async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
+        let now = to_i64(self.inner.clock.now_ms());
+        self.bounded(async {
+            let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let outcome = self.save_in(&mut tx, key, changes, now).await?;
+            if matches!(
+                outcome,
+                Ok(SaveOutcome::Saved { .. } | SaveOutcome::Deleted)
+            ) {
+                tx.commit().await?;
+            }
+            Ok(outcome)
+        })
+        .await?
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let now = to_i64(self.inner.clock.now_ms());
+        self.bounded(async {
+            let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let live: bool =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&self.inner.sql.exists)))
+                    .bind(&key.as_bytes()[..])
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            for statement in &self.inner.sql.delete {
+                q(statement)
+                    .bind(&key.as_bytes()[..])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(live)
+        })
+        .await
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let now = to_i64(self.inner.clock.now_ms());
+        let touched = self
+            .bounded(
+                q(&self.inner.sql.touch)
+                    .bind(&key.as_bytes()[..])
+                    .bind(to_i64(last_seen_ms))
+                    .bind(to_i64(expires_at_ms))
+                    .bind(now)
+                    .execute(&self.inner.pool),
+            )
+            .await?;
+        Ok(touched.rows_affected() > 0)
+    }
+
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let now = to_i64(self.inner.clock.now_ms());
+        self.bounded(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&self.inner.sql.exists)))
+                .bind(&key.as_bytes()[..])
+                .bind(now)
+                .fetch_one(&self.inner.pool),
+        )
+        .await
+    }
+}

@@ -1,0 +1,233 @@
+//! SQL databases for tests: a fresh PostgreSQL schema per store, on the
+//! server at `TYPED_SESSIONS_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), and a fresh SQLite file
+//! per store in a temporary directory. Each is dropped (`DROP SCHEMA …
+//! CASCADE`, or the directory removed) when the last clone of its store
+//! is dropped.
+//!
+//! When no PostgreSQL answers, [`postgres_available`] prints a loud
+//! `SKIPPED` line and returns `false`, so that a test can return early;
+//! with `CI=true` it panics instead: CI must run these tests (`.ci/run`
+//! starts a server when none answers).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use typed_sessions::Clock;
+use typed_sessions::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use typed_sessions::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use typed_sessions::sqlx::{ConnectOptions as _, Connection as _, Executor as _};
+use typed_sessions::stores::{PostgresStore, SqliteStore};
+
+use crate::backed::Backed;
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_url() -> String {
+    std::env::var("TYPED_SESSIONS_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Whether PostgreSQL answers (asked once per test binary); see the module docs.
+pub fn postgres_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let url = postgres_url();
+        let probe = url.clone();
+        let answer = on_own_runtime(async move {
+            let options: PgConnectOptions = probe.parse().map_err(|e| format!("{e}"))?;
+            let connect = options.connect();
+            match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                Ok(Ok(conn)) => conn.close().await.map_err(|e| format!("{e}")),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(_) => Err("no answer within 5 s".to_owned()),
+            }
+        });
+        match answer {
+            Ok(()) => true,
+            Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true and PostgreSQL at {url} does not answer: {err}")
+            }
+            Err(err) => {
+                eprintln!(
+                    "\n*** SKIPPED: PostgreSQL at {url} does not answer ({err}); \
+                     set TYPED_SESSIONS_PG_URL or start one (`.ci/run` does) ***\n"
+                );
+                false
+            }
+        }
+    })
+}
+
+/// A name no other test run uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `work` to completion on a runtime of its own, on a thread of its
+/// own: usable from synchronous code and from inside another runtime.
+pub fn on_own_runtime<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(work)
+    })
+    .join()
+    .expect("the helper thread did not panic")
+}
+
+/// A schema that is dropped with everything in it when this is dropped.
+#[derive(Debug)]
+pub struct PgSchema {
+    pub name: String,
+}
+
+impl PgSchema {
+    /// A fresh, empty schema name (the store's `migrate` creates it).
+    pub fn fresh() -> Self {
+        Self {
+            name: unique("ts_test"),
+        }
+    }
+
+    /// Runs one statement on a connection of its own.
+    pub fn execute(sql: String) {
+        let url = postgres_url();
+        on_own_runtime(async move {
+            let mut conn = url
+                .parse::<PgConnectOptions>()
+                .unwrap()
+                .connect()
+                .await
+                .expect("PostgreSQL answers");
+            conn.execute(typed_sessions::sqlx::AssertSqlSafe(sql))
+                .await
+                .expect("the statement runs");
+            let _ = conn.close().await;
+        });
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        Self::execute(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+    }
+}
+
+/// A `PostgresStore` in a fresh schema, migrated, on a pool of `max`
+/// connections made in the calling runtime (connections open on first use).
+pub fn postgres_store_with(
+    clock: Option<Arc<dyn Clock>>,
+    max: u32,
+    configure: impl Fn(
+        typed_sessions::stores::PostgresStoreBuilder,
+    ) -> typed_sessions::stores::PostgresStoreBuilder
+    + Send
+    + Sync
+    + 'static,
+) -> Backed<PostgresStore> {
+    let schema = PgSchema::fresh();
+    let url = postgres_url();
+    let name = schema.name.clone();
+    let migrate_name = name.clone();
+    let migrate_url = url.clone();
+    let configure = Arc::new(configure);
+    let migrate_configure = Arc::clone(&configure);
+    on_own_runtime(async move {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&migrate_url)
+            .await
+            .expect("PostgreSQL answers");
+        let store = migrate_configure(PostgresStore::builder(pool.clone()).schema(migrate_name))
+            .build()
+            .expect("valid names");
+        store.migrate().await.expect("migrate");
+        pool.close().await;
+    });
+    let pool = PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy(&url)
+        .expect("a valid URL");
+    let mut builder = configure(PostgresStore::builder(pool).schema(name));
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    Backed::new(builder.build().expect("valid names"), schema)
+}
+
+/// [`postgres_store_with`] with the defaults and 8 connections.
+pub fn postgres_store(clock: Option<Arc<dyn Clock>>) -> Backed<PostgresStore> {
+    postgres_store_with(clock, 8, |builder| builder)
+}
+
+/// A temporary directory, removed when this is dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique("typed-sessions-sqlite"));
+        std::fs::create_dir_all(&path).expect("a temporary directory");
+        Self { path }
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The connection options `SqliteStore::open` uses, for `path`.
+pub fn sqlite_options(path: &std::path::Path, busy: Duration) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(busy)
+}
+
+/// A `SqliteStore` on a fresh file, migrated, its pool made in the calling
+/// runtime (connections open on first use).
+pub fn sqlite_store(clock: Option<Arc<dyn Clock>>) -> Backed<SqliteStore> {
+    let dir = TempDir::new();
+    let path = dir.path.join("sessions.db");
+    let migrate_path = path.clone();
+    on_own_runtime(async move {
+        let store = SqliteStore::open(&migrate_path).await.expect("open");
+        store.pool().close().await;
+    });
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_lazy_with(sqlite_options(&path, Duration::from_secs(5)));
+    let mut builder = SqliteStore::builder();
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    Backed::new(builder.build(pool).expect("valid names"), dir)
+}
