@@ -368,11 +368,15 @@ mod tests {
             "a b",
             "sessions;drop",
             "ü",
-            &"x".repeat(60),
+            &"x".repeat(64),
         ] {
             assert!(Tables::new(None, bad).is_err(), "{bad:?}");
             assert!(Tables::new(Some(bad), "ok").is_err(), "schema {bad:?}");
         }
+        // A table name needs room for `_namespaces`; a schema does not.
+        assert!(Tables::new(None, &"x".repeat(53)).is_err());
+        assert!(Tables::new(None, &"x".repeat(52)).is_ok());
+        assert!(Tables::new(Some(&"x".repeat(63)), "ok").is_ok());
         let defaults = Tables::new(None, DEFAULT_TABLE).unwrap();
         assert_eq!(defaults.namespaces, "\"typed_sessions_namespaces\"");
         let tables = Tables::new(Some("app"), "web_sessions").unwrap();
