@@ -10,6 +10,7 @@
 )]
 
 pub mod backed;
+pub mod http_client;
 pub mod lifecycle;
 pub mod redis_server;
 pub mod routes;

@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use typed_sessions::{Session, SessionHandle};
 
 use crate::Gate;
-use crate::schemas::Counter;
+use crate::schemas::{Counter, Profile};
 
 /// `POST /incr` (count + 1, answers the new count), `GET /count`,
 /// `POST /atomic` (the same through `Session::update`, answering its
@@ -78,6 +78,30 @@ pub fn held_counter_routes(gate: &Gate) -> Router {
                 g3.hold().await;
                 h.destroy();
                 seen.to_string()
+            }),
+        )
+}
+
+/// `POST /login` (sets all three `Profile` fields), `POST /visit` (one
+/// field) and `GET /profile` (`"<user> <theme> <visits>"`). Add the layer.
+pub fn profile_routes() -> Router {
+    Router::new()
+        .route(
+            "/login",
+            post(|mut p: Session<Profile>| async move {
+                "alice".clone_into(&mut p.user_name);
+                "dark".clone_into(&mut p.theme);
+                p.visits = 1;
+            }),
+        )
+        .route(
+            "/visit",
+            post(|mut p: Session<Profile>| async move { p.visits += 1 }),
+        )
+        .route(
+            "/profile",
+            get(|p: Session<Profile>| async move {
+                format!("{} {} {}", p.user_name, p.theme, p.visits)
             }),
         )
 }

@@ -39,3 +39,12 @@ impl From<PrefsV1> for PrefsV2 {
         }
     }
 }
+
+/// Namespace `profile`: three fields, for writes that change one of them.
+#[derive(SessionData, Default, Debug)]
+#[session(namespace = "profile")]
+pub struct Profile {
+    pub user_name: String,
+    pub theme: String,
+    pub visits: u64,
+}

@@ -129,7 +129,8 @@ impl Drop for PgSchema {
 }
 
 /// A `PostgresStore` in a fresh schema, migrated, on a pool of `max`
-/// connections made in the calling runtime (connections open on first use).
+/// connections made in the calling runtime (connections open on first use),
+/// and the schema's name.
 pub fn postgres_store_with(
     clock: Option<Arc<dyn Clock>>,
     max: u32,
@@ -139,7 +140,7 @@ pub fn postgres_store_with(
     + Send
     + Sync
     + 'static,
-) -> Backed<PostgresStore> {
+) -> (Backed<PostgresStore>, String) {
     let schema = PgSchema::fresh();
     let url = postgres_url();
     let name = schema.name.clone();
@@ -164,16 +165,19 @@ pub fn postgres_store_with(
         .acquire_timeout(Duration::from_secs(10))
         .connect_lazy(&url)
         .expect("a valid URL");
-    let mut builder = configure(PostgresStore::builder(pool).schema(name));
+    let mut builder = configure(PostgresStore::builder(pool).schema(name.clone()));
     if let Some(clock) = clock {
         builder = builder.clock(clock);
     }
-    Backed::new(builder.build().expect("valid names"), schema)
+    (
+        Backed::new(builder.build().expect("valid names"), schema),
+        name,
+    )
 }
 
 /// [`postgres_store_with`] with the defaults and 8 connections.
 pub fn postgres_store(clock: Option<Arc<dyn Clock>>) -> Backed<PostgresStore> {
-    postgres_store_with(clock, 8, |builder| builder)
+    postgres_store_with(clock, 8, |builder| builder).0
 }
 
 /// A temporary directory, removed when this is dropped.
