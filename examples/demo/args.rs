@@ -23,10 +23,20 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use typed_sessions::stores::{CookieKey, CookieStore, MemoryStore, RedisStore, SessionBackend};
+use typed_sessions::sqlx::postgres::PgPoolOptions;
+use typed_sessions::stores::{
+    CookieKey, CookieStore, MemoryStore, PostgresStore, RedisStore, SessionBackend, SqliteStore,
+};
 
 /// The Redis server `--store redis` uses unless `--redis-url` says otherwise.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+/// The PostgreSQL database `--store postgres` uses unless `--database-url`
+/// says otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The SQLite file `--store sqlite` uses unless `--sqlite-path` says otherwise.
+pub const DEFAULT_SQLITE_PATH: &str = "demo-sessions.db";
 use typed_sessions::{ConfigError, SessionLayer};
 
 /// Where the demo listens unless `--addr` says otherwise.
@@ -68,7 +78,9 @@ OPTIONS:
                               (default 127.0.0.1:3000; port 0 picks a free port)
     --store KIND              where sessions live: memory (default), cookie (the
                               whole session sealed in the cookie, no server state),
-                              or redis (shared by every instance of the app)
+                              redis (shared by every instance of the app), postgres
+                              (in PostgreSQL), or sqlite (in a file that survives
+                              restarts, no server needed)
     --cookie-mode MODE        with --store cookie: private (default; AES-256-GCM, the
                               browser cannot read the session) or signed
                               (HMAC-SHA256, readable but tamper-proof)
@@ -76,6 +88,11 @@ OPTIONS:
                               redis://127.0.0.1:6379/)
     --redis-cluster URLS      with --store redis: a Redis Cluster, as comma-separated
                               node URLs (any of its nodes; the rest is discovered)
+    --database-url URL        with --store postgres: the database (default
+                              postgres://postgres@127.0.0.1:5432/postgres); the demo
+                              creates its tables there (typed_sessions*)
+    --sqlite-path PATH        with --store sqlite: the database file, created when
+                              missing (default demo-sessions.db)
     --idle-timeout SECS       end a session after SECS seconds without a request
     --absolute-timeout SECS   end a session SECS seconds after it began, however active
     --max-sessions N          keep at most about N sessions in memory (default 100000);
@@ -114,6 +131,10 @@ pub enum StoreKind {
     Cookie(CookieMode),
     /// `RedisStore`: sessions live in Redis, shared by every instance.
     Redis(RedisTarget),
+    /// `PostgresStore`: sessions live in PostgreSQL, at this URL.
+    Postgres(String),
+    /// `SqliteStore`: sessions live in this SQLite file.
+    Sqlite(std::path::PathBuf),
 }
 
 /// Where `--store redis` connects.
@@ -231,8 +252,48 @@ impl Options {
             StoreKind::Cookie(CookieMode::Signed) => {
                 self.session_layer_over(CookieStore::signed(cookie_key))
             }
-            StoreKind::Redis(_) => return None,
+            StoreKind::Redis(_) | StoreKind::Postgres(_) | StoreKind::Sqlite(_) => return None,
         })
+    }
+
+    /// Connects to the database of `--store postgres` or `--store sqlite`
+    /// (creating the tables, or the file, when missing) and builds the
+    /// layer over it; `None` for the other stores.
+    ///
+    /// # Errors
+    /// A message naming the database when it cannot be used.
+    pub async fn sql_layer(&self) -> Option<Result<SessionLayer, String>> {
+        let layer = match &self.store {
+            StoreKind::Postgres(url) => {
+                let store = async {
+                    let pool = PgPoolOptions::new()
+                        .acquire_timeout(Duration::from_secs(5))
+                        .connect(url)
+                        .await
+                        .map_err(|err| err.to_string())?;
+                    let store = PostgresStore::new(pool);
+                    store
+                        .migrate()
+                        .await
+                        .map_err(|err| format!("{err}{}", source_text(&err)))?;
+                    Ok::<_, String>(store)
+                }
+                .await
+                .map_err(|err| {
+                    format!(
+                        "cannot use PostgreSQL at {}: {err}. Is it running?",
+                        without_password(url)
+                    )
+                });
+                store.map(|store| self.session_layer_over(store))
+            }
+            StoreKind::Sqlite(path) => SqliteStore::open(path)
+                .await
+                .map_err(|err| format!("{err}{}", source_text(&err)))
+                .map(|store| self.session_layer_over(store)),
+            _ => return None,
+        };
+        Some(layer.and_then(|layer| layer.map_err(|err| err.to_string())))
     }
 
     /// Connects to the Redis server or cluster of `--store redis`; `None`
@@ -347,6 +408,8 @@ where
     let mut cookie_mode = None;
     let mut redis_url = None;
     let mut redis_cluster = None;
+    let mut database_url = None;
+    let mut sqlite_path = None;
     let mut insecure = false;
 
     let mut args = args.into_iter();
@@ -390,6 +453,22 @@ where
                 let value = value(&name, "URLS", inline, &mut args)?;
                 redis_cluster = Some(parse_redis_urls(&name, &value)?);
             }
+            "--database-url" => {
+                once(&name, database_url.is_some())?;
+                let value = value(&name, "URL", inline, &mut args)?;
+                if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
+                    return Err(ArgError::new(format!(
+                        "invalid `--database-url` value `{}`: expected a URL like {DEFAULT_DATABASE_URL}",
+                        without_password(&value)
+                    )));
+                }
+                database_url = Some(value);
+            }
+            "--sqlite-path" => {
+                once(&name, sqlite_path.is_some())?;
+                let value = value(&name, "PATH", inline, &mut args)?;
+                sqlite_path = Some(std::path::PathBuf::from(value));
+            }
             "--idle-timeout" => {
                 once(&name, idle_timeout.is_some())?;
                 let value = value(&name, "SECS", inline, &mut args)?;
@@ -423,6 +502,21 @@ where
         redis_url,
         redis_cluster,
     )?;
+    let store = match (store, database_url, sqlite_path) {
+        (StoreKind::Postgres(_), Some(url), None) => StoreKind::Postgres(url),
+        (StoreKind::Sqlite(_), None, Some(path)) => StoreKind::Sqlite(path),
+        (store, None, None) => store,
+        (_, Some(_), _) => {
+            return Err(ArgError::new(
+                "`--database-url` applies to `--store postgres` only",
+            ));
+        }
+        (_, None, Some(_)) => {
+            return Err(ArgError::new(
+                "`--sqlite-path` applies to `--store sqlite` only",
+            ));
+        }
+    };
     if max_sessions.is_some() && store != StoreKind::Memory {
         return Err(ArgError::new(MAX_SESSIONS_MEMORY_ONLY));
     }
@@ -484,6 +578,19 @@ fn resolve_store(
             ));
         }
     })
+}
+
+/// A database URL fit for messages: any password replaced by `…`.
+pub fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":…" } else { "" };
+            format!("{}://{user}{hidden}@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// The port of a `redis://host:port/…` URL, 6379 when it names none.
@@ -551,8 +658,10 @@ fn parse_store(value: &str) -> Result<StoreKind, ArgError> {
         "redis" => Ok(StoreKind::Redis(RedisTarget::Server(
             DEFAULT_REDIS_URL.to_owned(),
         ))),
+        "postgres" => Ok(StoreKind::Postgres(DEFAULT_DATABASE_URL.to_owned())),
+        "sqlite" => Ok(StoreKind::Sqlite(DEFAULT_SQLITE_PATH.into())),
         other => Err(ArgError::new(format!(
-            "unknown store `{other}`: expected `memory`, `cookie` or `redis`"
+            "unknown store `{other}`: expected `memory`, `cookie`, `redis`, `postgres` or `sqlite`"
         ))),
     }
 }

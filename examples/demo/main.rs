@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     };
     // Read (or made) only for the cookie store; the others need none.
     let (cookie_key, key_origin) = match &options.store {
-        StoreKind::Memory | StoreKind::Redis(_) => {
+        StoreKind::Memory | StoreKind::Redis(_) | StoreKind::Postgres(_) | StoreKind::Sqlite(_) => {
             match typed_sessions::stores::CookieKey::generate() {
                 Ok(key) => (key, None),
                 Err(err) => {
@@ -96,8 +96,18 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        // The Redis store connects first (and fails fast when Redis is not there).
+        // The Redis and SQL stores connect first (and fail fast when their
+        // server or file is not there).
+        let sql = match options.sql_layer().await {
+            Some(Ok(layer)) => Some(layer),
+            Some(Err(message)) => {
+                eprintln!("demo: {message}");
+                return ExitCode::FAILURE;
+            }
+            None => None,
+        };
         let layer = match options.redis_store().await {
+            _ if sql.is_some() => Ok(sql.expect("checked")),
             Some(Ok(store)) => options.session_layer_over(store),
             Some(Err(message)) => {
                 eprintln!("demo: {message}");
@@ -143,6 +153,8 @@ async fn serve(
         StoreKind::Cookie(CookieMode::Private) => "store: cookie, private".to_owned(),
         StoreKind::Cookie(CookieMode::Signed) => "store: cookie, signed".to_owned(),
         StoreKind::Redis(RedisTarget::Server(url)) => format!("store: redis at {url}"),
+        StoreKind::Postgres(url) => format!("store: postgres at {}", args::without_password(url)),
+        StoreKind::Sqlite(path) => format!("store: sqlite at {}", path.display()),
         StoreKind::Redis(RedisTarget::Cluster(urls)) => {
             format!("store: redis cluster at {}", urls.join(","))
         }

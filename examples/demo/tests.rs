@@ -2228,3 +2228,77 @@ async fn real_server_round_trip() {
         .expect("the round trip finishes in time");
     server.abort();
 }
+
+#[test]
+fn the_sql_stores_and_their_targets_are_parsed() {
+    assert_eq!(
+        run(&["--store", "postgres"]).store,
+        StoreKind::Postgres(args::DEFAULT_DATABASE_URL.to_owned())
+    );
+    assert_eq!(
+        run(&[
+            "--store=postgres",
+            "--database-url=postgres://app:pw@db:5432/web"
+        ])
+        .store,
+        StoreKind::Postgres("postgres://app:pw@db:5432/web".to_owned())
+    );
+    assert_eq!(
+        run(&["--store", "sqlite"]).store,
+        StoreKind::Sqlite(args::DEFAULT_SQLITE_PATH.into())
+    );
+    assert_eq!(
+        run(&["--sqlite-path", "/tmp/s.db", "--store", "sqlite"]).store,
+        StoreKind::Sqlite("/tmp/s.db".into())
+    );
+    assert!(error(&["--database-url", "postgres://x/"]).contains("`--store postgres` only"));
+    assert!(
+        error(&["--store", "postgres", "--sqlite-path", "a.db"]).contains("`--store sqlite` only")
+    );
+    let bad = error(&[
+        "--store",
+        "postgres",
+        "--database-url",
+        "mysql://u:secret@h/db",
+    ]);
+    assert!(bad.contains("expected a URL"), "{bad}");
+    assert!(!bad.contains("secret"), "no password in messages: {bad}");
+    assert!(error(&["--store", "mongo"]).contains("`postgres` or `sqlite`"));
+    assert_eq!(
+        args::without_password("postgres://app:pw@db/web"),
+        "postgres://app:…@db/web"
+    );
+}
+
+/// The README's restart demonstration, in process: a session written
+/// through the demo on `--store sqlite` reads back after the demo (its
+/// layer and pool) is gone and a new one opens the same file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_demo_session_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("typed-sessions-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sessions.db");
+    let path_arg = path.to_str().unwrap().to_owned();
+    let options = run(&[
+        "--store",
+        "sqlite",
+        "--sqlite-path",
+        &path_arg,
+        "--insecure",
+    ]);
+    let first = app::app(options.sql_layer().await.unwrap().unwrap());
+    let page = fetch(&first, "/", None).await;
+    let cookie = cookie_of(&page);
+    let token = page_token(&page);
+    let posted = post_form(&first, "/incr", Some(&cookie), &format!("csrf={token}")).await;
+    assert!(posted.status.is_redirection(), "{posted:?}");
+    drop(first);
+    let second = app::app(options.sql_layer().await.unwrap().unwrap());
+    let page = fetch(&second, "/", Some(&cookie)).await;
+    assert!(
+        page.body.contains(r#"<strong id="count">1</strong>"#),
+        "{}",
+        page.body
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
