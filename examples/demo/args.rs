@@ -455,14 +455,9 @@ where
             }
             "--database-url" => {
                 once(&name, database_url.is_some())?;
-                let value = value(&name, "URL", inline, &mut args)?;
-                if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
-                    return Err(ArgError::new(format!(
-                        "invalid `--database-url` value `{}`: expected a URL like {DEFAULT_DATABASE_URL}",
-                        without_password(&value)
-                    )));
-                }
-                database_url = Some(value);
+                database_url = Some(parse_database_url(&value(
+                    &name, "URL", inline, &mut args,
+                )?)?);
             }
             "--sqlite-path" => {
                 once(&name, sqlite_path.is_some())?;
@@ -502,21 +497,7 @@ where
         redis_url,
         redis_cluster,
     )?;
-    let store = match (store, database_url, sqlite_path) {
-        (StoreKind::Postgres(_), Some(url), None) => StoreKind::Postgres(url),
-        (StoreKind::Sqlite(_), None, Some(path)) => StoreKind::Sqlite(path),
-        (store, None, None) => store,
-        (_, Some(_), _) => {
-            return Err(ArgError::new(
-                "`--database-url` applies to `--store postgres` only",
-            ));
-        }
-        (_, None, Some(_)) => {
-            return Err(ArgError::new(
-                "`--sqlite-path` applies to `--store sqlite` only",
-            ));
-        }
-    };
+    let store = resolve_sql(store, database_url, sqlite_path)?;
     if max_sessions.is_some() && store != StoreKind::Memory {
         return Err(ArgError::new(MAX_SESSIONS_MEMORY_ONLY));
     }
@@ -578,6 +559,36 @@ fn resolve_store(
             ));
         }
     })
+}
+
+/// The SQL store from `--store` and its `--database-url` or `--sqlite-path`.
+fn resolve_sql(
+    store: StoreKind,
+    database_url: Option<String>,
+    sqlite_path: Option<std::path::PathBuf>,
+) -> Result<StoreKind, ArgError> {
+    match (store, database_url, sqlite_path) {
+        (StoreKind::Postgres(_), Some(url), None) => Ok(StoreKind::Postgres(url)),
+        (StoreKind::Sqlite(_), None, Some(path)) => Ok(StoreKind::Sqlite(path)),
+        (store, None, None) => Ok(store),
+        (_, Some(_), _) => Err(ArgError::new(
+            "`--database-url` applies to `--store postgres` only",
+        )),
+        (_, None, Some(_)) => Err(ArgError::new(
+            "`--sqlite-path` applies to `--store sqlite` only",
+        )),
+    }
+}
+
+fn parse_database_url(value: &str) -> Result<String, ArgError> {
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Ok(value.to_owned())
+    } else {
+        Err(ArgError::new(format!(
+            "invalid `--database-url` value `{}`: expected a URL like {DEFAULT_DATABASE_URL}",
+            without_password(value)
+        )))
+    }
 }
 
 /// A database URL fit for messages: any password replaced by `…`.
