@@ -390,6 +390,7 @@ impl std::error::Error for ArgError {}
 ///
 /// # Errors
 /// An [`ArgError`] naming the offending argument and what was expected.
+#[allow(clippy::too_many_lines, reason = "one short arm per option")]
 pub fn parse<I>(args: I) -> Result<Command, ArgError>
 where
     I: IntoIterator,
