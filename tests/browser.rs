@@ -10,9 +10,8 @@
 //! so a `__Host-` one) set over plain http there, and sends it back. So the
 //! test runs the demo's real default configuration, not `--insecure`; if a
 //! Chromium ever stopped doing that, the first check (the page's cookie is
-//! there) fails and says so. (Chromium 156 does the same for
-//! `http://127.0.0.1`; the test uses `localhost`, the host every current
-//! browser treats so.)
+//! there) fails and says so. (Chromium 156 keeps it from
+//! `http://127.0.0.1` too; the test does not rely on that.)
 //!
 //! Per store, in one fresh browser profile, it checks:
 //! - the first view of the page is anonymous (count 0, not signed in, an
