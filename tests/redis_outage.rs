@@ -294,8 +294,8 @@ async fn run(mut server: RedisServer, fault: Fault) {
             // it may end a little earlier than by this clock.
             sleep(Duration::from_secs(STALL_SECS) - Duration::from_millis(200)).await;
             let may_answer = Instant::now();
-            let slept = tokio::task::block_in_place(|| sleeper.join())
-                .expect("DEBUG SLEEP answered");
+            let slept =
+                tokio::task::block_in_place(|| sleeper.join()).expect("DEBUG SLEEP answered");
             assert_eq!(slept, "OK");
             Timeline {
                 fault_started,
@@ -655,7 +655,8 @@ fn check_client(
         totals.max_latency = totals.max_latency.max(latency);
         // In the fault: answered after it took effect, sent before Redis
         // answered again.
-        let in_fault = exchange.answered > timeline.fault_in_effect && exchange.sent < timeline.answers;
+        let in_fault =
+            exchange.answered > timeline.fault_in_effect && exchange.sent < timeline.answers;
         if in_fault {
             totals.max_fault_latency = totals.max_fault_latency.max(latency);
             if latency > COMMAND_TIMEOUT + MARGIN {
