@@ -87,6 +87,7 @@
 mod app;
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -177,11 +178,11 @@ fn the_checks_fail_on_a_genuine_cookie() {
                 PLAIN,
                 Kind::ServerSide,
             );
-            let a = target.victim("alice", 5).await;
+            let alice = target.victim("alice", 5).await;
             target
                 .crafted(
                     "A's genuine cookie (expected to fail)",
-                    &[format!("{PLAIN}={}", a.value).into_bytes()],
+                    &[format!("{PLAIN}={}", alice.value).into_bytes()],
                 )
                 .await;
         });
@@ -220,23 +221,23 @@ where
 
     // E first, then the clock moves past its idle timeout; A and B are
     // made after that, so they are live.
-    let e = plain.victim("eve", 3).await;
+    let eve = plain.victim("eve", 3).await;
     clock.advance(IDLE + Duration::from_secs(1));
-    let a = plain.victim("alice", 5).await;
-    let b = plain.victim("bob", 7).await;
-    let expired = plain.read_once(&format!("{PLAIN}={}", e.value)).await;
+    let alice = plain.victim("alice", 5).await;
+    let bob = plain.victim("bob", 7).await;
+    let expired = plain.read_once(&format!("{PLAIN}={}", eve.value)).await;
     assert_eq!(expired, NOBODY, "E has expired");
     // A is checked to open, so that a crafted variation failing to open
     // says something.
     assert!(
         plain
-            .read_once(&format!("{PLAIN}={}", a.value))
+            .read_once(&format!("{PLAIN}={}", alice.value))
             .await
             .contains("alice"),
         "A opens"
     );
 
-    let v = a.value.as_bytes();
+    let v = alice.value.as_bytes();
     let len = v.len();
     let pair = |value: &[u8]| [PLAIN.as_bytes(), b"=", value].concat();
 
@@ -314,7 +315,7 @@ where
         .await;
 
     // -- Truncations and extensions.
-    let value = a.value.as_str();
+    let value = alice.value.as_str();
     for (label, crafted) in [
         ("empty", String::new()),
         ("first char", value[..1].to_owned()),
@@ -327,10 +328,10 @@ where
         ("append 4 chars", format!("{value}Zm9v")),
         ("prefix A", format!("A{value}")),
         ("twice", format!("{value}{value}")),
-        ("A's then B's", format!("{value}{}", b.value)),
+        ("A's then B's", format!("{value}{}", bob.value)),
         (
             "half A's, half B's",
-            format!("{}{}", &value[..len / 2], &b.value[len / 2..]),
+            format!("{}{}", &value[..len / 2], &bob.value[len / 2..]),
         ),
     ] {
         plain.crafted(label, &[pair(crafted.as_bytes())]).await;
@@ -407,7 +408,7 @@ where
     if kind == Kind::ServerSide {
         // A signs in again as someone else: the id rotates, and A's data
         // stays with the new id. The old cookie must not read it.
-        let old_a = format!("{PLAIN}={}", a.value);
+        let old_a = format!("{PLAIN}={}", alice.value);
         let relogin = send(
             &plain.app,
             "POST",
@@ -446,12 +447,12 @@ where
 
     // -- Expired payloads.
     plain
-        .crafted("E's expired cookie", &[pair(e.value.as_bytes())])
+        .crafted("E's expired cookie", &[pair(eve.value.as_bytes())])
         .await;
     plain
         .crafted(
             "E's expired cookie beside garbage",
-            &[format!("x=1; {PLAIN}={}; y=2", e.value).into_bytes()],
+            &[format!("x=1; {PLAIN}={}; y=2", eve.value).into_bytes()],
         )
         .await;
 
@@ -478,7 +479,7 @@ where
         .await;
 
     // -- 4 KiB and 64 KiB values.
-    let a_now = plain.victim_value(&a);
+    let a_now = plain.victim_value(&alice);
     for (label, crafted) in [
         ("4 KiB of A", "A".repeat(4096)),
         (
@@ -499,7 +500,7 @@ where
     let hundred: Vec<String> = (0..100)
         .map(|i| match i {
             10 => a_now.clone(),
-            60 => b.value.clone(),
+            60 => bob.value.clone(),
             i if i % 3 == 0 => String::from_utf8(bump(a_now.as_bytes(), i % a_now.len())).unwrap(),
             i if i % 3 == 1 => "A".repeat(i),
             _ => format!("!{i}!"),
@@ -521,7 +522,7 @@ where
         .map(|value| format!("{PLAIN}={value}").into_bytes())
         .collect();
     plain.crafted("100 Cookie headers", &many_headers).await;
-    let a_and_b = format!("{PLAIN}={a_now}; {PLAIN}={}", b.value);
+    let a_and_b = format!("{PLAIN}={a_now}; {PLAIN}={}", bob.value);
     // Two live sessions under our name: the request is anonymous (the
     // README's row for several cookies); neither is cleared, on any store.
     plain
@@ -553,7 +554,10 @@ where
         .await;
 
     // -- Percent-encoding tricks.
-    let percent_all: String = av.iter().map(|b| format!("%{b:02X}")).collect();
+    let percent_all = av.iter().fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "%{byte:02X}");
+        out
+    });
     plain
         .crafted(
             "every char of A percent-encoded",
@@ -693,8 +697,8 @@ where
     json_bodies(&plain, &a_now).await;
 
     // -- A and B are as they were.
-    a.check(&plain.app, PLAIN, &a_now).await;
-    b.check(&plain.app, PLAIN, &b.value).await;
+    alice.check(&plain.app, PLAIN, &a_now).await;
+    bob.check(&plain.app, PLAIN, &bob.value).await;
 
     let sent = plain.count() + host.count();
     eprintln!(
@@ -708,7 +712,7 @@ where
 
 /// Wrong-shape JSON to the demo's JSON API: a 4xx, no cookie, A unchanged.
 async fn json_bodies(target: &Target, a_value: &str) {
-    let a = format!("{PLAIN}={a_value}");
+    let a_cookie = format!("{PLAIN}={a_value}");
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let huge_user = format!(r#"{{"user":"{}"}}"#, "u".repeat(3 * 1024 * 1024));
     let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
@@ -773,7 +777,7 @@ async fn json_bodies(target: &Target, a_value: &str) {
         ("/api/cart", deep.into_bytes(), None),
     ];
     for (uri, body, content_type) in &cases {
-        for cookie in [Some(a.as_str()), None] {
+        for cookie in [Some(a_cookie.as_str()), None] {
             let reply = send_bytes(
                 &target.app,
                 "POST",
@@ -843,13 +847,13 @@ impl Session {
         .await;
         assert_eq!(cart.status, 200, "{cart:?}");
         if let Some(set) = cart.set_cookies.first() {
-            cookie = set.split(';').next().unwrap().to_owned();
+            set.split(';').next().unwrap().clone_into(&mut cookie);
         }
         for _ in 0..count {
             let incr = send(app, "POST", "/api/counter/incr", Some(&cookie), None).await;
             assert_eq!(incr.status, 200, "{incr:?}");
             if let Some(set) = incr.set_cookies.first() {
-                cookie = set.split(';').next().unwrap().to_owned();
+                set.split(';').next().unwrap().clone_into(&mut cookie);
             }
         }
         Self {

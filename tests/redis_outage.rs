@@ -292,7 +292,7 @@ async fn run(mut server: RedisServer, fault: Fault) {
             let fault_in_effect = Instant::now();
             // The stall ends STALL_SECS after Redis read the command; say
             // it may end a little earlier than by this clock.
-            sleep(Duration::from_secs(STALL_SECS) - Duration::from_millis(200)).await;
+            sleep(Duration::from_millis(STALL_SECS * 1000 - 200)).await;
             let may_answer = Instant::now();
             let slept =
                 tokio::task::block_in_place(|| sleeper.join()).expect("DEBUG SLEEP answered");
