@@ -331,7 +331,7 @@ async fn run(mut server: RedisServer, fault: Fault) {
          fault at {:.2} s (in effect {:.2} s), Redis answering again at {:.2} s; \
          {} requests in {elapsed:.1?}: {} × 200, {} × 503 (Retry-After {RETRY_AFTER_LOAD}: {}, \
          Retry-After {RETRY_AFTER_UPDATE}: {}), {} other; \
-         max latency {} ms overall, {} ms during the fault (bound {} ms); \
+         max latency {} ms before the fault, {} ms during it (bound {} ms), {} ms after it; \
          recovery: first 200 per client after Redis answered: max {} ms, median {} ms (bound {} ms); \
          increments: {} answered 200, {} read back, {} of {} unconfirmed (503) applied; \
          dormant sessions: {DORMANT} checked",
@@ -344,9 +344,10 @@ async fn run(mut server: RedisServer, fault: Fault) {
         totals.load_503,
         totals.update_503,
         totals.other,
-        totals.max_latency.as_millis(),
+        totals.max_latency_before.as_millis(),
         totals.max_fault_latency.as_millis(),
         (COMMAND_TIMEOUT + MARGIN).as_millis(),
+        totals.max_latency_after.as_millis(),
         totals.recovery.iter().max().map_or(0, Duration::as_millis),
         median(&totals.recovery).as_millis(),
         RECOVERY.as_millis(),
@@ -614,8 +615,13 @@ struct Totals {
     load_503: u64,
     update_503: u64,
     other: u64,
-    max_latency: Duration,
+    /// Answered before the fault began.
+    max_latency_before: Duration,
+    /// Answered after the fault took effect and sent before Redis
+    /// answered again.
     max_fault_latency: Duration,
+    /// Sent after Redis answered again.
+    max_latency_after: Duration,
     /// Per client: from Redis answering again to its first 200 after that.
     recovery: Vec<Duration>,
     successes: u64,
@@ -652,7 +658,12 @@ fn check_client(
     for (i, exchange) in report.exchanges.iter().enumerate() {
         totals.requests += 1;
         let latency = exchange.answered.duration_since(exchange.sent);
-        totals.max_latency = totals.max_latency.max(latency);
+        if exchange.answered < timeline.fault_started {
+            totals.max_latency_before = totals.max_latency_before.max(latency);
+        }
+        if exchange.sent > timeline.answers {
+            totals.max_latency_after = totals.max_latency_after.max(latency);
+        }
         // In the fault: answered after it took effect, sent before Redis
         // answered again.
         let in_fault =
