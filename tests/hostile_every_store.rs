@@ -1,9 +1,11 @@
 //! Hostile input against every store (issue #12): one suite, generic over
 //! the store, run through the demo's real router (`examples/demo/app.rs`)
-//! against `MemoryStore`, `CookieStore` (private and signed) and
-//! `RedisStore` (a private server). A new store is one line at the bottom
-//! of this file ([`hostile_suite!`]), e.g.
-//! `hostile_suite!(postgres_store, Kind::ServerSide, when pg_available(); |clock| pg_store(clock));`
+//! against `MemoryStore`, `CookieStore` (private and signed), `RedisStore`
+//! (a private server), `SqliteStore` (a fresh file) and `PostgresStore` (a
+//! fresh schema on the server of `TYPED_SESSIONS_PG_URL`; skipped loudly
+//! without one, a failure under `CI=true`). A store is one line at the
+//! bottom of this file ([`hostile_suite!`]), e.g.
+//! `hostile_suite!(sqlite_store, Kind::ServerSide; |clock| sql::sqlite_store(Some(clock)));`
 //! where the closure makes a fresh, independent store on the layer's clock
 //! (it is called twice: the second store is "another app instance").
 //!
@@ -103,6 +105,7 @@ use typed_sessions::stores::SessionBackend;
 use typed_sessions::stores::{CookieKey, CookieStore, MemoryStore, RedisStore};
 use typed_sessions_test_support::backed::Backed;
 use typed_sessions_test_support::redis_server::RedisServer;
+use typed_sessions_test_support::sql;
 use typed_sessions_test_support::{ManualClock, Reply, is_removal, reply, session_value};
 
 /// Every store must get at least this many crafted requests.
@@ -1234,3 +1237,5 @@ hostile_suite!(memory_store, Kind::ServerSide; |clock| MemoryStore::builder().cl
 hostile_suite!(cookie_store_private, Kind::Cookie; |_clock| CookieStore::private(cookie_key()));
 hostile_suite!(cookie_store_signed, Kind::Cookie; |_clock| CookieStore::signed(cookie_key()));
 hostile_suite!(redis_store_on_a_private_server, Kind::ServerSide, when redis_available(); redis_store);
+hostile_suite!(sqlite_store, Kind::ServerSide; |clock| sql::sqlite_store(Some(clock)));
+hostile_suite!(postgres_store, Kind::ServerSide, when sql::postgres_available(); |clock| sql::postgres_store(Some(clock)));
