@@ -31,8 +31,8 @@ use typed_sessions_test_support::http_client::http;
 use typed_sessions_test_support::routes::{counter_routes, held_counter_routes, profile_routes};
 use typed_sessions_test_support::schemas::Other;
 use typed_sessions_test_support::sql::{
-    PgSchema, TempDir, postgres_available, postgres_store, postgres_store_with, postgres_url,
-    sqlite_options, sqlite_store,
+    PgCluster, PgSchema, TempDir, postgres_available, postgres_store, postgres_store_with,
+    postgres_url, sqlite_options, sqlite_store,
 };
 use typed_sessions_test_support::{Gate, ManualClock, fetch, key_of, numbered_key, submit};
 
@@ -564,4 +564,68 @@ async fn a_sqlite_session_survives_a_restart() {
     let store = SqliteStore::open(&path).await.unwrap();
     let app = counter_routes().layer(SessionLayer::new(store));
     assert_eq!(fetch(&app, "/count", Some(&cookie)).await.body, "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_is_503_then_served_without_restarting_the_app() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let timeout = Duration::from_secs(2);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy(&cluster.url())
+        .unwrap();
+    let store = PostgresStore::builder(pool)
+        .command_timeout(timeout)
+        .build()
+        .unwrap();
+    store.migrate().await.unwrap();
+    let gate = Gate::default();
+    let app = held_counter_routes(&gate).layer(SessionLayer::new(store));
+    let cookie = submit(&app, "/incr", None).await.cookie();
+    assert_eq!(submit(&app, "/incr", Some(&cookie)).await.body, "2");
+
+    // Killed: loads and saves answer 503 with Retry-After, in bounded time.
+    cluster.kill();
+    for route in ["/count", "/incr"] {
+        let started = Instant::now();
+        let reply = if route == "/count" {
+            fetch(&app, route, Some(&cookie)).await
+        } else {
+            submit(&app, route, Some(&cookie)).await
+        };
+        let took = started.elapsed();
+        eprintln!("PostgreSQL killed, {route}: {} in {took:?}", reply.status);
+        assert_eq!(reply.status, 503, "{route}: {}", reply.body);
+        assert!(reply.headers.contains_key("retry-after"));
+        assert!(took <= timeout + Duration::from_secs(1), "{took:?}");
+    }
+
+    // Restarted: the next request is served by the same app.
+    cluster.start_again();
+    let started = Instant::now();
+    let back = fetch(&app, "/count", Some(&cookie)).await;
+    eprintln!(
+        "PostgreSQL restarted: {} in {:?}",
+        back.status,
+        started.elapsed()
+    );
+    assert_eq!((back.status.as_u16(), back.body.as_str()), (200, "2"));
+
+    // Killed between a request's load and its save: 503, nothing kept.
+    let held = {
+        let app = app.clone();
+        let cookie = cookie.clone();
+        tokio::spawn(async move { submit(&app, "/held-incr", Some(&cookie)).await })
+    };
+    gate.loaded().await;
+    cluster.kill();
+    gate.release();
+    let reply = held.await.unwrap();
+    assert_eq!(reply.status, 503, "a save that failed is not a success");
+    cluster.start_again();
+    assert_eq!(fetch(&app, "/count", Some(&cookie)).await.body, "2");
+    assert_eq!(submit(&app, "/incr", Some(&cookie)).await.body, "3");
 }

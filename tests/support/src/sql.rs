@@ -235,3 +235,146 @@ pub fn sqlite_store(clock: Option<Arc<dyn Clock>>) -> Backed<SqliteStore> {
     }
     Backed::new(builder.build(pool).expect("valid names"), dir)
 }
+
+/// A private PostgreSQL cluster for tests that stop and restart the
+/// server: `initdb` into a temporary directory, `pg_ctl` on a free loopback
+/// port, trust authentication for user `postgres`. Stopped and removed on
+/// drop. Needs Debian's `postgresql` package (`/usr/lib/postgresql/*/bin`);
+/// without it [`PgCluster::start`] prints a loud `SKIPPED` line and returns
+/// `None`, and with `CI=true` it panics (`.ci/run` installs the package
+/// when it starts a cluster of its own; this machine kind has it).
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PgCluster {
+    /// A fresh, running cluster.
+    pub fn start() -> Option<Self> {
+        let Some(bin) = postgres_bin() else {
+            let message = "PostgreSQL's server binaries (initdb, pg_ctl) are not installed \
+                           (Debian: apt-get install postgresql)";
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true and {message}"
+            );
+            eprintln!("\n*** SKIPPED: {message} ***\n");
+            return None;
+        };
+        let dir = TempDir::new();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let cluster = Self { dir, bin, port };
+        if running_as_root() {
+            run(std::process::Command::new("chown")
+                .arg("-R")
+                .arg("postgres")
+                .arg(&cluster.dir.path));
+        }
+        run(cluster
+            .command("initdb")
+            .arg("-D")
+            .arg(cluster.data())
+            .args(["-U", "postgres", "--auth=trust", "--no-sync"]));
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    /// The URL of database `postgres` as user `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn kill(&self) {
+        run(self.command("pg_ctl").arg("-D").arg(self.data()).args([
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]));
+    }
+
+    /// Starts the stopped server again on the same port, waiting until it
+    /// accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path.display()
+        );
+        run(self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.path.join("log"))
+            .args(["-w", "-o", &options, "start"]));
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path.join("data")
+    }
+
+    fn command(&self, tool: &str) -> std::process::Command {
+        let path = self.bin.join(tool);
+        if running_as_root() {
+            // initdb and postgres refuse to run as root.
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` with `initdb`.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// Runs `command`, panicking with its output when it fails.
+fn run(command: &mut std::process::Command) {
+    let out = command.output().expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
