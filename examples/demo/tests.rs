@@ -1867,7 +1867,10 @@ fn the_redis_store_and_its_target_are_parsed() {
         error(&["--store", "redis", "--cookie-mode", "signed"]).contains("`--store cookie` only")
     );
     assert!(error(&["--store", "redis", "--max-sessions", "10"]).contains("`--store memory` only"));
-    assert!(error(&["--store", "postgres"]).contains("expected `memory`, `cookie` or `redis`"));
+    assert!(
+        error(&["--store", "mysql"])
+            .contains("expected `memory`, `cookie`, `redis`, `postgres` or `sqlite`")
+    );
 }
 
 #[test]
@@ -2000,8 +2003,8 @@ async fn the_demo_runs_on_the_cookie_store_in_both_modes() {
 
 #[test]
 fn unknown_store_is_a_clear_error() {
-    let message = error(&["--store", "postgres"]);
-    assert!(message.contains("unknown store `postgres`"), "{message}");
+    let message = error(&["--store", "mysql"]);
+    assert!(message.contains("unknown store `mysql`"), "{message}");
     assert!(message.contains("memory"), "names what works: {message}");
     assert!(error(&["--store", "Memory"]).contains("unknown store"));
 }
