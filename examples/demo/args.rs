@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use typed_sessions::sqlx::postgres::PgPoolOptions;
+use typed_sessions::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use typed_sessions::stores::{
     CookieKey, CookieStore, MemoryStore, PostgresStore, RedisStore, SessionBackend, SqliteStore,
 };
@@ -266,9 +266,15 @@ impl Options {
         let layer = match &self.store {
             StoreKind::Postgres(url) => {
                 let store = async {
+                    // The server gives up on a lock or statement a little
+                    // before the store's 5 s bound (PostgresStore's docs).
+                    let options = url
+                        .parse::<PgConnectOptions>()
+                        .map_err(|err| err.to_string())?
+                        .options([("lock_timeout", "4s"), ("statement_timeout", "4s")]);
                     let pool = PgPoolOptions::new()
                         .acquire_timeout(Duration::from_secs(5))
-                        .connect(url)
+                        .connect_with(options)
                         .await
                         .map_err(|err| err.to_string())?;
                     let store = PostgresStore::new(pool);
@@ -585,15 +591,17 @@ fn parse_database_url(value: &str) -> Result<String, ArgError> {
     if value.starts_with("postgres://") || value.starts_with("postgresql://") {
         Ok(value.to_owned())
     } else {
+        // Not echoed: a malformed URL may still hold a password.
         Err(ArgError::new(format!(
-            "invalid `--database-url` value `{}`: expected a URL like {DEFAULT_DATABASE_URL}",
-            without_password(value)
+            "invalid `--database-url` value: expected a URL like {DEFAULT_DATABASE_URL}"
         )))
     }
 }
 
-/// A database URL fit for messages: any password replaced by `…`.
+/// A database URL fit for messages: a password in the user part replaced
+/// by `…`, and the query string (which may hold `password=`) left out.
 pub fn without_password(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

@@ -2271,6 +2271,17 @@ fn the_sql_stores_and_their_targets_are_parsed() {
         args::without_password("postgres://app:pw@db/web"),
         "postgres://app:…@db/web"
     );
+    assert_eq!(
+        args::without_password("postgres://app@db/web?password=hunter2&sslmode=require"),
+        "postgres://app@db/web"
+    );
+    let odd = error(&[
+        "--store",
+        "postgres",
+        "--database-url",
+        "postgresql:app:hunter2@h/db",
+    ]);
+    assert!(!odd.contains("hunter2"), "{odd}");
 }
 
 /// The README's restart demonstration, in process: a session written

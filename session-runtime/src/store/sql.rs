@@ -268,13 +268,13 @@ pub(super) fn classify(err: sqlx::Error, transient_code: fn(&str) -> bool) -> St
 
 /// SQLSTATEs of PostgreSQL that pass: connection exceptions, shutdown,
 /// too many connections, serialization failures and deadlocks, lock and
-/// statement timeouts.
+/// statement timeouts, and a read-only server (a standby during failover).
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(super) fn postgres_transient(code: &str) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "55P03" | "57014"
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "55P03" | "57014" | "25006"
         )
 }
 
@@ -475,7 +475,7 @@ mod tests {
 
     #[test]
     fn busy_and_connection_codes_are_transient() {
-        for code in ["08006", "57P01", "40001"] {
+        for code in ["08006", "57P01", "40001", "25006"] {
             assert!(postgres_transient(code), "{code}");
         }
         for code in ["23505", "42P01"] {

@@ -160,11 +160,16 @@ pub fn postgres_store_with(
         store.migrate().await.expect("migrate");
         pool.close().await;
     });
+    // As PostgresStore's docs advise: the server gives up on a lock or a
+    // statement before the store's bound.
+    let options = url
+        .parse::<PgConnectOptions>()
+        .expect("a valid URL")
+        .options([("lock_timeout", "4s"), ("statement_timeout", "4s")]);
     let pool = PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy(&url)
-        .expect("a valid URL");
+        .connect_lazy_with(options);
     let mut builder = configure(PostgresStore::builder(pool).schema(name.clone()));
     if let Some(clock) = clock {
         builder = builder.clock(clock);

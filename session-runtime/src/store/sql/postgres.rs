@@ -19,6 +19,14 @@ type MetaRow = (i64, Option<String>, Option<i64>, Option<i64>);
 
 /// Optimistic save attempts before a save locks the record's row.
 const OPTIMISTIC_ATTEMPTS: usize = 2;
+
+/// The isolation every transaction of the store runs at.
+const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// A serialization failure or deadlock: the statement lost a race.
+fn serialization_failure(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+}
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
 use crate::store::{
@@ -82,11 +90,37 @@ use crate::store::{
 ///
 /// Every operation is bounded by
 /// [`command_timeout`](PostgresStoreBuilder::command_timeout) (default
-/// 5 s). An unreachable or restarting server, a full pool, a serialization
-/// failure or the timeout is [`StoreError::Unavailable`] (the layer answers
-/// 503 with `Retry-After`); when the server is back, the pool's next
-/// connection serves the next request. Any other database error is
+/// 5 s). An unreachable, restarting or read-only server, a full pool or the
+/// timeout is [`StoreError::Unavailable`] (the layer answers 503 with
+/// `Retry-After`); when the server is back, the pool's next connection
+/// serves the next request. Any other database error is
 /// [`StoreError::Backend`] (500).
+///
+/// # Pool settings
+///
+/// The timeout ends the request, not the statement: PostgreSQL goes on
+/// waiting, holding the pooled connection, for a row lock that something
+/// else keeps (an open `psql` transaction, a stuck client). Give the pool's
+/// connections a `lock_timeout` and a `statement_timeout` a little under
+/// the command timeout, so that the server gives up too and one stuck
+/// session cannot use up the pool:
+///
+/// ```no_run
+/// use typed_sessions::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+///
+/// # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+/// let options: PgConnectOptions = "postgres://app@db/app".parse()?;
+/// let options = options.options([("lock_timeout", "4s"), ("statement_timeout", "4s")]);
+/// let pool = PgPoolOptions::new().connect_with(options).await?;
+/// let store = typed_sessions::stores::PostgresStore::new(pool);
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The store runs its transactions at `READ COMMITTED` whatever the pool's
+/// default; its single statements retry when a stricter default isolation
+/// reports a concurrent write as a serialization failure.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -192,7 +226,9 @@ struct Statements {
     create: Arc<str>,
     update: Arc<str>,
     delete_live: Arc<str>,
-    delete_any: Arc<str>,
+    delete_session: Arc<str>,
+    delete_namespaces: Arc<str>,
+    delete_fields: Arc<str>,
     delete_expired_one: Arc<str>,
     move_session: Arc<str>,
     move_namespaces: Arc<str>,
@@ -200,6 +236,9 @@ struct Statements {
     touch: Arc<str>,
     exists: Arc<str>,
     sweep: Arc<str>,
+    sweep_namespaces: Arc<str>,
+    sweep_fields: Arc<str>,
+    exists_all: Arc<str>,
 }
 
 impl Statements {
@@ -263,8 +302,9 @@ impl Statements {
             .into(),
             // $2 counter read, $3 now.
             delete_live: delete("AND counter = $2 AND expires_at > $3", "").into(),
-            // Counts only a live record: an expired one did not exist.
-            delete_any: delete("", "WHERE expires_at > $2").into(),
+            delete_session: format!("DELETE FROM {s} WHERE key = $1 RETURNING expires_at").into(),
+            delete_namespaces: format!("DELETE FROM {n} WHERE key = $1").into(),
+            delete_fields: format!("DELETE FROM {f} WHERE key = $1").into(),
             delete_expired_one: delete("AND expires_at <= $2", "").into(),
             // $1 from, $2 to, $3 counter read, $4 now.
             move_session: format!(
@@ -283,13 +323,15 @@ impl Statements {
             exists: format!("SELECT EXISTS (SELECT 1 FROM {s} WHERE key = $1 AND expires_at > $2)")
                 .into(),
             sweep: format!(
-                "WITH gone AS (DELETE FROM {s} WHERE key IN (SELECT key FROM {s} WHERE expires_at <= $1 \
-                   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING key), \
-                 a AS (DELETE FROM {n} USING gone WHERE {n}.key = gone.key), \
-                 b AS (DELETE FROM {f} USING gone WHERE {f}.key = gone.key) \
-                 SELECT count(*) FROM gone"
+                "DELETE FROM {s} WHERE key IN (SELECT key FROM {s} WHERE expires_at <= $1 \
+                   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING key"
             )
             .into(),
+            sweep_namespaces: format!("DELETE FROM {n} WHERE key = ANY($1)").into(),
+            sweep_fields: format!("DELETE FROM {f} WHERE key = ANY($1)").into(),
+            exists_all: "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
+                 AND to_regclass($3) IS NOT NULL AND to_regclass($4) IS NOT NULL"
+                .into(),
         }
     }
 }
@@ -332,7 +374,9 @@ impl PostgresStore {
     /// when they are missing, and upgrades them when an older version of
     /// this crate made them. Idempotent, and safe to run from several
     /// instances at once (they take turns on a transaction-level advisory
-    /// lock).
+    /// lock). When everything is there already it only reads the catalog:
+    /// no DDL, no table lock, and no privilege beyond using the tables, so
+    /// every instance can call it at start.
     ///
     /// # Errors
     /// When the database fails or refuses (e.g. no `CREATE` privilege).
@@ -364,6 +408,25 @@ impl PostgresStore {
             ),
         ]);
         let lock_name = format!("typed-sessions migrate {}", t.sessions);
+        let index = match &t.schema {
+            Some(schema) => format!("{schema}.{}", t.deadline_index),
+            None => t.deadline_index.clone(),
+        };
+        // Everything there already (every start after the first): no DDL at
+        // all, so no table lock and no privilege beyond reading the catalog.
+        let present: bool = self
+            .bounded(
+                sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&self.inner.sql.exists_all)))
+                    .bind(&t.sessions)
+                    .bind(&t.namespaces)
+                    .bind(&t.fields)
+                    .bind(&index)
+                    .fetch_one(&self.inner.pool),
+            )
+            .await?;
+        if present {
+            return Ok(());
+        }
         self.bounded(async {
             let mut tx = self.inner.pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -389,19 +452,34 @@ impl PostgresStore {
     /// When the database fails; batches already done stay done.
     pub async fn delete_expired(&self) -> Result<u64, StoreError> {
         let mut total = 0;
+        let sql = &self.inner.sql;
         loop {
             let now = to_i64(self.inner.clock.now_ms());
-            let removed: i64 = self
-                .bounded(
-                    q(&self.inner.sql.sweep)
-                        .bind(now)
-                        .bind(EXPIRY_BATCH)
-                        .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0))
-                        .fetch_one(&self.inner.pool),
-                )
+            let removed = self
+                .bounded(async {
+                    // Sessions first (skipping any a request holds), then
+                    // their namespaces and fields, each statement reading
+                    // afresh, so a save that committed meanwhile leaves no
+                    // row behind.
+                    let mut tx = self.inner.pool.begin_with(BEGIN_READ_COMMITTED).await?;
+                    let keys: Vec<Vec<u8>> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&sql.sweep)))
+                            .bind(now)
+                            .bind(EXPIRY_BATCH)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    if !keys.is_empty() {
+                        for statement in [&sql.sweep_namespaces, &sql.sweep_fields] {
+                            q(statement).bind(&keys).execute(&mut *tx).await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(keys.len())
+                })
                 .await?;
-            total += from_i64(removed);
-            if removed < EXPIRY_BATCH {
+            let removed = u64::try_from(removed).unwrap_or(u64::MAX);
+            total += removed;
+            if removed < EXPIRY_BATCH.unsigned_abs() {
                 return Ok(total);
             }
         }
@@ -459,16 +537,20 @@ impl PostgresStore {
         key: &SessionKey,
         changes: &Changeset,
     ) -> Result<SaveOutcome, StoreError> {
-        for attempt in 0..SAVE_ATTEMPTS {
-            let lock = attempt >= OPTIMISTIC_ATTEMPTS;
-            let in_transaction = lock || matches!(changes.mode, SaveMode::Rename { .. });
-            let outcome = self
-                .bounded(async {
+        let timeout = self.inner.timeout;
+        let all_attempts = async {
+            for attempt in 0..SAVE_ATTEMPTS {
+                let lock = attempt >= OPTIMISTIC_ATTEMPTS;
+                let in_transaction = lock || matches!(changes.mode, SaveMode::Rename { .. });
+                let outcome = async {
                     let mut conn = self.inner.pool.acquire().await?;
                     if !in_transaction {
                         return self.attempt(&mut conn, key, changes, false).await;
                     }
-                    let mut tx = conn.begin().await?;
+                    // Explicitly READ COMMITTED: the locked read must see
+                    // what the writer before it committed, whatever the
+                    // pool's default isolation.
+                    let mut tx = conn.begin_with(BEGIN_READ_COMMITTED).await?;
                     let outcome = self.attempt(&mut tx, key, changes, lock).await?;
                     if matches!(
                         outcome,
@@ -477,13 +559,24 @@ impl PostgresStore {
                         tx.commit().await?;
                     }
                     Ok(outcome)
-                })
-                .await??;
-            if let Some(outcome) = outcome {
-                return Ok(outcome);
+                }
+                .await;
+                match outcome {
+                    Ok(Ok(Some(outcome))) => return Ok(outcome),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(err)) => return Err(err),
+                    // A pool whose default isolation is stricter than READ
+                    // COMMITTED reports a concurrent write as a
+                    // serialization failure: that is a lost race, retried.
+                    Err(err) if serialization_failure(&err) => {}
+                    Err(err) => return Err(classify(err, postgres_transient)),
+                }
             }
-        }
-        Err(too_busy())
+            Err(too_busy())
+        };
+        tokio::time::timeout(timeout, all_attempts)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(timeout)))
     }
 
     /// One attempt; `Ok(None)` when another write landed between the read
@@ -639,15 +732,28 @@ impl SessionStore for PostgresStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let now = to_i64(self.inner.clock.now_ms());
-        let gone: i64 = self
-            .bounded(
-                sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&self.inner.sql.delete_any)))
+        let sql = &self.inner.sql;
+        self.bounded(async {
+            // The session row first: deleting it waits for a save holding
+            // it. The namespace and field statements that follow then see
+            // every row such a save committed (each statement of a READ
+            // COMMITTED transaction reads afresh), so none is left behind.
+            let mut tx = self.inner.pool.begin_with(BEGIN_READ_COMMITTED).await?;
+            let deadline: Option<i64> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&sql.delete_session)))
                     .bind(&key.as_bytes()[..])
-                    .bind(now)
-                    .fetch_one(&self.inner.pool),
-            )
-            .await?;
-        Ok(gone > 0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            for statement in [&sql.delete_namespaces, &sql.delete_fields] {
+                q(statement)
+                    .bind(&key.as_bytes()[..])
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(deadline.is_some_and(|deadline| deadline > now))
+        })
+        .await
     }
 
     async fn touch(

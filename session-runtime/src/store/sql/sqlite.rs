@@ -37,8 +37,9 @@ use crate::store::{
 /// ```
 ///
 /// [`open`](Self::open) creates the file and the tables when missing and
-/// sets the connection up for concurrent use: WAL journal (readers never
-/// wait for the writer), `synchronous = NORMAL` (a committed save survives
+/// sets the connections up for concurrent use: WAL journal (reads never
+/// wait for a write; saves go through a connection of their own, so saves
+/// queued for the write lock never hold up reads), `synchronous = NORMAL` (a committed save survives
 /// an app crash; an OS crash or power loss can lose the last moments), and
 /// a busy timeout equal to the command timeout. With a pool of your own
 /// ([`new`](Self::new)), set those on its `SqliteConnectOptions` and call
@@ -67,6 +68,10 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     pool: SqlitePool,
+    /// One connection for saves and deletes, when `open` made the pools:
+    /// SQLite has one writer at a time anyway, and saves waiting for the
+    /// write lock then never take the connections reads need.
+    writer: Option<SqlitePool>,
     clock: SharedClock,
     timeout: Duration,
     tables: Tables,
@@ -128,24 +133,40 @@ impl SqliteStoreBuilder {
     /// [`StoreError::Backend`] when the file cannot be opened or created,
     /// or the options are invalid (the message says which).
     pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let shown = path.as_ref().display().to_string();
+        if shown.is_empty() || shown == ":memory:" || shown.starts_with("file::memory:") {
+            return Err(StoreError::backend(format!(
+                "`{shown}` is not a file: SQLite gives every pooled connection its own \
+                 in-memory database, so sessions would come and go; give a file path \
+                 (for tests, one in a temporary directory), or use MemoryStore"
+            )));
+        }
         let options = SqliteConnectOptions::new()
             .filename(path.as_ref())
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(self.timeout);
+        let cannot = |err: sqlx::Error| {
+            StoreError::backend(format!("cannot open the SQLite database {shown}: {err}"))
+        };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(cannot)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(self.timeout)
             .connect_with(options)
             .await
-            .map_err(|err| {
-                StoreError::backend(format!(
-                    "cannot open the SQLite database {}: {err}",
-                    path.as_ref().display()
-                ))
-            })?;
-        let store = self.build(pool).map_err(StoreError::backend)?;
+            .map_err(cannot)?;
+        let mut store = self.build(pool).map_err(StoreError::backend)?;
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            // Always: nobody else holds the store yet.
+            inner.writer = Some(writer);
+        }
         store.migrate().await?;
         Ok(store)
     }
@@ -164,6 +185,7 @@ impl SqliteStoreBuilder {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 pool,
+                writer: None,
                 clock: self.clock,
                 timeout: self.timeout,
                 tables,
@@ -318,7 +340,7 @@ impl SqliteStore {
             ),
         ];
         self.bounded(async {
-            let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
             for statement in statements {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
                     .execute(&mut *tx)
@@ -341,7 +363,7 @@ impl SqliteStore {
             let now = to_i64(self.inner.clock.now_ms());
             let removed = self
                 .bounded(async {
-                    let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
                     let mut removed = 0;
                     for statement in &self.inner.sql.sweep {
                         removed = q(statement)
@@ -360,6 +382,11 @@ impl SqliteStore {
                 return Ok(total);
             }
         }
+    }
+
+    /// The pool for saves, deletes and migrations.
+    fn writer(&self) -> &SqlitePool {
+        self.inner.writer.as_ref().unwrap_or(&self.inner.pool)
     }
 
     /// Runs `work` within the command timeout.
@@ -545,9 +572,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
-        let now = to_i64(self.inner.clock.now_ms());
         self.bounded(async {
-            let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
+            // Now, once the write lock is held: a record that expired while
+            // this save waited is not extended.
+            let now = to_i64(self.inner.clock.now_ms());
             let outcome = self.save_in(&mut tx, key, changes, now).await?;
             if matches!(
                 outcome,
@@ -561,9 +590,9 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let now = to_i64(self.inner.clock.now_ms());
         self.bounded(async {
-            let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
+            let now = to_i64(self.inner.clock.now_ms());
             let live: bool =
                 sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(&self.inner.sql.exists)))
                     .bind(&key.as_bytes()[..])
@@ -596,7 +625,7 @@ impl SessionStore for SqliteStore {
                     .bind(to_i64(last_seen_ms))
                     .bind(to_i64(expires_at_ms))
                     .bind(now)
-                    .execute(&self.inner.pool),
+                    .execute(self.writer()),
             )
             .await?;
         Ok(touched.rows_affected() > 0)
