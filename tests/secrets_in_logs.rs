@@ -1,6 +1,7 @@
 //! Everything the library logs at TRACE level during a whole flow (sign
 //! in, which rotates the id; a cart; reads; a tampered cookie; sign out)
-//! on every store, searched for secrets: no session id, no cookie value,
+//! on every store (PostgreSQL's and SQLite's statement logs included),
+//! searched for secrets: no session id, no cookie value,
 //! no key material, no `sensitive` field value may appear. Alone in its
 //! test binary: `tracing` caches whether a log line is wanted per call
 //! site, process-wide, so a test without a subscriber could hide lines
@@ -14,6 +15,7 @@ use base64::Engine as _;
 use typed_sessions::stores::{CookieKey, CookieStore, MemoryStore, RedisStore, SessionBackend};
 use typed_sessions::{Session, SessionData, SessionHandle, SessionLayer};
 use typed_sessions_test_support::redis_server::RedisServer;
+use typed_sessions_test_support::sql::{postgres_available, postgres_store_with, sqlite_store};
 use typed_sessions_test_support::{Reply, capture_logs, fetch, session_value, submit};
 
 /// The cookie store's key: known here, so that the log can be searched
@@ -178,5 +180,19 @@ async fn no_secret_reaches_a_trace_log_on_any_store() {
         checked.push("RedisStore");
         let _server = Arc::new(server);
     }
+
+    if postgres_available() {
+        // (What the store keeps is checked by the lifecycle suite's
+        // `store_sees_only_the_sha256_of_the_id`; the flow ends deleted.)
+        let (store, _schema) = postgres_store_with(None, 2, |builder| builder);
+        let seen = flow(&app(store.clone())).await;
+        assert_clean("PostgresStore", &captured.text(), &seen);
+        checked.push("PostgresStore");
+    }
+
+    let store = sqlite_store(None);
+    let seen = flow(&app(store.clone())).await;
+    assert_clean("SqliteStore", &captured.text(), &seen);
+    checked.push("SqliteStore");
     eprintln!("checked: {checked:?}");
 }
