@@ -20,7 +20,13 @@
 //!    store and library, from sqlx's own statement events (target
 //!    `sqlx::query`), caught by a process-wide subscriber: sqlx 0.8 (the
 //!    peer) and 0.9 (ours) log them the same way;
-//! 4. criterion: `sql_<postgres|sqlite>_<read|write|create>/<peer>`, one
+//! 4. PostgreSQL only: the WAL a write of one field of a 2 KB and a 16 KB
+//!    session generates, per library, read back with `pg_walinspect`
+//!    (`SQL_BENCH_WAL=0` skips it);
+//! 5. wall and CPU time per request with the two peers interleaved
+//!    (`SQL_BENCH_ROUNDS` rounds of `SQL_BENCH_REQUESTS` requests; 0 rounds
+//!    skips it);
+//! 6. criterion: `sql_<postgres|sqlite>_<read|write|create>/<peer>`, one
 //!    request at a time on a current-thread tokio runtime.
 //!
 //! `PROFILE_LOOP=<postgres|sqlite>/<read|write|create>/<peer>:<n>` sends
@@ -334,11 +340,13 @@ fn pg_url() -> String {
 }
 
 /// Schema names of this run: fresh, dropped at the end.
-fn pg_schemas() -> [String; 2] {
+fn pg_schemas() -> [String; 3] {
     let pid = std::process::id();
     [
         format!("sqlbench_typed_{pid}"),
         format!("sqlbench_peer_{pid}"),
+        // `pg_walinspect`, when the bench installs it (`wal_per_write`).
+        format!("sqlbench_wal_{pid}"),
     ]
 }
 
@@ -397,7 +405,7 @@ async fn pg_answers(url: &str) -> Result<(), String> {
 /// Both libraries on PostgreSQL, each in a fresh schema of the same
 /// database, each on its own pool of `POOL_SIZE` connections.
 async fn postgres_peers(url: &str) -> Vec<Peer> {
-    let [ours_schema, theirs_schema] = pg_schemas();
+    let [ours_schema, theirs_schema, _] = pg_schemas();
 
     let pool = typed_sessions::sqlx::postgres::PgPoolOptions::new()
         .max_connections(POOL_SIZE)
@@ -514,6 +522,335 @@ fn shown(logged: &[String]) -> String {
     format!("{} ({tx} tx)", logged.len())
 }
 
+// ------------------------------------------------------- WAL per write
+
+/// A larger session for the WAL measurement: a counter and `notes`, an
+/// incompressible string of a chosen size.
+#[derive(
+    typed_sessions::SessionData, Default, serde::Serialize, serde::Deserialize, Clone, Debug,
+)]
+#[session(namespace = "big")]
+struct Big {
+    visits: u64,
+    notes: String,
+}
+
+impl Big {
+    /// `size` bytes of hex from a fixed linear congruential sequence, so
+    /// that PostgreSQL's TOAST compression cannot shrink it.
+    fn of_size(size: usize) -> Self {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut notes = String::with_capacity(size);
+        while notes.len() < size {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            notes.push_str(&format!("{:016x}", state >> 1));
+        }
+        notes.truncate(size);
+        Self { visits: 0, notes }
+    }
+}
+
+async fn ours_big_login(
+    mut big: typed_sessions::Session<Big>,
+    axum::extract::Path(size): axum::extract::Path<usize>,
+) -> &'static str {
+    *big = Big::of_size(size);
+    "ok"
+}
+
+async fn ours_big_write(mut big: typed_sessions::Session<Big>) -> String {
+    big.visits += 1;
+    big.visits.to_string()
+}
+
+async fn theirs_big_login(
+    session: tower_sessions_014::Session,
+    axum::extract::Path(size): axum::extract::Path<usize>,
+) -> &'static str {
+    session
+        .insert(TS_KEY, Big::of_size(size))
+        .await
+        .expect("store works");
+    "ok"
+}
+
+async fn theirs_big_write(session: tower_sessions_014::Session) -> String {
+    let mut big: Big = session
+        .get(TS_KEY)
+        .await
+        .expect("store works")
+        .expect("the session holds a Big");
+    big.visits += 1;
+    session.insert(TS_KEY, &big).await.expect("store works");
+    big.visits.to_string()
+}
+
+/// Writes per measurement.
+const WAL_WRITES: u64 = 50;
+
+/// WAL generated at the database by a write that changes one field of a
+/// 2 KB and of a 16 KB session, for both libraries, measured with
+/// `pg_walinspect` (installed in a schema of this run): all WAL records of
+/// the transactions that touched the library's tables (their indexes and
+/// TOAST tables included), commit records included, over `WAL_WRITES`
+/// writes. Full-page images (written for the first change of a page after a
+/// checkpoint) are reported apart.
+async fn wal_per_write(url: &str) {
+    use typed_sessions::sqlx::Connection as _;
+    let [ours_schema, theirs_schema, wal_schema] = pg_schemas();
+    let mut conn = typed_sessions::sqlx::PgConnection::connect(url)
+        .await
+        .expect("PostgreSQL answers");
+    let installed: Result<_, _> = async {
+        typed_sessions::sqlx::query(typed_sessions::sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {wal_schema}"
+        )))
+        .execute(&mut conn)
+        .await?;
+        typed_sessions::sqlx::query(typed_sessions::sqlx::AssertSqlSafe(format!(
+            "CREATE EXTENSION IF NOT EXISTS pg_walinspect SCHEMA {wal_schema}"
+        )))
+        .execute(&mut conn)
+        .await?;
+        typed_sessions::sqlx::query_scalar::<_, String>(
+            "SELECT n.nspname::text FROM pg_extension e \
+             JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_walinspect'",
+        )
+        .fetch_one(&mut conn)
+        .await
+    }
+    .await;
+    let ext = match installed {
+        Ok(ext) => ext,
+        Err(err) => {
+            println!("WAL per write skipped: pg_walinspect is not available ({err})\n");
+            return;
+        }
+    };
+
+    let pool = typed_sessions::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .connect(url)
+        .await
+        .expect("PostgreSQL answers");
+    let store = typed_sessions::stores::PostgresStore::builder(pool)
+        .schema(ours_schema.clone())
+        .build()
+        .expect("a valid schema name");
+    let layer = typed_sessions::SessionLayer::builder(store)
+        .cookie_name(COOKIE_NAME)
+        .secure(false)
+        .build()
+        .expect("a valid configuration");
+    let ours = Router::new()
+        .route("/big/login/{size}", post(ours_big_login))
+        .route("/big/write", post(ours_big_write))
+        .layer(layer);
+
+    let pool = tower_sessions_sqlx_store::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .connect(url)
+        .await
+        .expect("PostgreSQL answers");
+    let store = tower_sessions_sqlx_store::PostgresStore::new(pool)
+        .with_schema_name(theirs_schema.clone())
+        .expect("a valid schema name");
+    let layer = tower_sessions_014::SessionManagerLayer::new(store)
+        .with_name(COOKIE_NAME)
+        .with_secure(false);
+    let theirs = Router::new()
+        .route("/big/login/{size}", post(theirs_big_login))
+        .route("/big/write", post(theirs_big_write))
+        .layer(layer);
+
+    println!(
+        "WAL per write of one field (`visits`) of a larger session, PostgreSQL, \
+         {WAL_WRITES} writes each:\n"
+    );
+    println!(
+        "| library | session | WAL records per write | WAL bytes per write, without full-page images | full-page image bytes, all writes |"
+    );
+    println!("|---|---|---|---|---|");
+    for size in [2_000usize, 16_000] {
+        for (name, app, schema) in [
+            ("typed_sessions", &ours, &ours_schema),
+            (THEIRS, &theirs, &theirs_schema),
+        ] {
+            let login = Request::post(format!("/big/login/{size}"))
+                .header(header::HOST, "bench.example")
+                .body(Body::empty())
+                .expect("a valid request");
+            let (status, _, cookie) = send(app, login).await;
+            assert_eq!(status, 200, "{name}: big login");
+            let cookie = cookie.expect("a login sets a cookie");
+            let write = || {
+                Request::post("/big/write")
+                    .header(header::COOKIE, &cookie)
+                    .header(header::HOST, "bench.example")
+                    .body(Body::empty())
+                    .expect("a valid request")
+            };
+            // One write before measuring: the first one may differ.
+            let (status, body, _) = send(app, write()).await;
+            assert_eq!((status.as_u16(), &body[..]), (200, &b"1"[..]), "{name}");
+
+            // The library's relations: tables, indexes, TOAST and its index.
+            let filenodes: Vec<i64> = typed_sessions::sqlx::query_scalar(
+                "SELECT DISTINCT pg_relation_filenode(x)::int8 FROM ( \
+                   SELECT c.oid AS x FROM pg_class c WHERE c.relnamespace = $1::text::regnamespace \
+                   UNION SELECT c.reltoastrelid FROM pg_class c \
+                     WHERE c.relnamespace = $1::text::regnamespace AND c.reltoastrelid <> 0 \
+                   UNION SELECT i.indexrelid FROM pg_index i JOIN pg_class c ON i.indrelid = c.reltoastrelid \
+                     WHERE c.relnamespace = $1::text::regnamespace AND c.reltoastrelid <> 0 \
+                 ) s WHERE pg_relation_filenode(x) IS NOT NULL",
+            )
+            .bind(schema)
+            .fetch_all(&mut conn)
+            .await
+            .expect("the catalog answers");
+            assert!(!filenodes.is_empty(), "{name}: no relations in {schema}");
+
+            let lsn = "SELECT pg_current_wal_flush_lsn()::text";
+            let start: String = typed_sessions::sqlx::query_scalar(lsn)
+                .fetch_one(&mut conn)
+                .await
+                .expect("an LSN");
+            for n in 2..WAL_WRITES + 2 {
+                let (status, body, _) = send(app, write()).await;
+                assert_eq!(status, 200, "{name}: write");
+                assert_eq!(body, n.to_string(), "{name}: write {n}");
+            }
+            let end: String = typed_sessions::sqlx::query_scalar(lsn)
+                .fetch_one(&mut conn)
+                .await
+                .expect("an LSN");
+            let sql = format!(
+                "WITH r AS (SELECT * FROM {ext}.pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)), \
+                 x AS (SELECT DISTINCT r.xid FROM r, unnest($3::int8[]) f \
+                       WHERE r.xid <> 0 AND r.block_ref ~ ('/' || f || ' fork ')) \
+                 SELECT count(*)::int8, coalesce(sum(record_length), 0)::int8, \
+                        coalesce(sum(fpi_length), 0)::int8, \
+                        (SELECT count(*) FROM x)::int8 \
+                 FROM r WHERE r.xid IN (SELECT xid FROM x)"
+            );
+            let (records, bytes, fpi, transactions): (i64, i64, i64, i64) =
+                typed_sessions::sqlx::query_as(typed_sessions::sqlx::AssertSqlSafe(sql))
+                    .bind(&start)
+                    .bind(&end)
+                    .bind(&filenodes)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("pg_walinspect answers");
+            // Every write commits at least one transaction on these tables.
+            assert!(
+                transactions >= WAL_WRITES as i64,
+                "{name}: {transactions} transactions seen for {WAL_WRITES} writes"
+            );
+            let per = |v: i64| v as f64 / WAL_WRITES as f64;
+            println!(
+                "| {name} | {size} B string + counter | {:.1} | {:.0} | {fpi} |",
+                per(records),
+                per(bytes - fpi),
+            );
+        }
+    }
+    println!();
+}
+
+// ----------------------------------------------------------- interleaved
+
+/// This process's CPU time so far in nanoseconds: the sum over its live
+/// threads of `/proc/self/task/*/schedstat`'s first field (time on a CPU).
+/// SQLite runs in those threads, so for SQLite this is the whole cost of a
+/// request; for PostgreSQL it leaves out the server's share.
+fn process_cpu_ns() -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("a task").path().join("schedstat");
+        if let Ok(stat) = std::fs::read_to_string(path) {
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// Wall and CPU time per request with the peers interleaved: `rounds`
+/// rounds, each sending `requests` requests of the case through each peer
+/// in turn (the order alternates), so that the machine's other load falls
+/// on both alike. Prints the medians over the rounds and the median of the
+/// rounds' ratios ours / peer.
+fn interleaved(rt: &tokio::runtime::Runtime, databases: &[(&str, Vec<Peer>)]) {
+    let rounds: usize =
+        std::env::var("SQL_BENCH_ROUNDS").map_or(5, |v| v.parse().expect("a number"));
+    let requests: u32 =
+        std::env::var("SQL_BENCH_REQUESTS").map_or(200, |v| v.parse().expect("a number"));
+    println!(
+        "Interleaved: {rounds} rounds of {requests} requests per peer, the peers alternating; \
+         medians over the rounds, µs per request (CPU: this process only):\n"
+    );
+    println!(
+        "| store | case | ours wall | peer wall | wall ratio | ours CPU | peer CPU | CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (db, peers) in databases {
+        assert_eq!(peers.len(), 2, "ours and the peer");
+        for case in Case::ALL {
+            let mut wall = [Vec::new(), Vec::new()];
+            let mut cpu = [Vec::new(), Vec::new()];
+            for round in 0..rounds {
+                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                for i in order {
+                    let peer = &peers[i];
+                    let cpu_before = process_cpu_ns();
+                    let start = std::time::Instant::now();
+                    rt.block_on(async {
+                        for _ in 0..requests {
+                            let (status, body, _) =
+                                send(&peer.app, request(case, &peer.cookie)).await;
+                            assert_eq!(status, 200, "{db}/{}: {}", peer.name, case.name());
+                            black_box(body);
+                        }
+                    });
+                    let elapsed = start.elapsed().as_secs_f64() * 1e6 / f64::from(requests);
+                    let spent = (process_cpu_ns() - cpu_before) as f64 / 1e3 / f64::from(requests);
+                    wall[i].push(elapsed);
+                    cpu[i].push(spent);
+                }
+            }
+            let ratio = |v: &[Vec<f64>; 2]| {
+                let mut r: Vec<f64> = v[0].iter().zip(&v[1]).map(|(a, b)| a / b).collect();
+                median(&mut r)
+            };
+            let (wall_ratio, cpu_ratio) = (ratio(&wall), ratio(&cpu));
+            println!(
+                "| {db} | {} | {:.0} | {:.0} | {wall_ratio:.2} | {:.0} | {:.0} | {cpu_ratio:.2} |",
+                case.name(),
+                median(&mut wall[0]),
+                median(&mut wall[1]),
+                median(&mut cpu[0]),
+                median(&mut cpu[1]),
+            );
+        }
+    }
+    println!();
+}
+
 // --------------------------------------------------------------------- main
 
 fn main() {
@@ -590,9 +927,17 @@ fn main() {
          SQLite: both BEGIN and COMMIT.\n"
     );
 
+    if cleanup.pg.is_some() && std::env::var("SQL_BENCH_WAL").as_deref() != Ok("0") {
+        rt.block_on(wal_per_write(&url));
+    }
+
     if let Ok(spec) = std::env::var("PROFILE_LOOP") {
         profile_loop(&rt, &databases, &spec);
         return;
+    }
+
+    if std::env::var("SQL_BENCH_ROUNDS").as_deref() != Ok("0") {
+        interleaved(&rt, &databases);
     }
 
     // 50 samples (criterion's default is 100): a PostgreSQL write waits for
