@@ -367,3 +367,34 @@ async fn sqlite_in_memory_paths_are_refused() {
         assert!(detail.contains("not a file"), "{path:?}: {detail}");
     }
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_open_creates_a_file_only_its_owner_reads() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new();
+    let path = dir.path.join("private.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    create(&store, &numbered_key(9, 9)).await;
+    for file in ["private.db", "private.db-wal", "private.db-shm"] {
+        let mode = std::fs::metadata(dir.path.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_zero_timeout_is_named() {
+    let dir = TempDir::new();
+    let err = SqliteStore::builder()
+        .command_timeout(Duration::ZERO)
+        .open(dir.path.join("zero.db"))
+        .await
+        .unwrap_err();
+    let detail = std::error::Error::source(&err)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(detail.contains("command_timeout"), "{detail}");
+}

@@ -1,5 +1,6 @@
 //! `SqliteStore` (feature `sqlite`).
 
+use std::fmt;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,7 +37,8 @@ use crate::store::{
 /// # }
 /// ```
 ///
-/// [`open`](Self::open) creates the file and the tables when missing and
+/// [`open`](Self::open) creates the file (readable by its owner only) and
+/// the tables when missing and
 /// sets the connections up for concurrent use: WAL journal (reads never
 /// wait for a write; saves go through a connection of their own, so saves
 /// queued for the write lock never hold up reads), `synchronous = NORMAL` (a committed save survives
@@ -60,9 +62,18 @@ use crate::store::{
 ///
 /// A database locked longer than the command timeout (default 5 s) is
 /// [`StoreError::Unavailable`]: the layer answers 503 with `Retry-After`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.inner.tables.sessions)
+            .field("command_timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -133,6 +144,11 @@ impl SqliteStoreBuilder {
     /// [`StoreError::Backend`] when the file cannot be opened or created,
     /// or the options are invalid (the message says which).
     pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        if self.timeout.is_zero() {
+            return Err(StoreError::backend(ConfigError::ZeroDuration(
+                "command_timeout",
+            )));
+        }
         let shown = path.as_ref().display().to_string();
         if shown.is_empty() || shown == ":memory:" || shown.starts_with("file::memory:") {
             return Err(StoreError::backend(format!(
@@ -141,6 +157,7 @@ impl SqliteStoreBuilder {
                  (for tests, one in a temporary directory), or use MemoryStore"
             )));
         }
+        create_private(path.as_ref());
         let options = SqliteConnectOptions::new()
             .filename(path.as_ref())
             .create_if_missing(true)
@@ -171,7 +188,8 @@ impl SqliteStoreBuilder {
         Ok(store)
     }
 
-    /// A store on `pool` (call [`migrate`](SqliteStore::migrate) once).
+    /// A store on `pool` (call [`migrate`](SqliteStore::migrate) once);
+    /// the pool must open a file, see [`SqliteStore::new`].
     ///
     /// # Errors
     /// [`ConfigError::InvalidSqlName`] when the table name is not a plain
@@ -193,6 +211,21 @@ impl SqliteStoreBuilder {
             }),
         })
     }
+}
+
+/// Creates the database file readable and writable by its owner only
+/// (`0600` on Unix) when it does not exist; SQLite gives its `-wal` and
+/// `-shm` files the same permissions. Anything else is left to the
+/// connection, which reports it.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let _ = options.open(path);
 }
 
 /// The statements, with the table names spliced in once.
@@ -283,8 +316,11 @@ impl SqliteStore {
         Self::builder().open(path).await
     }
 
-    /// A store on `pool` with the default options. Run
-    /// [`migrate`](Self::migrate) once before use.
+    /// A store on `pool` (a `sqlx` 0.9 pool, `typed_sessions::sqlx`) with
+    /// the default options. Run [`migrate`](Self::migrate) once before use.
+    /// The pool must open a database file: an in-memory database
+    /// (`sqlite::memory:`) is a different, empty database on every pooled
+    /// connection.
     #[allow(
         clippy::missing_panics_doc,
         reason = "the default names are checked by a unit test"
