@@ -164,16 +164,13 @@ impl Backend {
     pub(crate) fn begin(&self) -> RequestStorage {
         match self {
             Self::Server(store) => RequestStorage {
-                store: Arc::clone(store),
+                store: Some(Arc::clone(store)),
                 client: None,
             },
-            Self::Client(sealer) => {
-                let local = Arc::new(LocalStore::default());
-                RequestStorage {
-                    store: Arc::new(Arc::clone(&local)),
-                    client: Some((Arc::clone(sealer), local)),
-                }
-            }
+            Self::Client(sealer) => RequestStorage {
+                store: None,
+                client: Some((Arc::clone(sealer), Arc::new(LocalStore::default()))),
+            },
         }
     }
 }
@@ -181,9 +178,14 @@ impl Backend {
 /// The storage of one request: the shared store, or a request-local store
 /// with the sealer that fills it from the cookie and empties it into the
 /// next cookie.
+///
+/// The request-local store is called directly, not through [`DynStore`]:
+/// its operations are synchronous, so they need neither a boxed future nor
+/// a second `Arc`.
 #[derive(Clone)]
 pub(crate) struct RequestStorage {
-    store: Arc<dyn DynStore>,
+    /// The shared store (`None` for a client-side backend).
+    store: Option<Arc<dyn DynStore>>,
     client: Option<(Arc<dyn Sealer>, Arc<LocalStore>)>,
 }
 
@@ -294,7 +296,13 @@ impl RequestStorage {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        timed("load", &span, id, secret, self.store.load(key)).await
+        match (&self.store, &self.client) {
+            (Some(store), _) => timed("load", &span, id, secret, store.load(key)).await,
+            (None, Some((_, local))) => {
+                timed("load", &span, id, secret, async { Ok(local.get(key)) }).await
+            }
+            (None, None) => unreachable!("a request storage has a store or a local one"),
+        }
     }
 
     /// Applies `changes` to the record under `key`.
@@ -310,7 +318,13 @@ impl RequestStorage {
             latency_us = tracing::field::Empty,
             namespaces = changes.namespaces.len()
         );
-        timed("save", &span, id, secret, self.store.save(key, changes)).await
+        match (&self.store, &self.client) {
+            (Some(store), _) => timed("save", &span, id, secret, store.save(key, changes)).await,
+            (None, Some((_, local))) => {
+                timed("save", &span, id, secret, async { local.apply(key, changes) }).await
+            }
+            (None, None) => unreachable!("a request storage has a store or a local one"),
+        }
     }
 
     /// Deletes the record under `key`.
@@ -324,7 +338,13 @@ impl RequestStorage {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        timed("delete", &span, id, secret, self.store.delete(key)).await
+        match (&self.store, &self.client) {
+            (Some(store), _) => timed("delete", &span, id, secret, store.delete(key)).await,
+            (None, Some((_, local))) => {
+                timed("delete", &span, id, secret, async { Ok(local.delete(key)) }).await
+            }
+            (None, None) => unreachable!("a request storage has a store or a local one"),
+        }
     }
 
     /// Moves the record's `last_seen` and deadline; `true` when it exists.
@@ -340,8 +360,17 @@ impl RequestStorage {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        let touch = self.store.touch(key, last_seen_ms, expires_at_ms);
-        timed("refresh", &span, id, secret, touch).await
+        match (&self.store, &self.client) {
+            (Some(store), _) => {
+                let touch = store.touch(key, last_seen_ms, expires_at_ms);
+                timed("refresh", &span, id, secret, touch).await
+            }
+            (None, Some((_, local))) => {
+                let touch = async { Ok(local.touch(key, last_seen_ms, expires_at_ms)) };
+                timed("refresh", &span, id, secret, touch).await
+            }
+            (None, None) => unreachable!("a request storage has a store or a local one"),
+        }
     }
 }
 
@@ -483,39 +512,22 @@ impl LocalStore {
     }
 }
 
-impl SessionStore for Arc<LocalStore> {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.get(key))
-    }
-
-    async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
-        self.apply(key, changes)
-    }
-
-    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+impl LocalStore {
+    fn delete(&self, key: &SessionKey) -> bool {
         let mut records = self.lock();
         let before = records.len();
         records.retain(|entry| entry.key != *key);
-        Ok(records.len() != before)
+        records.len() != before
     }
 
-    async fn touch(
-        &self,
-        key: &SessionKey,
-        last_seen_ms: u64,
-        expires_at_ms: u64,
-    ) -> Result<bool, StoreError> {
+    fn touch(&self, key: &SessionKey, last_seen_ms: u64, expires_at_ms: u64) -> bool {
         let mut records = self.lock();
         let Some(entry) = records.iter_mut().find(|entry| entry.key == *key) else {
-            return Ok(false);
+            return false;
         };
         entry.record.last_seen_ms = last_seen_ms;
         entry.record.expires_at_ms = expires_at_ms;
-        Ok(true)
-    }
-
-    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.get(key).is_some())
+        true
     }
 }
 
