@@ -14,6 +14,9 @@
 //! `last_seen` (zigzag-encoded), so the three timestamps take about
 //! 11 bytes instead of 24. Field values are the codec's bytes as they are.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use crate::data::FieldMap;
 use crate::id::{ID_BYTES, RawId};
 use crate::store::{NamespaceRecord, Record};
@@ -30,8 +33,8 @@ pub(crate) fn encode(id: &RawId, record: &Record, out: &mut Vec<u8>) {
         put_varint(out, u64::from(ns.version));
         put_varint(out, ns.revision);
         put_varint(out, ns.fields.len() as u64);
-        for (name, value) in ns.fields.iter() {
-            put_bytes(out, name.as_bytes());
+        for (name, value) in ns.fields.iter_bytes() {
+            put_bytes(out, name);
             put_bytes(out, value);
         }
     }
@@ -49,7 +52,7 @@ pub(crate) fn encoded_len(record: &Record) -> usize {
             + varint_len(u64::from(ns.version))
             + varint_len(ns.revision)
             + varint_len(ns.fields.len() as u64);
-        for (name, value) in ns.fields.iter() {
+        for (name, value) in ns.fields.iter_bytes() {
             len += bytes_len(name.len()) + bytes_len(value.len());
         }
     }
@@ -59,8 +62,12 @@ pub(crate) fn encoded_len(record: &Record) -> usize {
 /// Reads a body back. `None` for anything [`encode`] cannot have written:
 /// a short or over-long body, a length past the end, a name that is not
 /// UTF-8, a duplicate namespace or field, a timestamp out of range.
+///
+/// The fields' names and values stay in one shared copy of `body` (one
+/// allocation for all of them, not two per field).
 pub(crate) fn decode(body: &[u8]) -> Option<(RawId, Record)> {
-    let mut input = Reader(body);
+    let shared: Arc<[u8]> = Arc::from(body);
+    let mut input = Reader::new(&shared);
     let id = RawId::from_bytes(input.take(ID_BYTES)?.try_into().ok()?);
     let created = input.varint()?;
     let last_seen = input.signed(created)?;
@@ -74,9 +81,9 @@ pub(crate) fn decode(body: &[u8]) -> Option<(RawId, Record)> {
         let fields_count = input.count()?;
         let mut fields = FieldMap::with_capacity(fields_count);
         for _ in 0..fields_count {
-            let field = input.text()?.to_owned();
-            let value = input.bytes()?.to_vec();
-            if fields.insert(field, value).is_some() {
+            let field = input.text_range()?;
+            let value = input.bytes_range()?;
+            if !fields.insert_shared(&shared, field, value) {
                 return None;
             }
         }
@@ -85,7 +92,7 @@ pub(crate) fn decode(body: &[u8]) -> Option<(RawId, Record)> {
         }
         namespaces.push(NamespaceRecord::new(name, version, revision, fields));
     }
-    if !input.0.is_empty() {
+    if !input.rest().is_empty() {
         return None;
     }
     Some((id, Record::new(created, last_seen, expires, namespaces)))
@@ -143,23 +150,40 @@ fn bytes_len(len: usize) -> usize {
     varint_len(len as u64) + len
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A cursor over a body: `pos` is where the unread part starts.
+struct Reader<'a> {
+    body: &'a [u8],
+    pos: usize,
+}
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
-        if len > self.0.len() {
+    fn new(body: &'a [u8]) -> Self {
+        Self { body, pos: 0 }
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.body[self.pos..]
+    }
+
+    fn take_range(&mut self, len: usize) -> Option<Range<usize>> {
+        if len > self.body.len() - self.pos {
             return None;
         }
-        let (head, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Some(head)
+        let start = self.pos;
+        self.pos += len;
+        Some(start..self.pos)
+    }
+
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let range = self.take_range(len)?;
+        Some(&self.body[range])
     }
 
     fn varint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let (&byte, rest) = self.0.split_first()?;
-            self.0 = rest;
+            let &byte = self.body.get(self.pos)?;
+            self.pos += 1;
             let bits = u64::from(byte & 0x7f);
             // The tenth byte may carry only the top bit.
             if shift == 63 && bits > 1 {
@@ -183,16 +207,23 @@ impl<'a> Reader<'a> {
     /// the bytes left, so a forged count cannot make a large allocation.
     fn count(&mut self) -> Option<usize> {
         let count = usize::try_from(self.varint()?).ok()?;
-        (count <= self.0.len()).then_some(count)
+        (count <= self.body.len() - self.pos).then_some(count)
     }
 
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    fn bytes_range(&mut self) -> Option<Range<usize>> {
         let len = usize::try_from(self.varint()?).ok()?;
-        self.take(len)
+        self.take_range(len)
+    }
+
+    fn text_range(&mut self) -> Option<Range<usize>> {
+        let range = self.bytes_range()?;
+        std::str::from_utf8(&self.body[range.clone()]).ok()?;
+        Some(range)
     }
 
     fn text(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
+        let range = self.bytes_range()?;
+        std::str::from_utf8(&self.body[range]).ok()
     }
 }
 
@@ -270,15 +301,15 @@ mod tests {
             let mut out = Vec::new();
             put_varint(&mut out, value);
             assert_eq!(out.len(), varint_len(value), "{value}");
-            assert_eq!(Reader(&out).varint(), Some(value));
+            assert_eq!(Reader::new(&out).varint(), Some(value));
         }
         // An eleventh byte, or a tenth with more than one bit, overflows.
-        assert_eq!(Reader(&[0xff; 10]).varint(), None);
+        assert_eq!(Reader::new(&[0xff; 10]).varint(), None);
         // Non-minimal spellings are refused.
-        assert_eq!(Reader(&[0x80, 0x00]).varint(), None);
-        assert_eq!(Reader(&[0x81, 0x80, 0x00]).varint(), None);
+        assert_eq!(Reader::new(&[0x80, 0x00]).varint(), None);
+        assert_eq!(Reader::new(&[0x81, 0x80, 0x00]).varint(), None);
         assert_eq!(
-            Reader(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]).varint(),
+            Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]).varint(),
             None
         );
     }
