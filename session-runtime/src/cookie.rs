@@ -277,7 +277,14 @@ impl SessionCookie {
             // Split on `;` before any UTF-8 check: another application's
             // cookie with non-ASCII bytes must not hide ours. Only our own
             // pair is checked for UTF-8; a value that is not is malformed.
-            for pair in header.as_bytes().split(|&b| b == b';') {
+            // `memchr` finds the separators a word at a time: a sealed
+            // session makes this header hundreds of bytes long.
+            let bytes = header.as_bytes();
+            let mut start = 0;
+            let ends = memchr::memchr_iter(b';', bytes).chain(std::iter::once(bytes.len()));
+            for end in ends {
+                let pair = &bytes[start..end];
+                start = end + 1;
                 let Some(eq) = memchr::memchr(b'=', pair) else {
                     continue;
                 };
