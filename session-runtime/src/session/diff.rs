@@ -69,8 +69,13 @@ pub(crate) fn diff<T: SessionData>(
     baseline: BaselineView<'_>,
     keep_current: bool,
 ) -> Result<Diff, CodecError> {
-    let mut current = value.encode_fields()?;
     let defaults = default_fields::<T>()?;
+    if !keep_current && !T::COMPARES_BY_VALUE {
+        if let Some(stored) = baseline.fields.filter(|_| !baseline.whole) {
+            return patch_diff(value, stored, defaults, baseline.version);
+        }
+    }
+    let mut current = value.encode_fields()?;
     let reference = baseline.fields.unwrap_or(defaults);
     // A field equal by value to its reference (a hash map or set, whose
     // bytes follow iteration order) keeps the reference's bytes: unchanged.
@@ -124,6 +129,61 @@ pub(crate) fn diff<T: SessionData>(
         version,
         rotate,
         current: kept,
+        rebase,
+    })
+}
+
+/// [`diff`] of a value against stored fields it may patch (a baseline
+/// that is present and not to be replaced whole), when the full encoding
+/// is not needed and bytes decide equality: the same result in one pass,
+/// keeping only the changed fields' bytes.
+fn patch_diff<T: SessionData>(
+    value: &T,
+    stored: &FieldMap,
+    defaults: &'static FieldMap,
+    stored_version: Option<u32>,
+) -> Result<Diff, CodecError> {
+    let mut changed = FieldMap::new();
+    let mut rotate = false;
+    // Whether every field encodes as the schema's `Default` does (both
+    // encodings list `T::FIELDS` in order, so this is `current == defaults`).
+    let mut all_default = defaults.len() == T::FIELDS.len();
+    for (index, info) in T::FIELDS.iter().enumerate() {
+        let bytes = value.encode_field(index)?;
+        let name = info.name();
+        all_default = all_default && defaults.get(name) == Some(bytes.as_slice());
+        if stored.get(name) != Some(bytes.as_slice()) {
+            rotate |= info.rotate_id();
+            changed.push_new(name, bytes);
+        }
+    }
+    let mut rebase = Rebase {
+        ours: None,
+        defaults,
+        version: T::VERSION,
+        migrate: migrate_fields::<T>,
+    };
+    if changed.is_empty() {
+        return Ok(Diff {
+            op: None,
+            version: T::VERSION,
+            rotate: false,
+            current: None,
+            rebase,
+        });
+    }
+    let (op, version) = if all_default {
+        rebase.ours = Some(changed);
+        (NamespaceOp::Remove, stored_version.unwrap_or(T::VERSION))
+    } else {
+        // The patch itself holds this request's fields (see `Rebase::ours`).
+        (NamespaceOp::Patch(changed), T::VERSION)
+    };
+    Ok(Diff {
+        op: Some(op),
+        version,
+        rotate,
+        current: None,
         rebase,
     })
 }
