@@ -30,7 +30,7 @@ use crate::cookie::{CookieValue, Token};
 use crate::error::{ConfigError, ErrorChain};
 use crate::id::{LogSecret, RawId};
 use crate::store::{
-    Changeset, DynStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
+    Changeset, DynStore, MemoryStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
     apply_changes,
 };
 
@@ -164,11 +164,14 @@ impl Backend {
     pub(crate) fn begin(&self) -> RequestStorage {
         match self {
             Self::Server(store) => RequestStorage {
-                store: Some(Arc::clone(store)),
+                store: match store.as_any().downcast_ref::<MemoryStore>() {
+                    Some(memory) => Shared::Memory(memory.clone()),
+                    None => Shared::Dyn(Arc::clone(store)),
+                },
                 client: None,
             },
             Self::Client(sealer) => RequestStorage {
-                store: None,
+                store: Shared::Local,
                 client: Some((Arc::clone(sealer), Arc::new(LocalStore::default()))),
             },
         }
@@ -179,14 +182,24 @@ impl Backend {
 /// with the sealer that fills it from the cookie and empties it into the
 /// next cookie.
 ///
-/// The request-local store is called directly, not through [`DynStore`]:
-/// its operations are synchronous, so they need neither a boxed future nor
-/// a second `Arc`.
+/// The request-local store and a [`MemoryStore`] are called directly, not
+/// through [`DynStore`]: their operations are synchronous, so they need no
+/// boxed future (nor, for the local store, a second `Arc`).
 #[derive(Clone)]
 pub(crate) struct RequestStorage {
-    /// The shared store (`None` for a client-side backend).
-    store: Option<Arc<dyn DynStore>>,
+    store: Shared,
     client: Option<(Arc<dyn Sealer>, Arc<LocalStore>)>,
+}
+
+/// The store behind a [`RequestStorage`].
+#[derive(Clone)]
+enum Shared {
+    /// Any store, through boxed futures.
+    Dyn(Arc<dyn DynStore>),
+    /// The embedded store, called synchronously.
+    Memory(MemoryStore),
+    /// A client-side backend: the request-local store of `client`.
+    Local,
 }
 
 impl RequestStorage {
@@ -297,11 +310,14 @@ impl RequestStorage {
             latency_us = tracing::field::Empty
         );
         match (&self.store, &self.client) {
-            (Some(store), _) => timed("load", &span, id, secret, store.load(key)).await,
-            (None, Some((_, local))) => {
+            (Shared::Dyn(store), _) => timed("load", &span, id, secret, store.load(key)).await,
+            (Shared::Memory(store), _) => {
+                timed("load", &span, id, secret, async { Ok(store.load_now(key)) }).await
+            }
+            (Shared::Local, Some((_, local))) => {
                 timed("load", &span, id, secret, async { Ok(local.get(key)) }).await
             }
-            (None, None) => unreachable!("a request storage has a store or a local one"),
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
         }
     }
 
@@ -319,11 +335,16 @@ impl RequestStorage {
             namespaces = changes.namespaces.len()
         );
         match (&self.store, &self.client) {
-            (Some(store), _) => timed("save", &span, id, secret, store.save(key, changes)).await,
-            (None, Some((_, local))) => {
+            (Shared::Dyn(store), _) => {
+                timed("save", &span, id, secret, store.save(key, changes)).await
+            }
+            (Shared::Memory(store), _) => {
+                timed("save", &span, id, secret, async { store.save_now(key, changes) }).await
+            }
+            (Shared::Local, Some((_, local))) => {
                 timed("save", &span, id, secret, async { local.apply(key, changes) }).await
             }
-            (None, None) => unreachable!("a request storage has a store or a local one"),
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
         }
     }
 
@@ -339,11 +360,14 @@ impl RequestStorage {
             latency_us = tracing::field::Empty
         );
         match (&self.store, &self.client) {
-            (Some(store), _) => timed("delete", &span, id, secret, store.delete(key)).await,
-            (None, Some((_, local))) => {
+            (Shared::Dyn(store), _) => timed("delete", &span, id, secret, store.delete(key)).await,
+            (Shared::Memory(store), _) => {
+                timed("delete", &span, id, secret, async { Ok(store.delete_now(key)) }).await
+            }
+            (Shared::Local, Some((_, local))) => {
                 timed("delete", &span, id, secret, async { Ok(local.delete(key)) }).await
             }
-            (None, None) => unreachable!("a request storage has a store or a local one"),
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
         }
     }
 
@@ -361,15 +385,19 @@ impl RequestStorage {
             latency_us = tracing::field::Empty
         );
         match (&self.store, &self.client) {
-            (Some(store), _) => {
+            (Shared::Dyn(store), _) => {
                 let touch = store.touch(key, last_seen_ms, expires_at_ms);
                 timed("refresh", &span, id, secret, touch).await
             }
-            (None, Some((_, local))) => {
+            (Shared::Memory(store), _) => {
+                let touch = async { Ok(store.touch_now(key, last_seen_ms, expires_at_ms)) };
+                timed("refresh", &span, id, secret, touch).await
+            }
+            (Shared::Local, Some((_, local))) => {
                 let touch = async { Ok(local.touch(key, last_seen_ms, expires_at_ms)) };
                 timed("refresh", &span, id, secret, touch).await
             }
-            (None, None) => unreachable!("a request storage has a store or a local one"),
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
         }
     }
 }
