@@ -194,10 +194,18 @@ impl Shared {
     }
 }
 
-/// A field name: a schema's `&'static str`, an owned name, or a range of
-/// a shared buffer that was checked to be UTF-8 when it was decoded.
+/// A field name, with its length at hand: most names a lookup passes over
+/// differ in length, and are skipped without reaching their bytes.
 #[derive(Clone)]
-enum Name {
+struct Name {
+    len: usize,
+    text: NameText,
+}
+
+/// A schema's `&'static str`, an owned name, or a range of a shared buffer
+/// that was checked to be UTF-8 when it was decoded.
+#[derive(Clone)]
+enum NameText {
     Static(&'static str),
     Owned(Box<str>),
     Shared(Shared),
@@ -206,25 +214,48 @@ enum Name {
 impl Name {
     fn new(name: Cow<'static, str>) -> Self {
         match name {
-            Cow::Borrowed(name) => Self::Static(name),
-            Cow::Owned(name) => Self::Owned(name.into_boxed_str()),
+            Cow::Borrowed(name) => Self::fixed(name),
+            Cow::Owned(name) => Self {
+                len: name.len(),
+                text: NameText::Owned(name.into_boxed_str()),
+            },
         }
+    }
+
+    fn fixed(name: &'static str) -> Self {
+        Self {
+            len: name.len(),
+            text: NameText::Static(name),
+        }
+    }
+
+    fn shared(shared: Shared) -> Self {
+        Self {
+            len: shared.range.len(),
+            text: NameText::Shared(shared),
+        }
+    }
+
+    /// Whether this is `name`.
+    #[inline]
+    fn is(&self, name: &[u8]) -> bool {
+        self.len == name.len() && self.as_bytes() == name
     }
 
     #[inline]
     fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Static(name) => name.as_bytes(),
-            Self::Owned(name) => name.as_bytes(),
-            Self::Shared(shared) => shared.bytes(),
+        match &self.text {
+            NameText::Static(name) => name.as_bytes(),
+            NameText::Owned(name) => name.as_bytes(),
+            NameText::Shared(shared) => shared.bytes(),
         }
     }
 
     fn as_str(&self) -> &str {
-        match self {
-            Self::Static(name) => name,
-            Self::Owned(name) => name,
-            Self::Shared(shared) => {
+        match &self.text {
+            NameText::Static(name) => name,
+            NameText::Owned(name) => name,
+            NameText::Shared(shared) => {
                 std::str::from_utf8(shared.bytes()).expect("checked to be UTF-8 when decoded")
             }
         }
@@ -264,7 +295,7 @@ impl PartialEq for FieldMap {
                 .entries
                 .iter()
                 .zip(&other.entries)
-                .all(|((a, x), (b, y))| a.as_bytes() == b.as_bytes() && x.as_slice() == y.as_slice())
+                .all(|((a, x), (b, y))| a.is(b.as_bytes()) && x.as_slice() == y.as_slice())
     }
 }
 
@@ -307,7 +338,7 @@ impl FieldMap {
     fn position(&self, name: &[u8]) -> Option<usize> {
         self.entries
             .iter()
-            .position(|(key, _)| key.as_bytes() == name)
+            .position(|(key, _)| key.is(name))
     }
 
     /// The bytes stored under `name`.
@@ -315,7 +346,7 @@ impl FieldMap {
         let name = name.as_bytes();
         self.entries
             .iter()
-            .find(|(key, _)| key.as_bytes() == name)
+            .find(|(key, _)| key.is(name))
             .map(|(_, value)| value.as_slice())
     }
 
@@ -338,7 +369,7 @@ impl FieldMap {
     /// unique), without looking for it first.
     pub(crate) fn push_new(&mut self, name: &'static str, value: Vec<u8>) {
         debug_assert!(self.get(name).is_none(), "field `{name}` twice");
-        self.entries.push((Name::Static(name), Value::Owned(value)));
+        self.entries.push((Name::fixed(name), Value::Owned(value)));
     }
 
     /// Adds a field whose name and value are ranges of `buf` (the name's
@@ -361,7 +392,7 @@ impl FieldMap {
             }
         };
         self.entries
-            .push((Name::Shared(shared(name)), Value::Shared(shared(value))));
+            .push((Name::shared(shared(name)), Value::Shared(shared(value))));
         true
     }
 
@@ -431,7 +462,7 @@ impl FieldMap {
     pub fn byte_size(&self) -> usize {
         self.entries
             .iter()
-            .map(|(k, v)| k.as_bytes().len() + v.as_slice().len())
+            .map(|(k, v)| k.len + v.as_slice().len())
             .sum()
     }
 }

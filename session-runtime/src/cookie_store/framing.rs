@@ -215,10 +215,12 @@ impl<'a> Reader<'a> {
         self.take_range(len)
     }
 
+    /// A name's range, checked to be UTF-8 (short ASCII names, the usual
+    /// case, without `from_utf8`'s set-up).
     fn text_range(&mut self) -> Option<Range<usize>> {
         let range = self.bytes_range()?;
-        std::str::from_utf8(&self.body[range.clone()]).ok()?;
-        Some(range)
+        let bytes = &self.body[range.clone()];
+        (bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()).then_some(range)
     }
 
     fn text(&mut self) -> Option<&'a str> {
