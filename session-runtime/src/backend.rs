@@ -232,6 +232,12 @@ impl RequestStorage {
         }
     }
 
+    /// Whether every store operation completes without waiting (a
+    /// [`MemoryStore`] or the request-local store of a client-side backend).
+    pub(crate) fn is_synchronous(&self) -> bool {
+        matches!(self.store, Shared::Memory(_) | Shared::Local)
+    }
+
     /// Whether the cookie carries the record (a client-side backend): then
     /// every change of the record, a refresh included, re-sends the cookie.
     pub(crate) fn carries_record(&self) -> bool {

@@ -189,6 +189,7 @@ fn patch_diff<T: SessionData>(
 }
 
 /// What a conflicting write needs to be re-planned onto the stored data.
+#[derive(Clone)]
 pub(crate) struct Rebase {
     /// The fields this request changed, with their new bytes (`None` for a
     /// patch until the first conflict: the patch itself holds them).
