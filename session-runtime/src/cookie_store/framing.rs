@@ -67,7 +67,16 @@ pub(crate) fn encoded_len(record: &Record) -> usize {
 /// allocation for all of them, not two per field).
 pub(crate) fn decode(body: &[u8]) -> Option<(RawId, Record)> {
     let shared: Arc<[u8]> = Arc::from(body);
-    let mut input = Reader::new(&shared);
+    decode_in(&shared, 0..shared.len())
+}
+
+/// [`decode`] of the body at `body` inside `shared`, whose fields then
+/// refer to `shared` itself (no copy).
+pub(crate) fn decode_in(shared: &Arc<[u8]>, body: Range<usize>) -> Option<(RawId, Record)> {
+    let mut input = Reader {
+        body: &shared[..body.end],
+        pos: body.start,
+    };
     let id = RawId::from_bytes(input.take(ID_BYTES)?.try_into().ok()?);
     let created = input.varint()?;
     let last_seen = input.signed(created)?;
@@ -83,7 +92,7 @@ pub(crate) fn decode(body: &[u8]) -> Option<(RawId, Record)> {
         for _ in 0..fields_count {
             let field = input.text_range()?;
             let value = input.bytes_range()?;
-            if !fields.insert_shared(&shared, field, value) {
+            if !fields.insert_shared(shared, field, value) {
                 return None;
             }
         }
@@ -157,6 +166,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[cfg(test)]
     fn new(body: &'a [u8]) -> Self {
         Self { body, pos: 0 }
     }

@@ -362,6 +362,18 @@ impl CookieSealer {
     }
 }
 
+/// The length base64url without padding decodes `encoded` characters to;
+/// `None` for a length no such encoding has.
+fn decoded_len(encoded: usize) -> Option<usize> {
+    let tail = match encoded % 4 {
+        0 => 0,
+        2 => 1,
+        3 => 2,
+        _ => return None,
+    };
+    Some(encoded / 4 * 3 + tail)
+}
+
 impl Sealer for CookieSealer {
     fn seal(&self, id: &RawId, record: &Record) -> Result<String, SealError> {
         let raw_len = self.overhead() + framing::encoded_len(record);
@@ -407,10 +419,16 @@ impl Sealer for CookieSealer {
         if self.name.len() + 1 + value.len() > self.budget {
             return Err(OpenError::TooLarge);
         }
-        let decode = || {
-            URL_SAFE_NO_PAD
-                .decode(value)
-                .map_err(|_| OpenError::Encoding)
+        // Decoded straight into the buffer the opened record's fields will
+        // share (decrypted in place there): no copy of the body.
+        let decode = || -> Result<Arc<[u8]>, OpenError> {
+            let len = decoded_len(value.len()).ok_or(OpenError::Encoding)?;
+            let mut raw: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
+            let out = Arc::get_mut(&mut raw).expect("a fresh buffer is not shared");
+            match URL_SAFE_NO_PAD.decode_slice(value, out) {
+                Ok(written) if written == len => Ok(raw),
+                _ => Err(OpenError::Encoding),
+            }
         };
         let mut raw = decode()?;
         if raw.len() < self.overhead() {
@@ -435,8 +453,9 @@ impl Sealer for CookieSealer {
                 // decrypted in place, so start again from the value.
                 raw = decode()?;
             }
-            if let Some(body) = self.open_in_place(key, &mut raw) {
-                let (id, record) = framing::decode(&raw[body]).ok_or(OpenError::Payload)?;
+            let buf = Arc::get_mut(&mut raw).expect("not shared before it opens");
+            if let Some(body) = self.open_in_place(key, buf) {
+                let (id, record) = framing::decode_in(&raw, body).ok_or(OpenError::Payload)?;
                 return Ok(Opened {
                     id,
                     record,
