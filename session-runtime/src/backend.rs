@@ -30,8 +30,8 @@ use crate::cookie::{CookieValue, Token};
 use crate::error::{ConfigError, ErrorChain};
 use crate::id::{LogSecret, RawId};
 use crate::store::{
-    Changeset, DynStore, MemoryStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
-    apply_changes,
+    Changeset, DynStore, MemoryStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore,
+    StoreError, apply_changes,
 };
 
 /// Seals a session record into a cookie value and opens it again: what a
@@ -345,10 +345,16 @@ impl RequestStorage {
                 timed("save", &span, id, secret, store.save(key, changes)).await
             }
             (Shared::Memory(store), _) => {
-                timed("save", &span, id, secret, async { store.save_now(key, changes) }).await
+                timed("save", &span, id, secret, async {
+                    store.save_now(key, changes)
+                })
+                .await
             }
             (Shared::Local, Some((_, local))) => {
-                timed("save", &span, id, secret, async { local.apply(key, changes) }).await
+                timed("save", &span, id, secret, async {
+                    local.apply(key, changes)
+                })
+                .await
             }
             (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
         }
@@ -368,7 +374,10 @@ impl RequestStorage {
         match (&self.store, &self.client) {
             (Shared::Dyn(store), _) => timed("delete", &span, id, secret, store.delete(key)).await,
             (Shared::Memory(store), _) => {
-                timed("delete", &span, id, secret, async { Ok(store.delete_now(key)) }).await
+                timed("delete", &span, id, secret, async {
+                    Ok(store.delete_now(key))
+                })
+                .await
             }
             (Shared::Local, Some((_, local))) => {
                 timed("delete", &span, id, secret, async { Ok(local.delete(key)) }).await

@@ -336,9 +336,7 @@ impl FieldMap {
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|(key, _)| key.is(name))
+        self.entries.iter().position(|(key, _)| key.is(name))
     }
 
     /// The bytes stored under `name`.
@@ -385,11 +383,9 @@ impl FieldMap {
         if self.position(&buf[name.clone()]).is_some() {
             return false;
         }
-        let shared = |range| {
-            Shared {
-                buf: Arc::clone(buf),
-                range,
-            }
+        let shared = |range| Shared {
+            buf: Arc::clone(buf),
+            range,
         };
         self.entries
             .push((Name::shared(shared(name)), Value::Shared(shared(value))));

@@ -524,7 +524,9 @@ async fn save_with_rebase(
     // The changes as re-planned after a conflict (copied on the first one).
     let mut replanned: Option<(Changeset, Vec<Rebase>)> = None;
     loop {
-        let changeset = replanned.as_ref().map_or(planned, |(changeset, _)| changeset);
+        let changeset = replanned
+            .as_ref()
+            .map_or(planned, |(changeset, _)| changeset);
         let outcome = storage
             .save(id, key, changeset, secret)
             .await
@@ -556,8 +558,8 @@ async fn save_with_rebase(
                     (SaveMode::Rename { from }, Some(old)) => (old, from),
                     _ => (id, *key),
                 };
-                let (changeset, rebase) = replanned
-                    .get_or_insert_with(|| (planned.clone(), planned_rebase.to_vec()));
+                let (changeset, rebase) =
+                    replanned.get_or_insert_with(|| (planned.clone(), planned_rebase.to_vec()));
                 // Rare: boxed, so that every write-back future stays small.
                 let again = Box::pin(replan(settings, storage, source, changeset, rebase));
                 if let Some(done) = again.await? {

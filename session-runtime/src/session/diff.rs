@@ -70,10 +70,11 @@ pub(crate) fn diff<T: SessionData>(
     keep_current: bool,
 ) -> Result<Diff, CodecError> {
     let defaults = default_fields::<T>()?;
-    if !keep_current && !T::COMPARES_BY_VALUE {
-        if let Some(stored) = baseline.fields.filter(|_| !baseline.whole) {
-            return patch_diff(value, stored, defaults, baseline.version);
-        }
+    if !keep_current
+        && !T::COMPARES_BY_VALUE
+        && let Some(stored) = baseline.fields.filter(|_| !baseline.whole)
+    {
+        return patch_diff(value, stored, defaults, baseline.version);
     }
     let mut current = value.encode_fields()?;
     let reference = baseline.fields.unwrap_or(defaults);

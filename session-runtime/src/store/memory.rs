@@ -345,7 +345,12 @@ impl MemoryStore {
         shard.remove(key).is_some()
     }
 
-    pub(crate) fn touch_now(&self, key: &SessionKey, last_seen_ms: u64, expires_at_ms: u64) -> bool {
+    pub(crate) fn touch_now(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> bool {
         let now = self.inner.clock.now_ms();
         let mut shard = self.lock(self.shard_index(key));
         shard.evict_expired(now);
