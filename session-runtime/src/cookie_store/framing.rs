@@ -326,6 +326,43 @@ mod tests {
         );
     }
 
+    /// Decoded fields live in one shared buffer; the map still behaves as
+    /// one of owned bytes: lookups, replacing, merging, removing, equality.
+    #[test]
+    fn decoded_fields_behave_like_owned_ones() {
+        let mut fields = FieldMap::new();
+        fields.insert("user", br#""ann""#.to_vec());
+        fields.insert(String::from("visits"), b"7".to_vec());
+        let record = Record::new(
+            1,
+            2,
+            3,
+            vec![NamespaceRecord::new("p", 1, 4, fields.clone())],
+        );
+        let mut body = Vec::new();
+        encode(&RawId::from_bytes([3; 16]), &record, &mut body);
+        let (_, back) = decode(&body).expect("decodes");
+        let mut shared = back.namespaces[0].fields.clone();
+        assert_eq!(shared, fields);
+        assert_eq!(shared.get("visits"), Some(&b"7"[..]));
+        assert_eq!(shared.get("visit"), None);
+        assert_eq!(shared.byte_size(), fields.byte_size());
+        assert_eq!(
+            shared.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            ["user", "visits"]
+        );
+        assert_eq!(shared.insert("visits", b"8".to_vec()), Some(b"7".to_vec()));
+        assert_ne!(shared, fields);
+        let mut patch = FieldMap::new();
+        patch.insert("user", br#""bob""#.to_vec());
+        shared.merge(&patch);
+        assert_eq!(shared.get("user"), Some(&br#""bob""#[..]));
+        assert_eq!(shared.remove("user"), Some(br#""bob""#.to_vec()));
+        assert_eq!(shared.len(), 1);
+        // The decoded record itself is untouched by changes to a copy.
+        assert_eq!(back.namespaces[0].fields, fields);
+    }
+
     #[test]
     fn duplicates_are_refused() {
         let mut fields = FieldMap::new();
