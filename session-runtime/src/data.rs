@@ -507,3 +507,14 @@ pub enum DecodeError {
         source: CodecError,
     },
 }
+
+#[cfg(test)]
+mod review_sizes {
+    #[test]
+    fn entry_size() {
+        eprintln!("REVIEW entry size now = {} bytes (Name {} + Value {}); before = {} bytes",
+            std::mem::size_of::<(super::Name, super::Value)>(),
+            std::mem::size_of::<super::Name>(), std::mem::size_of::<super::Value>(),
+            std::mem::size_of::<(std::borrow::Cow<'static, str>, Vec<u8>)>());
+    }
+}

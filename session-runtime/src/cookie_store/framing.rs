@@ -382,3 +382,173 @@ mod tests {
         assert!(decode(&body).is_none());
     }
 }
+
+#[cfg(test)]
+mod review_model {
+    //! Review: a FieldMap built from a decoded cookie (shared buffer) must
+    //! behave exactly like a plain Vec<(String, Vec<u8>)> model under any
+    //! sequence of operations, and its copies must stay independent.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, Vec<u8>),
+        Remove(u8),
+        Merge(Vec<(u8, Vec<u8>)>),
+        Retain(u8),
+        CloneSwap,
+    }
+
+    fn name(n: u8) -> String {
+        // names of different lengths, same lengths, prefixes, non-ASCII
+        ["a", "b", "ab", "ba", "abc", "é", "ée", "", "user", "users"][usize::from(n) % 10].to_owned()
+    }
+
+    fn model_insert(m: &mut Vec<(String, Vec<u8>)>, k: String, v: Vec<u8>) -> Option<Vec<u8>> {
+        if let Some(slot) = m.iter_mut().find(|(n, _)| *n == k) {
+            return Some(std::mem::replace(&mut slot.1, v));
+        }
+        m.push((k, v));
+        None
+    }
+
+    fn check(map: &FieldMap, model: &[(String, Vec<u8>)]) {
+        let got: Vec<(String, Vec<u8>)> = map.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect();
+        assert_eq!(got, model);
+        let mut owned = FieldMap::new();
+        for (n, v) in model {
+            owned.insert(n.clone(), v.clone());
+        }
+        assert_eq!(*map, owned, "shared vs owned equality");
+        assert_eq!(owned, *map);
+        assert_eq!(map.byte_size(), owned.byte_size());
+        for i in 0..10 {
+            let k = name(i);
+            assert_eq!(map.get(&k), model.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_slice()));
+        }
+        // a single-byte change anywhere must make the maps unequal
+        for (i, (n, v)) in model.iter().enumerate() {
+            let mut changed = owned.clone();
+            let mut nv = v.clone();
+            nv.push(0);
+            changed.insert(n.clone(), nv);
+            assert_ne!(*map, changed, "field {i} changed but equal");
+            if !v.is_empty() {
+                let mut nv = v.clone();
+                nv[0] ^= 1;
+                let mut changed = owned.clone();
+                changed.insert(n.clone(), nv);
+                assert_ne!(*map, changed, "field {i} flipped but equal");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn shared_fieldmap_matches_model(
+            initial in proptest::collection::vec((0u8..10, proptest::collection::vec(any::<u8>(), 0..6)), 0..8),
+            ops in proptest::collection::vec(prop_oneof![
+                (0u8..10, proptest::collection::vec(any::<u8>(), 0..6)).prop_map(|(k, v)| Op::Insert(k, v)),
+                (0u8..10).prop_map(Op::Remove),
+                proptest::collection::vec((0u8..10, proptest::collection::vec(any::<u8>(), 0..6)), 0..4).prop_map(Op::Merge),
+                (0u8..10).prop_map(Op::Retain),
+                Just(Op::CloneSwap),
+            ], 0..12),
+        ) {
+            let mut model: Vec<(String, Vec<u8>)> = Vec::new();
+            let mut fields = FieldMap::new();
+            for (k, v) in initial {
+                model_insert(&mut model, name(k), v.clone());
+                fields.insert(name(k), v);
+            }
+            let record = Record::new(1, 2, 3, vec![NamespaceRecord::new("p", 1, 4, fields)]);
+            let mut body = Vec::new();
+            encode(&RawId::from_bytes([3; 16]), &record, &mut body);
+            let (_, back) = decode(&body).expect("decodes");
+            let pristine = back.namespaces[0].fields.clone();
+            let pristine_model = model.clone();
+            let mut map = back.namespaces[0].fields.clone();
+            check(&map, &model);
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        let a = map.insert(name(k), v.clone());
+                        let b = model_insert(&mut model, name(k), v);
+                        prop_assert_eq!(a, b);
+                    }
+                    Op::Remove(k) => {
+                        let a = map.remove(&name(k));
+                        let b = model.iter().position(|(n, _)| *n == name(k)).map(|i| model.remove(i).1);
+                        prop_assert_eq!(a, b);
+                    }
+                    Op::Merge(items) => {
+                        let mut other = FieldMap::new();
+                        let mut other_model = Vec::new();
+                        for (k, v) in items {
+                            other.insert(name(k), v.clone());
+                            model_insert(&mut other_model, name(k), v);
+                        }
+                        map.merge(&other);
+                        for (k, v) in other_model { model_insert(&mut model, k, v); }
+                    }
+                    Op::Retain(k) => {
+                        let k = name(k);
+                        map.retain(|n, _| n != k);
+                        model.retain(|(n, _)| *n != k);
+                    }
+                    Op::CloneSwap => {
+                        // merge a decoded (shared) map into the owned copy direction too
+                        let copy = map.clone();
+                        let mut fresh = pristine.clone();
+                        let mut fresh_model = pristine_model.clone();
+                        fresh.merge(&copy);
+                        for (k, v) in model.clone() { model_insert(&mut fresh_model, k, v); }
+                        check(&fresh, &fresh_model);
+                    }
+                }
+                check(&map, &model);
+                check(&back.namespaces[0].fields, &pristine_model);
+                // re-encode / decode round trip of the mixed map
+                let rec = Record::new(1, 2, 3, vec![NamespaceRecord::new("p", 1, 4, map.clone())]);
+                let mut body = Vec::new();
+                encode(&RawId::from_bytes([3; 16]), &rec, &mut body);
+                prop_assert_eq!(body.len(), encoded_len(&rec));
+                let (_, again) = decode(&body).expect("re-decodes");
+                check(&again.namespaces[0].fields, &model);
+            }
+        }
+
+        /// Any byte string: decode never panics, and what decodes re-encodes identically.
+        #[test]
+        fn decode_garbage_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some((id, rec)) = decode(&body) {
+                let mut out = Vec::new();
+                encode(&id, &rec, &mut out);
+                prop_assert_eq!(out, body);
+            }
+        }
+    }
+
+    /// decode_in at an offset inside a larger buffer: ranges stay inside
+    /// the body, and bytes after the body (the tag) are never read as data.
+    #[test]
+    fn decode_in_offset_and_trailing() {
+        let mut fields = FieldMap::new();
+        fields.insert("user", b"ann".to_vec());
+        let record = Record::new(1, 2, 3, vec![NamespaceRecord::new("p", 1, 4, fields.clone())]);
+        let mut body = Vec::new();
+        encode(&RawId::from_bytes([3; 16]), &record, &mut body);
+        let mut raw = vec![0xAAu8; 18];
+        raw.extend_from_slice(&body);
+        raw.extend_from_slice(&[0xBB; 16]);
+        let shared: Arc<[u8]> = Arc::from(raw);
+        let (_, back) = decode_in(&shared, 18..18 + body.len()).expect("decodes");
+        assert_eq!(back.namespaces[0].fields, fields);
+        // every truncation of the body fails instead of reading the trailer
+        for cut in 0..body.len() {
+            assert!(decode_in(&shared, 18..18 + cut).is_none(), "cut {cut}");
+        }
+    }
+}
