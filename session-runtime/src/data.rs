@@ -363,10 +363,15 @@ impl FieldMap {
         None
     }
 
-    /// Appends a field the map does not hold yet (a schema's own names are
-    /// unique), without looking for it first.
+    /// Appends a field the map does not hold yet (a derived schema's names
+    /// are unique). A hand-written `SessionData` that repeats a name gets
+    /// what `insert` gives, the last value, never two entries (a cookie
+    /// with two would not open again).
     pub(crate) fn push_new(&mut self, name: &'static str, value: Vec<u8>) {
-        debug_assert!(self.get(name).is_none(), "field `{name}` twice");
+        if let Some(i) = self.position(name.as_bytes()) {
+            self.entries[i].1 = Value::Owned(value);
+            return;
+        }
         self.entries.push((Name::fixed(name), Value::Owned(value)));
     }
 
@@ -506,15 +511,4 @@ pub enum DecodeError {
         #[source]
         source: CodecError,
     },
-}
-
-#[cfg(test)]
-mod review_sizes {
-    #[test]
-    fn entry_size() {
-        eprintln!("REVIEW entry size now = {} bytes (Name {} + Value {}); before = {} bytes",
-            std::mem::size_of::<(super::Name, super::Value)>(),
-            std::mem::size_of::<super::Name>(), std::mem::size_of::<super::Value>(),
-            std::mem::size_of::<(std::borrow::Cow<'static, str>, Vec<u8>)>());
-    }
 }

@@ -384,10 +384,10 @@ mod tests {
 }
 
 #[cfg(test)]
-mod review_model {
-    //! Review: a FieldMap built from a decoded cookie (shared buffer) must
-    //! behave exactly like a plain Vec<(String, Vec<u8>)> model under any
-    //! sequence of operations, and its copies must stay independent.
+mod shared_buffer_model {
+    //! A `FieldMap` built from a decoded cookie (shared buffer) behaves
+    //! exactly like a plain `Vec<(String, Vec<u8>)>` model under any
+    //! sequence of operations, and its copies stay independent.
     use super::*;
     use proptest::prelude::*;
 
@@ -402,7 +402,8 @@ mod review_model {
 
     fn name(n: u8) -> String {
         // names of different lengths, same lengths, prefixes, non-ASCII
-        ["a", "b", "ab", "ba", "abc", "é", "ée", "", "user", "users"][usize::from(n) % 10].to_owned()
+        ["a", "b", "ab", "ba", "abc", "é", "ée", "", "user", "users"][usize::from(n) % 10]
+            .to_owned()
     }
 
     fn model_insert(m: &mut Vec<(String, Vec<u8>)>, k: String, v: Vec<u8>) -> Option<Vec<u8>> {
@@ -414,7 +415,10 @@ mod review_model {
     }
 
     fn check(map: &FieldMap, model: &[(String, Vec<u8>)]) {
-        let got: Vec<(String, Vec<u8>)> = map.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect();
+        let got: Vec<(String, Vec<u8>)> = map
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_vec()))
+            .collect();
         assert_eq!(got, model);
         let mut owned = FieldMap::new();
         for (n, v) in model {
@@ -425,7 +429,13 @@ mod review_model {
         assert_eq!(map.byte_size(), owned.byte_size());
         for i in 0..10 {
             let k = name(i);
-            assert_eq!(map.get(&k), model.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_slice()));
+            assert_eq!(
+                map.get(&k),
+                model
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.as_slice())
+            );
         }
         // a single-byte change anywhere must make the maps unequal
         for (i, (n, v)) in model.iter().enumerate() {
@@ -531,13 +541,18 @@ mod review_model {
         }
     }
 
-    /// decode_in at an offset inside a larger buffer: ranges stay inside
+    /// `decode_in` at an offset inside a larger buffer: ranges stay inside
     /// the body, and bytes after the body (the tag) are never read as data.
     #[test]
     fn decode_in_offset_and_trailing() {
         let mut fields = FieldMap::new();
         fields.insert("user", b"ann".to_vec());
-        let record = Record::new(1, 2, 3, vec![NamespaceRecord::new("p", 1, 4, fields.clone())]);
+        let record = Record::new(
+            1,
+            2,
+            3,
+            vec![NamespaceRecord::new("p", 1, 4, fields.clone())],
+        );
         let mut body = Vec::new();
         encode(&RawId::from_bytes([3; 16]), &record, &mut body);
         let mut raw = vec![0xAAu8; 18];

@@ -479,7 +479,7 @@ impl Sealer for CookieSealer {
 mod tests;
 
 #[cfg(test)]
-mod review_b64 {
+mod base64_decode_model {
     use super::*;
     use proptest::prelude::*;
 
@@ -507,7 +507,7 @@ mod review_b64 {
 }
 
 #[cfg(test)]
-mod review_tamper {
+mod tampered_values {
     use super::*;
     use crate::backend::Sealer;
     use crate::data::FieldMap;
@@ -518,8 +518,12 @@ mod review_tamper {
         let mut fields = FieldMap::new();
         fields.insert("user", b"\"ann\"".to_vec());
         fields.insert("visits", b"7".to_vec());
-        Record::new(1_700_000_000_000, 1_700_000_100_000, 1_700_086_400_000,
-            vec![NamespaceRecord::new("auth", 2, 5, fields)])
+        Record::new(
+            1_700_000_000_000,
+            1_700_000_100_000,
+            1_700_086_400_000,
+            vec![NamespaceRecord::new("auth", 2, 5, fields)],
+        )
     }
 
     proptest! {

@@ -301,16 +301,20 @@ impl Rebase {
 }
 
 #[cfg(test)]
-mod review_patch_diff {
-    //! Review: the one-pass `patch_diff` (keep_current = false) must give
-    //! the same op / version / rotate / rebase as the full diff (keep_current
-    //! = true), for any value and any stored map (extra, missing, shared fields).
+mod one_pass_diff {
+    //! The one-pass `patch_diff` (`keep_current = false`) gives the same op,
+    //! version, rotate and rebase as the full diff (`keep_current = true`),
+    //! for any value and any stored map (extra, missing, shared fields).
     use super::*;
     use crate::data::{DecodeError, FieldInfo};
     use proptest::prelude::*;
 
     #[derive(Default, Debug, Clone)]
-    struct S { a: u8, b: Vec<u8>, r: u8 }
+    struct S {
+        a: u8,
+        b: Vec<u8>,
+        r: u8,
+    }
 
     impl SessionData for S {
         const NAMESPACE: &'static str = "s";
@@ -322,19 +326,33 @@ mod review_patch_diff {
         ];
         type Codec = crate::codec::JsonCodec;
         fn encode_field(&self, index: usize) -> Result<Vec<u8>, CodecError> {
-            Ok(match index { 0 => vec![self.a], 1 => self.b.clone(), 2 => vec![self.r], _ => unreachable!() })
+            Ok(match index {
+                0 => vec![self.a],
+                1 => self.b.clone(),
+                2 => vec![self.r],
+                _ => unreachable!(),
+            })
         }
         fn decode_fields(_version: u32, fields: &FieldMap) -> Result<Self, DecodeError> {
             Ok(S {
-                a: fields.get("a").and_then(|v| v.first().copied()).unwrap_or(0),
+                a: fields
+                    .get("a")
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0),
                 b: fields.get("b").map(<[u8]>::to_vec).unwrap_or_default(),
-                r: fields.get("r").and_then(|v| v.first().copied()).unwrap_or(0),
+                r: fields
+                    .get("r")
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0),
             })
         }
     }
 
     fn field() -> impl Strategy<Value = Option<Vec<u8>>> {
-        prop_oneof![Just(None), proptest::collection::vec(0u8..3, 0..2).prop_map(Some)]
+        prop_oneof![
+            Just(None),
+            proptest::collection::vec(0u8..3, 0..2).prop_map(Some)
+        ]
     }
 
     proptest! {
