@@ -398,3 +398,54 @@ async fn sqlite_zero_timeout_is_named() {
         .unwrap_or_default();
     assert!(detail.contains("command_timeout"), "{detail}");
 }
+
+/// Field rows go in batches of 200 per statement: 450 fields (three
+/// batches) written, replaced and read back.
+#[tokio::test]
+async fn many_fields_round_trip_on_sqlite() {
+    let store = typed_sessions_test_support::sql::sqlite_store(None);
+    let key = numbered_key(10, 10);
+    let many = |tag: &str| -> FieldMap {
+        (0..450)
+            .map(|i| (format!("f{i}"), format!("{tag}{i}").into_bytes()))
+            .collect()
+    };
+    let now = now_ms();
+    let create = Changeset::new(
+        SaveMode::Create,
+        now,
+        now,
+        now + 60_000,
+        vec![NamespaceChange::new(
+            "wide",
+            1,
+            None,
+            NamespaceOp::Replace(many("a")),
+        )],
+    );
+    assert!(matches!(
+        store.save(&key, &create).await.unwrap(),
+        SaveOutcome::Saved { .. }
+    ));
+    let replace = Changeset::new(
+        SaveMode::Update,
+        now,
+        now,
+        now + 60_000,
+        vec![NamespaceChange::new(
+            "wide",
+            1,
+            None,
+            NamespaceOp::Replace(many("b")),
+        )],
+    );
+    assert!(matches!(
+        store.save(&key, &replace).await.unwrap(),
+        SaveOutcome::Saved { .. }
+    ));
+    let record = store.load(&key).await.unwrap().unwrap();
+    let fields = &record.namespace("wide").unwrap().fields;
+    assert_eq!(fields.len(), 450);
+    assert_eq!(fields.get("f0"), Some(&b"b0"[..]));
+    assert_eq!(fields.get("f449"), Some(&b"b449"[..]));
+}

@@ -16,6 +16,10 @@ use super::{
     plan, record, sqlite_transient, timed_out, to_i64,
 };
 use crate::clock::{Clock, SharedClock};
+
+/// Field rows per upsert statement (3 parameters each, far under SQLite's
+/// limit of 32 766).
+const FIELD_ROWS: usize = 200;
 use crate::error::ConfigError;
 use crate::store::{
     Changeset, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
@@ -242,7 +246,6 @@ struct Statements {
     clear_namespace_fields: Arc<str>,
     remove_namespace: Arc<str>,
     put_namespace: Arc<str>,
-    put_field: Arc<str>,
     touch: Arc<str>,
     exists: Arc<str>,
     sweep: [Arc<str>; 3],
@@ -283,11 +286,6 @@ impl Statements {
             put_namespace: format!(
                 "INSERT INTO {n} (key, ns, version, revision) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (key, ns) DO UPDATE SET version = excluded.version, revision = excluded.revision"
-            )
-            .into(),
-            put_field: format!(
-                "INSERT INTO {f} (key, ns, field, value) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (key, ns, field) DO UPDATE SET value = excluded.value"
             )
             .into(),
             touch: format!(
@@ -544,20 +542,27 @@ impl SqliteStore {
                     .await?;
             }
         }
-        self.write_namespaces(conn, key_bytes, &plan).await?;
+        let new_record = matches!(changes.mode, SaveMode::Create);
+        self.write_namespaces(conn, key_bytes, &plan, new_record)
+            .await?;
         Ok(Ok(SaveOutcome::Saved {
             revisions: plan.revisions,
         }))
     }
 
+    /// The namespace and field rows of a save: removed namespaces go, a
+    /// replaced namespace loses its fields first (not on a new record,
+    /// which has none), then one statement per up to 200 field rows.
     async fn write_namespaces(
         &self,
         conn: &mut SqliteConnection,
         key: &[u8],
         plan: &Plan<'_>,
+        new_record: bool,
     ) -> Result<(), sqlx::Error> {
         let sql = &self.inner.sql;
-        for ns in plan.removed.iter().chain(&plan.replaced) {
+        let cleared: &[&str] = if new_record { &[] } else { &plan.replaced };
+        for ns in plan.removed.iter().chain(cleared) {
             q(&sql.clear_namespace_fields)
                 .bind(key)
                 .bind(*ns)
@@ -580,16 +585,32 @@ impl SqliteStore {
                 .execute(&mut *conn)
                 .await?;
         }
-        for &(ns, field, value) in &plan.fields {
-            q(&sql.put_field)
-                .bind(key)
-                .bind(ns)
-                .bind(field)
-                .bind(value)
-                .execute(&mut *conn)
-                .await?;
+        for rows in plan.fields.chunks(FIELD_ROWS) {
+            let statement = self.put_fields(rows.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(key);
+            for &(ns, field, value) in rows {
+                query = query.bind(ns).bind(field).bind(value);
+            }
+            query.execute(&mut *conn).await?;
         }
         Ok(())
+    }
+
+    /// An upsert of `rows` field rows: `?1` is the key, then three
+    /// parameters per row.
+    fn put_fields(&self, rows: usize) -> String {
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let first = 2 + 3 * row;
+                format!("(?1, ?{}, ?{}, ?{})", first, first + 1, first + 2)
+            })
+            .collect();
+        let values = values.join(", ");
+        format!(
+            "INSERT INTO {} (key, ns, field, value) VALUES {values} \
+             ON CONFLICT (key, ns, field) DO UPDATE SET value = excluded.value",
+            self.inner.tables.fields
+        )
     }
 }
 
