@@ -367,3 +367,85 @@ async fn sqlite_in_memory_paths_are_refused() {
         assert!(detail.contains("not a file"), "{path:?}: {detail}");
     }
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_open_creates_a_file_only_its_owner_reads() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new();
+    let path = dir.path.join("private.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    create(&store, &numbered_key(9, 9)).await;
+    for file in ["private.db", "private.db-wal", "private.db-shm"] {
+        let mode = std::fs::metadata(dir.path.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_zero_timeout_is_named() {
+    let dir = TempDir::new();
+    let err = SqliteStore::builder()
+        .command_timeout(Duration::ZERO)
+        .open(dir.path.join("zero.db"))
+        .await
+        .unwrap_err();
+    let detail = std::error::Error::source(&err)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(detail.contains("command_timeout"), "{detail}");
+}
+
+/// Field rows go in batches of 200 per statement: 450 fields (three
+/// batches) written, replaced and read back.
+#[tokio::test]
+async fn many_fields_round_trip_on_sqlite() {
+    let store = typed_sessions_test_support::sql::sqlite_store(None);
+    let key = numbered_key(10, 10);
+    let many = |tag: &str| -> FieldMap {
+        (0..450)
+            .map(|i| (format!("f{i}"), format!("{tag}{i}").into_bytes()))
+            .collect()
+    };
+    let now = now_ms();
+    let create = Changeset::new(
+        SaveMode::Create,
+        now,
+        now,
+        now + 60_000,
+        vec![NamespaceChange::new(
+            "wide",
+            1,
+            None,
+            NamespaceOp::Replace(many("a")),
+        )],
+    );
+    assert!(matches!(
+        store.save(&key, &create).await.unwrap(),
+        SaveOutcome::Saved { .. }
+    ));
+    let replace = Changeset::new(
+        SaveMode::Update,
+        now,
+        now,
+        now + 60_000,
+        vec![NamespaceChange::new(
+            "wide",
+            1,
+            None,
+            NamespaceOp::Replace(many("b")),
+        )],
+    );
+    assert!(matches!(
+        store.save(&key, &replace).await.unwrap(),
+        SaveOutcome::Saved { .. }
+    ));
+    let record = store.load(&key).await.unwrap().unwrap();
+    let fields = &record.namespace("wide").unwrap().fields;
+    assert_eq!(fields.len(), 450);
+    assert_eq!(fields.get("f0"), Some(&b"b0"[..]));
+    assert_eq!(fields.get("f449"), Some(&b"b449"[..]));
+}

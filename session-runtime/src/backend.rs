@@ -30,8 +30,8 @@ use crate::cookie::{CookieValue, Token};
 use crate::error::{ConfigError, ErrorChain};
 use crate::id::{LogSecret, RawId};
 use crate::store::{
-    Changeset, DynStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
-    apply_changes,
+    Changeset, DynStore, MemoryStore, Record, SaveMode, SaveOutcome, SessionKey, SessionStore,
+    StoreError, apply_changes,
 };
 
 /// Seals a session record into a cookie value and opens it again: what a
@@ -164,16 +164,16 @@ impl Backend {
     pub(crate) fn begin(&self) -> RequestStorage {
         match self {
             Self::Server(store) => RequestStorage {
-                store: Arc::clone(store),
+                store: match store.as_any().downcast_ref::<MemoryStore>() {
+                    Some(memory) => Shared::Memory(memory.clone()),
+                    None => Shared::Dyn(Arc::clone(store)),
+                },
                 client: None,
             },
-            Self::Client(sealer) => {
-                let local = Arc::new(LocalStore::default());
-                RequestStorage {
-                    store: Arc::new(Arc::clone(&local)),
-                    client: Some((Arc::clone(sealer), local)),
-                }
-            }
+            Self::Client(sealer) => RequestStorage {
+                store: Shared::Local,
+                client: Some((Arc::clone(sealer), Arc::new(LocalStore::default()))),
+            },
         }
     }
 }
@@ -181,10 +181,25 @@ impl Backend {
 /// The storage of one request: the shared store, or a request-local store
 /// with the sealer that fills it from the cookie and empties it into the
 /// next cookie.
+///
+/// The request-local store and a [`MemoryStore`] are called directly, not
+/// through [`DynStore`]: their operations are synchronous, so they need no
+/// boxed future (nor, for the local store, a second `Arc`).
 #[derive(Clone)]
 pub(crate) struct RequestStorage {
-    store: Arc<dyn DynStore>,
+    store: Shared,
     client: Option<(Arc<dyn Sealer>, Arc<LocalStore>)>,
+}
+
+/// The store behind a [`RequestStorage`].
+#[derive(Clone)]
+enum Shared {
+    /// Any store, through boxed futures.
+    Dyn(Arc<dyn DynStore>),
+    /// The embedded store, called synchronously.
+    Memory(MemoryStore),
+    /// A client-side backend: the request-local store of `client`.
+    Local,
 }
 
 impl RequestStorage {
@@ -215,6 +230,12 @@ impl RequestStorage {
             },
             (Token::Sealed(_), None) => None,
         }
+    }
+
+    /// Whether every store operation completes without waiting (a
+    /// [`MemoryStore`] or the request-local store of a client-side backend).
+    pub(crate) fn is_synchronous(&self) -> bool {
+        matches!(self.store, Shared::Memory(_) | Shared::Local)
     }
 
     /// Whether the cookie carries the record (a client-side backend): then
@@ -294,7 +315,16 @@ impl RequestStorage {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        timed("load", &span, id, secret, self.store.load(key)).await
+        match (&self.store, &self.client) {
+            (Shared::Dyn(store), _) => timed("load", &span, id, secret, store.load(key)).await,
+            (Shared::Memory(store), _) => {
+                timed("load", &span, id, secret, async { Ok(store.load_now(key)) }).await
+            }
+            (Shared::Local, Some((_, local))) => {
+                timed("load", &span, id, secret, async { Ok(local.get(key)) }).await
+            }
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
+        }
     }
 
     /// Applies `changes` to the record under `key`.
@@ -310,7 +340,24 @@ impl RequestStorage {
             latency_us = tracing::field::Empty,
             namespaces = changes.namespaces.len()
         );
-        timed("save", &span, id, secret, self.store.save(key, changes)).await
+        match (&self.store, &self.client) {
+            (Shared::Dyn(store), _) => {
+                timed("save", &span, id, secret, store.save(key, changes)).await
+            }
+            (Shared::Memory(store), _) => {
+                timed("save", &span, id, secret, async {
+                    store.save_now(key, changes)
+                })
+                .await
+            }
+            (Shared::Local, Some((_, local))) => {
+                timed("save", &span, id, secret, async {
+                    local.apply(key, changes)
+                })
+                .await
+            }
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
+        }
     }
 
     /// Deletes the record under `key`.
@@ -324,7 +371,19 @@ impl RequestStorage {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        timed("delete", &span, id, secret, self.store.delete(key)).await
+        match (&self.store, &self.client) {
+            (Shared::Dyn(store), _) => timed("delete", &span, id, secret, store.delete(key)).await,
+            (Shared::Memory(store), _) => {
+                timed("delete", &span, id, secret, async {
+                    Ok(store.delete_now(key))
+                })
+                .await
+            }
+            (Shared::Local, Some((_, local))) => {
+                timed("delete", &span, id, secret, async { Ok(local.delete(key)) }).await
+            }
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
+        }
     }
 
     /// Moves the record's `last_seen` and deadline; `true` when it exists.
@@ -340,8 +399,21 @@ impl RequestStorage {
             session = tracing::field::Empty,
             latency_us = tracing::field::Empty
         );
-        let touch = self.store.touch(key, last_seen_ms, expires_at_ms);
-        timed("refresh", &span, id, secret, touch).await
+        match (&self.store, &self.client) {
+            (Shared::Dyn(store), _) => {
+                let touch = store.touch(key, last_seen_ms, expires_at_ms);
+                timed("refresh", &span, id, secret, touch).await
+            }
+            (Shared::Memory(store), _) => {
+                let touch = async { Ok(store.touch_now(key, last_seen_ms, expires_at_ms)) };
+                timed("refresh", &span, id, secret, touch).await
+            }
+            (Shared::Local, Some((_, local))) => {
+                let touch = async { Ok(local.touch(key, last_seen_ms, expires_at_ms)) };
+                timed("refresh", &span, id, secret, touch).await
+            }
+            (Shared::Local, None) => unreachable!("a client-side storage has its local store"),
+        }
     }
 }
 
@@ -483,39 +555,22 @@ impl LocalStore {
     }
 }
 
-impl SessionStore for Arc<LocalStore> {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.get(key))
-    }
-
-    async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
-        self.apply(key, changes)
-    }
-
-    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+impl LocalStore {
+    fn delete(&self, key: &SessionKey) -> bool {
         let mut records = self.lock();
         let before = records.len();
         records.retain(|entry| entry.key != *key);
-        Ok(records.len() != before)
+        records.len() != before
     }
 
-    async fn touch(
-        &self,
-        key: &SessionKey,
-        last_seen_ms: u64,
-        expires_at_ms: u64,
-    ) -> Result<bool, StoreError> {
+    fn touch(&self, key: &SessionKey, last_seen_ms: u64, expires_at_ms: u64) -> bool {
         let mut records = self.lock();
         let Some(entry) = records.iter_mut().find(|entry| entry.key == *key) else {
-            return Ok(false);
+            return false;
         };
         entry.record.last_seen_ms = last_seen_ms;
         entry.record.expires_at_ms = expires_at_ms;
-        Ok(true)
-    }
-
-    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.get(key).is_some())
+        true
     }
 }
 

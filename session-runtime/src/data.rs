@@ -1,6 +1,8 @@
 //! The schema side: what `#[derive(SessionData)]` generates and the types it uses.
 
 use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::codec::{Codec, CodecError};
 
@@ -87,7 +89,8 @@ pub trait SessionData: Sized + Send + Default + 'static {
     fn encode_fields(&self) -> Result<FieldMap, CodecError> {
         let mut map = FieldMap::with_capacity(Self::FIELDS.len());
         for (index, info) in Self::FIELDS.iter().enumerate() {
-            map.insert(info.name(), self.encode_field(index)?);
+            // Stored names are unique (an invariant of the schema).
+            map.push_new(info.name(), self.encode_field(index)?);
         }
         Ok(map)
     }
@@ -171,10 +174,132 @@ impl FieldInfo {
 /// Its `Debug` shows the field names and sizes, never the bytes: a map may
 /// hold the value of a `sensitive` field, and `Record` or `Changeset` print
 /// through it.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct FieldMap {
-    entries: Vec<(Cow<'static, str>, Vec<u8>)>,
+    entries: Vec<(Name, Value)>,
 }
+
+/// A range of a buffer shared by every field decoded from one sealed
+/// cookie: one allocation for all their names and values, not two each.
+#[derive(Clone)]
+struct Shared {
+    buf: Arc<[u8]>,
+    range: Range<usize>,
+}
+
+impl Shared {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+/// A field name, with its length at hand: most names a lookup passes over
+/// differ in length, and are skipped without reaching their bytes.
+#[derive(Clone)]
+struct Name {
+    len: usize,
+    text: NameText,
+}
+
+/// A schema's `&'static str`, an owned name, or a range of a shared buffer
+/// that was checked to be UTF-8 when it was decoded.
+#[derive(Clone)]
+enum NameText {
+    Static(&'static str),
+    Owned(Box<str>),
+    Shared(Shared),
+}
+
+impl Name {
+    fn new(name: Cow<'static, str>) -> Self {
+        match name {
+            Cow::Borrowed(name) => Self::fixed(name),
+            Cow::Owned(name) => Self {
+                len: name.len(),
+                text: NameText::Owned(name.into_boxed_str()),
+            },
+        }
+    }
+
+    fn fixed(name: &'static str) -> Self {
+        Self {
+            len: name.len(),
+            text: NameText::Static(name),
+        }
+    }
+
+    fn shared(shared: Shared) -> Self {
+        Self {
+            len: shared.range.len(),
+            text: NameText::Shared(shared),
+        }
+    }
+
+    /// Whether this is `name`.
+    #[inline]
+    fn is(&self, name: &[u8]) -> bool {
+        self.len == name.len() && self.as_bytes() == name
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match &self.text {
+            NameText::Static(name) => name.as_bytes(),
+            NameText::Owned(name) => name.as_bytes(),
+            NameText::Shared(shared) => shared.bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match &self.text {
+            NameText::Static(name) => name,
+            NameText::Owned(name) => name,
+            NameText::Shared(shared) => {
+                std::str::from_utf8(shared.bytes()).expect("checked to be UTF-8 when decoded")
+            }
+        }
+    }
+}
+
+/// A field value: owned bytes, or a range of a shared buffer.
+#[derive(Clone)]
+enum Value {
+    Owned(Vec<u8>),
+    Shared(Shared),
+}
+
+impl Value {
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Owned(bytes) => bytes,
+            Self::Shared(shared) => shared.bytes(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Self::Owned(bytes) => bytes,
+            Self::Shared(shared) => shared.bytes().to_vec(),
+        }
+    }
+}
+
+/// Equal when they hold the same names with the same bytes, in the same
+/// order (however the bytes are held).
+impl PartialEq for FieldMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|((a, x), (b, y))| a.is(b.as_bytes()) && x.as_slice() == y.as_slice())
+    }
+}
+
+impl Eq for FieldMap {}
 
 impl std::fmt::Debug for FieldMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,7 +314,7 @@ impl std::fmt::Debug for FieldMap {
             .entries(
                 self.entries
                     .iter()
-                    .map(|(name, value)| (name, Size(value.len()))),
+                    .map(|(name, value)| (name.as_str(), Size(value.as_slice().len()))),
             )
             .finish()
     }
@@ -210,11 +335,16 @@ impl FieldMap {
         }
     }
 
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.entries.iter().position(|(key, _)| key.is(name))
+    }
+
     /// The bytes stored under `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
+        let name = name.as_bytes();
         self.entries
             .iter()
-            .find(|(key, _)| &**key == name)
+            .find(|(key, _)| key.is(name))
             .map(|(_, value)| value.as_slice())
     }
 
@@ -225,33 +355,71 @@ impl FieldMap {
         value: Vec<u8>,
     ) -> Option<Vec<u8>> {
         let name = name.into();
-        if let Some((_, slot)) = self.entries.iter_mut().find(|(key, _)| *key == name) {
-            return Some(std::mem::replace(slot, value));
+        if let Some(index) = self.position(name.as_bytes()) {
+            let slot = &mut self.entries[index].1;
+            return Some(std::mem::replace(slot, Value::Owned(value)).into_vec());
         }
-        self.entries.push((name, value));
+        self.entries.push((Name::new(name), Value::Owned(value)));
         None
+    }
+
+    /// Appends a field the map does not hold yet (a derived schema's names
+    /// are unique). A hand-written `SessionData` that repeats a name gets
+    /// what `insert` gives, the last value, never two entries (a cookie
+    /// with two would not open again).
+    pub(crate) fn push_new(&mut self, name: &'static str, value: Vec<u8>) {
+        if let Some(i) = self.position(name.as_bytes()) {
+            self.entries[i].1 = Value::Owned(value);
+            return;
+        }
+        self.entries.push((Name::fixed(name), Value::Owned(value)));
+    }
+
+    /// Adds a field whose name and value are ranges of `buf` (the name's
+    /// bytes checked to be UTF-8 by the caller); `false`, and nothing
+    /// added, when the name is already there.
+    pub(crate) fn insert_shared(
+        &mut self,
+        buf: &Arc<[u8]>,
+        name: Range<usize>,
+        value: Range<usize>,
+    ) -> bool {
+        debug_assert!(std::str::from_utf8(&buf[name.clone()]).is_ok());
+        if self.position(&buf[name.clone()]).is_some() {
+            return false;
+        }
+        let shared = |range| Shared {
+            buf: Arc::clone(buf),
+            range,
+        };
+        self.entries
+            .push((Name::shared(shared(name)), Value::Shared(shared(value))));
+        true
     }
 
     /// Sets every field of `other`, keeping the fields it does not name.
     pub fn merge(&mut self, other: &FieldMap) {
         for (name, value) in &other.entries {
-            if let Some((_, slot)) = self.entries.iter_mut().find(|(key, _)| key == name) {
-                slot.clone_from(value);
-            } else {
-                self.entries.push((name.clone(), value.clone()));
+            match self.position(name.as_bytes()) {
+                Some(index) => match (&mut self.entries[index].1, value) {
+                    (Value::Owned(slot), Value::Owned(bytes)) => slot.clone_from(bytes),
+                    (slot, value) => *slot = value.clone(),
+                },
+                None => self.entries.push((name.clone(), value.clone())),
             }
         }
     }
 
     /// Removes `name`, returning its bytes.
     pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
-        let index = self.entries.iter().position(|(key, _)| &**key == name)?;
-        Some(self.entries.remove(index).1)
+        let index = self.position(name.as_bytes())?;
+        Some(self.entries.remove(index).1.into_vec())
     }
 
     /// Keeps only the fields for which `keep(name, bytes)` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
-        self.entries.retain(|(name, value)| keep(name, value));
+        self.entries
+            .retain(|(name, value)| keep(name.as_str(), value.as_slice()));
     }
 
     /// A copy of the fields for which `keep(name, bytes)` is true.
@@ -260,7 +428,7 @@ impl FieldMap {
             entries: self
                 .entries
                 .iter()
-                .filter(|(name, value)| keep(name, value))
+                .filter(|(name, value)| keep(name.as_str(), value.as_slice()))
                 .cloned()
                 .collect(),
         }
@@ -280,12 +448,23 @@ impl FieldMap {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
         self.entries
             .iter()
-            .map(|(key, value)| (&**key, value.as_slice()))
+            .map(|(key, value)| (key.as_str(), value.as_slice()))
+    }
+
+    /// The fields as `(name, bytes)` pairs, the names as bytes (no UTF-8
+    /// check of a shared name).
+    pub(crate) fn iter_bytes(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .map(|(key, value)| (key.as_bytes(), value.as_slice()))
     }
 
     /// The sum of name and value lengths: what the fields weigh in storage.
     pub fn byte_size(&self) -> usize {
-        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+        self.entries
+            .iter()
+            .map(|(k, v)| k.len + v.as_slice().len())
+            .sum()
     }
 }
 

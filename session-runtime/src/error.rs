@@ -12,7 +12,8 @@ use crate::codec::CodecError;
 use crate::data::DecodeError;
 use crate::store::StoreError;
 
-/// A configuration that cannot work, reported when the layer is built.
+/// A configuration that cannot work, reported when the layer (or a store
+/// with options, such as an SQL store) is built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -72,10 +73,11 @@ pub enum ConfigError {
         min: usize,
     },
     /// A schema or table name for an SQL store that is not a plain
-    /// identifier (ASCII letters, digits and `_`, not starting with a digit,
-    /// short enough for PostgreSQL's 63-byte names with `_namespaces` added).
+    /// identifier (ASCII letters, digits and `_`, not starting with a digit;
+    /// a schema at most 63 bytes and not `pg_…` or `information_schema`, a
+    /// table at most 52, so that `<table>_namespaces` fits PostgreSQL's 63).
     #[error(
-        "invalid SQL name {0:?}: use ASCII letters, digits and `_`, not starting with a digit, at most 52 bytes for a table"
+        "invalid SQL name {0:?}: use ASCII letters, digits and `_`, not starting with a digit; at most 63 bytes for a schema (not pg_… or information_schema), 52 for a table"
     )]
     InvalidSqlName(String),
     /// A [`CookieStore`](crate::cookie_store::CookieStore) cookie budget out of range.

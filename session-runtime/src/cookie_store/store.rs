@@ -362,6 +362,18 @@ impl CookieSealer {
     }
 }
 
+/// The length base64url without padding decodes `encoded` characters to;
+/// `None` for a length no such encoding has.
+fn decoded_len(encoded: usize) -> Option<usize> {
+    let tail = match encoded % 4 {
+        0 => 0,
+        2 => 1,
+        3 => 2,
+        _ => return None,
+    };
+    Some(encoded / 4 * 3 + tail)
+}
+
 impl Sealer for CookieSealer {
     fn seal(&self, id: &RawId, record: &Record) -> Result<String, SealError> {
         let raw_len = self.overhead() + framing::encoded_len(record);
@@ -407,10 +419,16 @@ impl Sealer for CookieSealer {
         if self.name.len() + 1 + value.len() > self.budget {
             return Err(OpenError::TooLarge);
         }
-        let decode = || {
-            URL_SAFE_NO_PAD
-                .decode(value)
-                .map_err(|_| OpenError::Encoding)
+        // Decoded straight into the buffer the opened record's fields will
+        // share (decrypted in place there): no copy of the body.
+        let decode = || -> Result<Arc<[u8]>, OpenError> {
+            let len = decoded_len(value.len()).ok_or(OpenError::Encoding)?;
+            let mut raw: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
+            let out = Arc::get_mut(&mut raw).expect("a fresh buffer is not shared");
+            match URL_SAFE_NO_PAD.decode_slice(value, out) {
+                Ok(written) if written == len => Ok(raw),
+                _ => Err(OpenError::Encoding),
+            }
         };
         let mut raw = decode()?;
         if raw.len() < self.overhead() {
@@ -435,8 +453,9 @@ impl Sealer for CookieSealer {
                 // decrypted in place, so start again from the value.
                 raw = decode()?;
             }
-            if let Some(body) = self.open_in_place(key, &mut raw) {
-                let (id, record) = framing::decode(&raw[body]).ok_or(OpenError::Payload)?;
+            let buf = Arc::get_mut(&mut raw).expect("not shared before it opens");
+            if let Some(body) = self.open_in_place(key, buf) {
+                let (id, record) = framing::decode_in(&raw, body).ok_or(OpenError::Payload)?;
                 return Ok(Opened {
                     id,
                     record,
@@ -458,3 +477,89 @@ impl Sealer for CookieSealer {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod base64_decode_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn new_decode(value: &str) -> Option<Vec<u8>> {
+        let len = decoded_len(value.len())?;
+        let mut raw: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
+        let out = Arc::get_mut(&mut raw).unwrap();
+        match URL_SAFE_NO_PAD.decode_slice(value, out) {
+            Ok(written) if written == len => Some(raw.to_vec()),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20000))]
+        #[test]
+        fn decode_slice_matches_decode(value in "[A-Za-z0-9_=+/ .-]{0,40}") {
+            prop_assert_eq!(new_decode(&value), URL_SAFE_NO_PAD.decode(&value).ok());
+        }
+        #[test]
+        fn decode_slice_matches_decode_b64only(value in "[A-Za-z0-9_-]{0,41}") {
+            prop_assert_eq!(new_decode(&value), URL_SAFE_NO_PAD.decode(&value).ok());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tampered_values {
+    use super::*;
+    use crate::backend::Sealer;
+    use crate::data::FieldMap;
+    use crate::store::NamespaceRecord;
+    use proptest::prelude::*;
+
+    fn rec() -> Record {
+        let mut fields = FieldMap::new();
+        fields.insert("user", b"\"ann\"".to_vec());
+        fields.insert("visits", b"7".to_vec());
+        Record::new(
+            1_700_000_000_000,
+            1_700_000_100_000,
+            1_700_086_400_000,
+            vec![NamespaceRecord::new("auth", 2, 5, fields)],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn any_edit_of_the_value_is_refused_without_panic(
+            signed in any::<bool>(),
+            twin in any::<bool>(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, "[A-Za-z0-9_-]{0,3}"), 1..4),
+        ) {
+            let mk = |k: u8| {
+                let key = CookieKey::from_bytes(vec![k; 32]);
+                if signed { CookieStore::signed(key) } else { CookieStore::private(key) }
+            };
+            // a twin key: same id byte? (ids derive from key bytes; just add a fallback)
+            let store = if twin { mk(1).fallback_key(CookieKey::from_bytes(vec![2; 32])) } else { mk(1) };
+            let s = store.sealer("session").unwrap();
+            let id = RawId::generate().unwrap();
+            let value = s.seal(&id, &rec()).unwrap();
+            let mut edited = value.clone().into_bytes();
+            for (at, kind, text) in edits {
+                let i = at.index(edited.len().max(1));
+                match kind {
+                    0 => edited.truncate(i),
+                    1 => { let t = text.as_bytes(); let j = (i + t.len()).min(edited.len()); edited.splice(i..j, t.iter().copied()); }
+                    2 => { edited.splice(i.min(edited.len())..i.min(edited.len()), text.bytes()); }
+                    _ => { if i < edited.len() { edited.remove(i); } }
+                }
+            }
+            let edited = String::from_utf8(edited).unwrap();
+            let out = s.open(&edited);
+            if edited == value {
+                prop_assert!(out.is_ok());
+            } else {
+                prop_assert!(out.is_err(), "a tampered value opened: {:?}", edited);
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::Response;
 
@@ -72,6 +72,20 @@ where
             }
             (WriteBack::Pending(work), committed) => (work, committed),
         };
+        // A store whose operations are synchronous (a `MemoryStore`, a
+        // client-side store's request-local one) finishes the work in one
+        // poll: run it here, without boxing it. It only pends when a
+        // conflict makes it wait before a retry; it is then dropped (it
+        // borrows the work, and a save that conflicted wrote nothing) and
+        // run again below, where it can wait.
+        if session.storage().is_synchronous() {
+            let context = (&**session.settings(), session.storage());
+            let run = std::pin::pin!(work.run(context.0, context.1));
+            if let Poll::Ready(outcome) = run.poll(&mut Context::from_waker(Waker::noop())) {
+                writeback::apply(context, outcome, committed, &mut response);
+                return Poll::Ready(Ok(response));
+            }
+        }
         let settings = Arc::clone(session.settings());
         let storage = session.storage().clone();
         drop(session);

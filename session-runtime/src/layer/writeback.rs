@@ -29,6 +29,7 @@ use crate::store::{
 };
 
 /// What the end of a request does to the cookie.
+#[derive(Clone)]
 pub(crate) enum CookieAction {
     /// Leave the browser's cookie as it is.
     Keep,
@@ -450,8 +451,10 @@ fn pending_or_ready(now: u64, deletes: Vec<(RawId, SessionKey)>, last: LastStep)
 }
 
 impl StoreWork {
+    /// Runs the work. It only borrows it, so that a caller that polled it
+    /// once without a waker (a synchronous store) can start it again.
     pub(crate) async fn run(
-        self,
+        &self,
         settings: &Settings,
         storage: &RequestStorage,
     ) -> Result<CookieAction, Failure> {
@@ -463,17 +466,17 @@ impl StoreWork {
                 .map_err(Failure::Store)?;
         }
         let now = self.now;
-        match self.last {
-            LastStep::Cookie(action) => Ok(action),
+        match &self.last {
+            LastStep::Cookie(action) => Ok(action.clone()),
             LastStep::Save {
                 id,
                 key,
                 changeset,
-                mut rebase,
+                rebase,
                 renamed_from,
             } => {
-                let target = (&id, &key, renamed_from.as_ref());
-                save_with_rebase(settings, storage, target, changeset, &mut rebase, now).await
+                let target = (id, key, renamed_from.as_ref());
+                save_with_rebase(settings, storage, target, changeset, rebase, now).await
             }
             LastStep::Refresh {
                 id,
@@ -481,18 +484,18 @@ impl StoreWork {
                 created_at,
                 last_seen,
                 deadline,
-            } => match storage.touch(&id, &key, last_seen, deadline, secret).await {
+            } => match storage.touch(id, key, *last_seen, *deadline, secret).await {
                 // The browser learns the new deadline from `Max-Age`, or
                 // from the record when the cookie carries it.
                 Ok(true) if settings.expiry.persistent() || storage.carries_record() => {
                     let stored = StoredSession {
-                        id,
-                        key,
-                        created_at_ms: created_at,
-                        last_seen_ms: last_seen,
-                        expires_at_ms: deadline,
+                        id: id.clone(),
+                        key: *key,
+                        created_at_ms: *created_at,
+                        last_seen_ms: *last_seen,
+                        expires_at_ms: *deadline,
                     };
-                    session_cookie(settings, storage, &stored, deadline, now)
+                    session_cookie(settings, storage, &stored, *deadline, now)
                 }
                 // Gone meanwhile, a browser-session cookie, or a missed
                 // refresh (logged by the backend), which only shortens the
@@ -511,16 +514,21 @@ async fn save_with_rebase(
     settings: &Settings,
     storage: &RequestStorage,
     (id, key, renamed_from): (&RawId, &SessionKey, Option<&RawId>),
-    mut changeset: Changeset,
-    rebase: &mut Vec<Rebase>,
+    planned: &Changeset,
+    planned_rebase: &[Rebase],
     now: u64,
 ) -> Result<CookieAction, Failure> {
-    let create = changeset.mode == SaveMode::Create;
+    let create = planned.mode == SaveMode::Create;
     let secret = &settings.log_secret;
     let mut backoff = None;
+    // The changes as re-planned after a conflict (copied on the first one).
+    let mut replanned: Option<(Changeset, Vec<Rebase>)> = None;
     loop {
+        let changeset = replanned
+            .as_ref()
+            .map_or(planned, |(changeset, _)| changeset);
         let outcome = storage
-            .save(id, key, &changeset, secret)
+            .save(id, key, changeset, secret)
             .await
             .map_err(Failure::Store)?;
         match outcome {
@@ -537,7 +545,7 @@ async fn save_with_rebase(
             }
             // Emptied by this save: the cookie names nothing now.
             SaveOutcome::Deleted if !create => return Ok(CookieAction::Remove),
-            SaveOutcome::Missing if !create => return gone(&changeset),
+            SaveOutcome::Missing if !create => return gone(changeset),
             SaveOutcome::Conflict { namespace } if !create => {
                 tracing::debug!(target: crate::LOG_TARGET, namespace, "session write met a concurrent change; rebasing it");
                 backoff
@@ -550,9 +558,11 @@ async fn save_with_rebase(
                     (SaveMode::Rename { from }, Some(old)) => (old, from),
                     _ => (id, *key),
                 };
+                let (changeset, rebase) =
+                    replanned.get_or_insert_with(|| (planned.clone(), planned_rebase.to_vec()));
                 // Rare: boxed, so that every write-back future stays small.
-                let replanned = Box::pin(replan(settings, storage, source, &mut changeset, rebase));
-                if let Some(done) = replanned.await? {
+                let again = Box::pin(replan(settings, storage, source, changeset, rebase));
+                if let Some(done) = again.await? {
                     return Ok(done);
                 }
             }

@@ -69,8 +69,14 @@ pub(crate) fn diff<T: SessionData>(
     baseline: BaselineView<'_>,
     keep_current: bool,
 ) -> Result<Diff, CodecError> {
-    let mut current = value.encode_fields()?;
     let defaults = default_fields::<T>()?;
+    if !keep_current
+        && !T::COMPARES_BY_VALUE
+        && let Some(stored) = baseline.fields.filter(|_| !baseline.whole)
+    {
+        return patch_diff(value, stored, defaults, baseline.version);
+    }
+    let mut current = value.encode_fields()?;
     let reference = baseline.fields.unwrap_or(defaults);
     // A field equal by value to its reference (a hash map or set, whose
     // bytes follow iteration order) keeps the reference's bytes: unchanged.
@@ -128,7 +134,63 @@ pub(crate) fn diff<T: SessionData>(
     })
 }
 
+/// [`diff`] of a value against stored fields it may patch (a baseline
+/// that is present and not to be replaced whole), when the full encoding
+/// is not needed and bytes decide equality: the same result in one pass,
+/// keeping only the changed fields' bytes.
+fn patch_diff<T: SessionData>(
+    value: &T,
+    stored: &FieldMap,
+    defaults: &'static FieldMap,
+    stored_version: Option<u32>,
+) -> Result<Diff, CodecError> {
+    let mut changed = FieldMap::new();
+    let mut rotate = false;
+    // Whether every field encodes as the schema's `Default` does (both
+    // encodings list `T::FIELDS` in order, so this is `current == defaults`).
+    let mut all_default = defaults.len() == T::FIELDS.len();
+    for (index, info) in T::FIELDS.iter().enumerate() {
+        let bytes = value.encode_field(index)?;
+        let name = info.name();
+        all_default = all_default && defaults.get(name) == Some(bytes.as_slice());
+        if stored.get(name) != Some(bytes.as_slice()) {
+            rotate |= info.rotate_id();
+            changed.push_new(name, bytes);
+        }
+    }
+    let mut rebase = Rebase {
+        ours: None,
+        defaults,
+        version: T::VERSION,
+        migrate: migrate_fields::<T>,
+    };
+    if changed.is_empty() {
+        return Ok(Diff {
+            op: None,
+            version: T::VERSION,
+            rotate: false,
+            current: None,
+            rebase,
+        });
+    }
+    let (op, version) = if all_default {
+        rebase.ours = Some(changed);
+        (NamespaceOp::Remove, stored_version.unwrap_or(T::VERSION))
+    } else {
+        // The patch itself holds this request's fields (see `Rebase::ours`).
+        (NamespaceOp::Patch(changed), T::VERSION)
+    };
+    Ok(Diff {
+        op: Some(op),
+        version,
+        rotate,
+        current: None,
+        rebase,
+    })
+}
+
 /// What a conflicting write needs to be re-planned onto the stored data.
+#[derive(Clone)]
 pub(crate) struct Rebase {
     /// The fields this request changed, with their new bytes (`None` for a
     /// patch until the first conflict: the patch itself holds them).
@@ -235,5 +297,99 @@ impl Rebase {
             NamespaceChange::new(namespace, version, revision, NamespaceOp::Replace(whole))
         };
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod one_pass_diff {
+    //! The one-pass `patch_diff` (`keep_current = false`) gives the same op,
+    //! version, rotate and rebase as the full diff (`keep_current = true`),
+    //! for any value and any stored map (extra, missing, shared fields).
+    use super::*;
+    use crate::data::{DecodeError, FieldInfo};
+    use proptest::prelude::*;
+
+    #[derive(Default, Debug, Clone)]
+    struct S {
+        a: u8,
+        b: Vec<u8>,
+        r: u8,
+    }
+
+    impl SessionData for S {
+        const NAMESPACE: &'static str = "s";
+        const VERSION: u32 = 3;
+        const FIELDS: &'static [FieldInfo] = &[
+            FieldInfo::__new("a", false, false),
+            FieldInfo::__new("b", false, false),
+            FieldInfo::__new("r", false, true),
+        ];
+        type Codec = crate::codec::JsonCodec;
+        fn encode_field(&self, index: usize) -> Result<Vec<u8>, CodecError> {
+            Ok(match index {
+                0 => vec![self.a],
+                1 => self.b.clone(),
+                2 => vec![self.r],
+                _ => unreachable!(),
+            })
+        }
+        fn decode_fields(_version: u32, fields: &FieldMap) -> Result<Self, DecodeError> {
+            Ok(S {
+                a: fields
+                    .get("a")
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0),
+                b: fields.get("b").map(<[u8]>::to_vec).unwrap_or_default(),
+                r: fields
+                    .get("r")
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0),
+            })
+        }
+    }
+
+    fn field() -> impl Strategy<Value = Option<Vec<u8>>> {
+        prop_oneof![
+            Just(None),
+            proptest::collection::vec(0u8..3, 0..2).prop_map(Some)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+        #[test]
+        fn one_pass_equals_full_diff(
+            a in 0u8..2, b in proptest::collection::vec(0u8..2, 0..2), r in 0u8..2,
+            sa in field(), sb in field(), sr in field(), extra in field(), order in 0usize..6,
+            through_cookie in any::<bool>(), version in proptest::option::of(1u32..4),
+        ) {
+            let value = S { a, b, r };
+            let mut items = vec![("a", sa), ("b", sb), ("r", sr), ("zz", extra)];
+            items.rotate_left(order % 4);
+            if order >= 4 { items.reverse(); }
+            let mut stored = FieldMap::new();
+            for (n, v) in items { if let Some(v) = v { stored.insert(n, v); } }
+            if through_cookie {
+                // the same map, every name and value a range of one shared buffer
+                let mut buf = Vec::new();
+                let mut ranges = Vec::new();
+                for (n, v) in stored.iter() {
+                    let s = buf.len(); buf.extend_from_slice(n.as_bytes()); let m = buf.len();
+                    buf.extend_from_slice(v); ranges.push((s..m, m..buf.len()));
+                }
+                let shared: std::sync::Arc<[u8]> = buf.into();
+                let mut map = FieldMap::new();
+                for (n, v) in ranges { assert!(map.insert_shared(&shared, n, v)); }
+                prop_assert_eq!(&map, &stored);
+                stored = map;
+            }
+            let view = BaselineView { fields: Some(&stored), whole: false, revision: 7, version };
+            let fast = diff(&value, view, false).unwrap();
+            let full = diff(&value, view, true).unwrap();
+            prop_assert_eq!(&fast.op, &full.op);
+            prop_assert_eq!(fast.version, full.version);
+            prop_assert_eq!(fast.rotate, full.rotate);
+            prop_assert_eq!(&fast.rebase.ours, &full.rebase.ours);
+        }
     }
 }

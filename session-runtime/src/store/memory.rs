@@ -150,7 +150,11 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn save_now(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
+    pub(crate) fn save_now(
+        &self,
+        key: &SessionKey,
+        changes: &Changeset,
+    ) -> Result<SaveOutcome, StoreError> {
         let now = self.inner.clock.now_ms();
         let target = self.shard_index(key);
         let conflict = |(_, namespace): (Entry, &'static str)| SaveOutcome::Conflict { namespace };
@@ -321,15 +325,48 @@ impl Shard {
     }
 }
 
-impl SessionStore for MemoryStore {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+/// The operations, synchronous: the layer calls them directly, without a
+/// boxed future (`backend::RequestStorage`).
+impl MemoryStore {
+    pub(crate) fn load_now(&self, key: &SessionKey) -> Option<Record> {
         let now = self.inner.clock.now_ms();
         let shard = self.lock(self.shard_index(key));
-        Ok(shard
+        shard
             .map
             .get(key)
             .filter(|entry| entry.record.expires_at_ms > now)
-            .map(|entry| entry.record.clone()))
+            .map(|entry| entry.record.clone())
+    }
+
+    pub(crate) fn delete_now(&self, key: &SessionKey) -> bool {
+        let now = self.inner.clock.now_ms();
+        let mut shard = self.lock(self.shard_index(key));
+        shard.evict_expired(now);
+        shard.remove(key).is_some()
+    }
+
+    pub(crate) fn touch_now(
+        &self,
+        key: &SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> bool {
+        let now = self.inner.clock.now_ms();
+        let mut shard = self.lock(self.shard_index(key));
+        shard.evict_expired(now);
+        let Some(mut entry) = shard.remove(key) else {
+            return false;
+        };
+        entry.record.expires_at_ms = expires_at_ms;
+        entry.record.last_seen_ms = last_seen_ms;
+        shard.insert(*key, entry, None);
+        true
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        Ok(self.load_now(key))
     }
 
     async fn save(&self, key: &SessionKey, changes: &Changeset) -> Result<SaveOutcome, StoreError> {
@@ -337,10 +374,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let now = self.inner.clock.now_ms();
-        let mut shard = self.lock(self.shard_index(key));
-        shard.evict_expired(now);
-        Ok(shard.remove(key).is_some())
+        Ok(self.delete_now(key))
     }
 
     async fn touch(
@@ -349,16 +383,7 @@ impl SessionStore for MemoryStore {
         last_seen_ms: u64,
         expires_at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let now = self.inner.clock.now_ms();
-        let mut shard = self.lock(self.shard_index(key));
-        shard.evict_expired(now);
-        let Some(mut entry) = shard.remove(key) else {
-            return Ok(false);
-        };
-        entry.record.expires_at_ms = expires_at_ms;
-        entry.record.last_seen_ms = last_seen_ms;
-        shard.insert(*key, entry, None);
-        Ok(true)
+        Ok(self.touch_now(key, last_seen_ms, expires_at_ms))
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {

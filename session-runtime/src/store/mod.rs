@@ -374,6 +374,9 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The object-safe face of a [`SessionStore`], so the layer and extractors
 /// need no store type parameter.
 pub(crate) trait DynStore: Send + Sync + 'static {
+    /// The store itself, so that the layer can call a [`MemoryStore`]'s
+    /// synchronous operations without boxing a future.
+    fn as_any(&self) -> &dyn std::any::Any;
     fn load<'a>(&'a self, key: &'a SessionKey)
     -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
     fn save<'a>(
@@ -391,6 +394,9 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<S: SessionStore> DynStore for S {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn load<'a>(
         &'a self,
         key: &'a SessionKey,

@@ -61,11 +61,17 @@ impl Tables {
     /// Checks and quotes `schema` and `table`.
     pub(super) fn new(schema: Option<&str>, table: &str) -> Result<Self, ConfigError> {
         if let Some(schema) = schema {
-            check_identifier(schema)?;
+            check_identifier(schema, 63)?;
+            // PostgreSQL reserves `pg_…` schemas; `information_schema` is
+            // the catalog's.
+            let lower = schema.to_ascii_lowercase();
+            if lower.starts_with("pg_") || lower == "information_schema" {
+                return Err(ConfigError::InvalidSqlName(schema.to_owned()));
+            }
         }
-        check_identifier(table)?;
-        // The longest derived name must fit PostgreSQL's 63-byte identifiers.
-        check_identifier(&format!("{table}_namespaces"))?;
+        // The longest derived name (`…_namespaces`) must fit PostgreSQL's
+        // 63-byte identifiers.
+        check_identifier(table, 63 - "_namespaces".len())?;
         let qualify = |name: &str| match schema {
             Some(schema) => format!("\"{schema}\".\"{name}\""),
             None => format!("\"{name}\""),
@@ -81,11 +87,11 @@ impl Tables {
 }
 
 /// Names are spliced into statements, so only plain identifiers pass:
-/// ASCII letters, digits and `_`, not starting with a digit, at most 63
-/// bytes (PostgreSQL's limit).
-fn check_identifier(name: &str) -> Result<(), ConfigError> {
+/// ASCII letters, digits and `_`, not starting with a digit, at most `max`
+/// bytes.
+fn check_identifier(name: &str, max: usize) -> Result<(), ConfigError> {
     let plain = !name.is_empty()
-        && name.len() <= 63
+        && name.len() <= max
         && !name.as_bytes()[0].is_ascii_digit()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if plain {
@@ -377,6 +383,14 @@ mod tests {
         assert!(Tables::new(None, &"x".repeat(53)).is_err());
         assert!(Tables::new(None, &"x".repeat(52)).is_ok());
         assert!(Tables::new(Some(&"x".repeat(63)), "ok").is_ok());
+        // The error names the name given, not a derived one.
+        assert_eq!(
+            Tables::new(None, &"t".repeat(53)).unwrap_err(),
+            ConfigError::InvalidSqlName("t".repeat(53))
+        );
+        for reserved in ["pg_catalog", "PG_x", "information_schema"] {
+            assert!(Tables::new(Some(reserved), "ok").is_err(), "{reserved}");
+        }
         let defaults = Tables::new(None, DEFAULT_TABLE).unwrap();
         assert_eq!(defaults.namespaces, "\"typed_sessions_namespaces\"");
         let tables = Tables::new(Some("app"), "web_sessions").unwrap();

@@ -1,5 +1,6 @@
 //! `PostgresStore` (feature `postgres`).
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,11 @@ use crate::store::{
 
 /// Sessions in PostgreSQL, on the `sqlx` pool the application already has.
 /// Available with the `postgres` feature.
+///
+/// The pool is a **`sqlx` 0.9** `PgPool` (re-exported as
+/// `typed_sessions::sqlx`): an app on `sqlx` 0.8 (as
+/// `tower-sessions-sqlx-store` is) upgrades to 0.9, or builds this pool with
+/// `typed_sessions::sqlx` beside its own.
 ///
 /// Each save writes only the fields that changed, checks every namespace's
 /// compare-and-swap guard, and never re-creates a session deleted
@@ -78,7 +84,9 @@ use crate::store::{
 ///     loop {
 ///         every.tick().await;
 ///         if let Err(err) = sweeper.delete_expired().await {
-///             tracing::warn!(%err, "removing expired sessions failed");
+///             // The database's own message is the error's source.
+///             let cause = std::error::Error::source(&err).map(ToString::to_string);
+///             tracing::warn!(%err, ?cause, "removing expired sessions failed");
 ///         }
 ///     }
 /// });
@@ -121,9 +129,18 @@ use crate::store::{
 /// The store runs its transactions at `READ COMMITTED` whatever the pool's
 /// default; its single statements retry when a stricter default isolation
 /// reports a concurrent write as a serialization failure.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.inner.tables.sessions)
+            .field("command_timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -192,13 +209,15 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// The store.
+    /// The store. Names are quoted in every statement, so their case
+    /// matters (`MyApp` is `"MyApp"` in `psql`).
     ///
     /// # Errors
     /// [`ConfigError::InvalidSqlName`] when the schema or table is not a
     /// plain identifier (ASCII letters, digits, `_`; not starting with a
     /// digit; the table at most 52 bytes, so that its derived names fit
-    /// PostgreSQL's 63).
+    /// PostgreSQL's 63; the schema not `pg_…` or `information_schema`);
+    /// [`ConfigError::ZeroDuration`] for a zero command timeout.
     pub fn build(self) -> Result<PostgresStore, ConfigError> {
         if self.timeout.is_zero() {
             return Err(ConfigError::ZeroDuration("command_timeout"));

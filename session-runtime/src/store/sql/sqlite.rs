@@ -1,5 +1,6 @@
 //! `SqliteStore` (feature `sqlite`).
 
+use std::fmt;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use super::{
     plan, record, sqlite_transient, timed_out, to_i64,
 };
 use crate::clock::{Clock, SharedClock};
+
+/// Field rows per upsert statement (3 parameters each, far under SQLite's
+/// limit of 32 766).
+const FIELD_ROWS: usize = 200;
 use crate::error::ConfigError;
 use crate::store::{
     Changeset, Record, SaveMode, SaveOutcome, SessionKey, SessionStore, StoreError,
@@ -36,7 +41,8 @@ use crate::store::{
 /// # }
 /// ```
 ///
-/// [`open`](Self::open) creates the file and the tables when missing and
+/// [`open`](Self::open) creates the file (readable by its owner only) and
+/// the tables when missing and
 /// sets the connections up for concurrent use: WAL journal (reads never
 /// wait for a write; saves go through a connection of their own, so saves
 /// queued for the write lock never hold up reads), `synchronous = NORMAL` (a committed save survives
@@ -60,9 +66,18 @@ use crate::store::{
 ///
 /// A database locked longer than the command timeout (default 5 s) is
 /// [`StoreError::Unavailable`]: the layer answers 503 with `Retry-After`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.inner.tables.sessions)
+            .field("command_timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -133,6 +148,11 @@ impl SqliteStoreBuilder {
     /// [`StoreError::Backend`] when the file cannot be opened or created,
     /// or the options are invalid (the message says which).
     pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        if self.timeout.is_zero() {
+            return Err(StoreError::backend(ConfigError::ZeroDuration(
+                "command_timeout",
+            )));
+        }
         let shown = path.as_ref().display().to_string();
         if shown.is_empty() || shown == ":memory:" || shown.starts_with("file::memory:") {
             return Err(StoreError::backend(format!(
@@ -141,6 +161,7 @@ impl SqliteStoreBuilder {
                  (for tests, one in a temporary directory), or use MemoryStore"
             )));
         }
+        create_private(path.as_ref());
         let options = SqliteConnectOptions::new()
             .filename(path.as_ref())
             .create_if_missing(true)
@@ -171,7 +192,8 @@ impl SqliteStoreBuilder {
         Ok(store)
     }
 
-    /// A store on `pool` (call [`migrate`](SqliteStore::migrate) once).
+    /// A store on `pool` (call [`migrate`](SqliteStore::migrate) once);
+    /// the pool must open a file, see [`SqliteStore::new`].
     ///
     /// # Errors
     /// [`ConfigError::InvalidSqlName`] when the table name is not a plain
@@ -195,6 +217,21 @@ impl SqliteStoreBuilder {
     }
 }
 
+/// Creates the database file readable and writable by its owner only
+/// (`0600` on Unix) when it does not exist; SQLite gives its `-wal` and
+/// `-shm` files the same permissions. Anything else is left to the
+/// connection, which reports it.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let _ = options.open(path);
+}
+
 /// The statements, with the table names spliced in once.
 #[derive(Debug)]
 struct Statements {
@@ -209,7 +246,6 @@ struct Statements {
     clear_namespace_fields: Arc<str>,
     remove_namespace: Arc<str>,
     put_namespace: Arc<str>,
-    put_field: Arc<str>,
     touch: Arc<str>,
     exists: Arc<str>,
     sweep: [Arc<str>; 3],
@@ -252,11 +288,6 @@ impl Statements {
                  ON CONFLICT (key, ns) DO UPDATE SET version = excluded.version, revision = excluded.revision"
             )
             .into(),
-            put_field: format!(
-                "INSERT INTO {f} (key, ns, field, value) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (key, ns, field) DO UPDATE SET value = excluded.value"
-            )
-            .into(),
             touch: format!(
                 "UPDATE {s} SET last_seen = ?2, expires_at = ?3 WHERE key = ?1 AND expires_at > ?4"
             )
@@ -283,8 +314,11 @@ impl SqliteStore {
         Self::builder().open(path).await
     }
 
-    /// A store on `pool` with the default options. Run
-    /// [`migrate`](Self::migrate) once before use.
+    /// A store on `pool` (a `sqlx` 0.9 pool, `typed_sessions::sqlx`) with
+    /// the default options. Run [`migrate`](Self::migrate) once before use.
+    /// The pool must open a database file: an in-memory database
+    /// (`sqlite::memory:`) is a different, empty database on every pooled
+    /// connection.
     #[allow(
         clippy::missing_panics_doc,
         reason = "the default names are checked by a unit test"
@@ -508,20 +542,27 @@ impl SqliteStore {
                     .await?;
             }
         }
-        self.write_namespaces(conn, key_bytes, &plan).await?;
+        let new_record = matches!(changes.mode, SaveMode::Create);
+        self.write_namespaces(conn, key_bytes, &plan, new_record)
+            .await?;
         Ok(Ok(SaveOutcome::Saved {
             revisions: plan.revisions,
         }))
     }
 
+    /// The namespace and field rows of a save: removed namespaces go, a
+    /// replaced namespace loses its fields first (not on a new record,
+    /// which has none), then one statement per up to 200 field rows.
     async fn write_namespaces(
         &self,
         conn: &mut SqliteConnection,
         key: &[u8],
         plan: &Plan<'_>,
+        new_record: bool,
     ) -> Result<(), sqlx::Error> {
         let sql = &self.inner.sql;
-        for ns in plan.removed.iter().chain(&plan.replaced) {
+        let cleared: &[&str] = if new_record { &[] } else { &plan.replaced };
+        for ns in plan.removed.iter().chain(cleared) {
             q(&sql.clear_namespace_fields)
                 .bind(key)
                 .bind(*ns)
@@ -544,16 +585,32 @@ impl SqliteStore {
                 .execute(&mut *conn)
                 .await?;
         }
-        for &(ns, field, value) in &plan.fields {
-            q(&sql.put_field)
-                .bind(key)
-                .bind(ns)
-                .bind(field)
-                .bind(value)
-                .execute(&mut *conn)
-                .await?;
+        for rows in plan.fields.chunks(FIELD_ROWS) {
+            let statement = self.put_fields(rows.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(key);
+            for &(ns, field, value) in rows {
+                query = query.bind(ns).bind(field).bind(value);
+            }
+            query.execute(&mut *conn).await?;
         }
         Ok(())
+    }
+
+    /// An upsert of `rows` field rows: `?1` is the key, then three
+    /// parameters per row.
+    fn put_fields(&self, rows: usize) -> String {
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let first = 2 + 3 * row;
+                format!("(?1, ?{}, ?{}, ?{})", first, first + 1, first + 2)
+            })
+            .collect();
+        let values = values.join(", ");
+        format!(
+            "INSERT INTO {} (key, ns, field, value) VALUES {values} \
+             ON CONFLICT (key, ns, field) DO UPDATE SET value = excluded.value",
+            self.inner.tables.fields
+        )
     }
 }
 
