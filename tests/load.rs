@@ -72,13 +72,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 use typed_sessions::SessionLayer;
 use typed_sessions::stores::{CookieKey, RedisStore};
+use typed_sessions_test_support::keepalive::{Answer, Conn, parse_count};
 use typed_sessions_test_support::redis_server::RedisServer;
 
 use args::{CookieMode, Options, StoreKind};
@@ -98,8 +97,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the clients have after the deadline to finish their last
 /// request and read their count back.
 const GRACE: Duration = Duration::from_secs(30);
-/// The longest response head the client accepts.
-const MAX_HEAD: usize = 16 * 1024;
 /// How many problem descriptions a client keeps (it counts them all).
 const KEEP_PROBLEMS: usize = 3;
 
@@ -296,8 +293,8 @@ async fn run(store: &str, layer: SessionLayer, hot_connections: usize, redis_pid
 
 /// A new session whose count is 1, for the connections that share it.
 async fn shared_session(addr: SocketAddr) -> String {
-    let mut conn = Conn::open(addr).await;
-    let answer = conn.send("POST", INCR, None).await.unwrap();
+    let mut conn = Conn::open(addr, IO_TIMEOUT).await;
+    let answer = conn.send("POST", INCR, None, None).await.unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body_text());
     assert_eq!(parse_count(&answer.body), Ok(1));
     answer.cookie.expect("a new session sets its cookie")
@@ -305,8 +302,8 @@ async fn shared_session(addr: SocketAddr) -> String {
 
 /// The count of the session of `cookie`, read on a new connection.
 async fn read_count(addr: SocketAddr, cookie: &str) -> u64 {
-    let mut conn = Conn::open(addr).await;
-    let answer = conn.send("GET", COUNTER, Some(cookie)).await.unwrap();
+    let mut conn = Conn::open(addr, IO_TIMEOUT).await;
+    let answer = conn.send("GET", COUNTER, Some(cookie), None).await.unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body_text());
     parse_count(&answer.body).unwrap()
 }
@@ -457,7 +454,7 @@ impl Report {
     /// connection is no longer usable.
     async fn increment(&mut self, conn: &mut Conn, cookie: Option<&str>) -> Option<Answer> {
         let started = Instant::now();
-        let answer = conn.send("POST", INCR, cookie).await;
+        let answer = conn.send("POST", INCR, cookie, None).await;
         self.latency.record(started.elapsed());
         self.requests += 1;
         let answer = match answer {
@@ -501,7 +498,7 @@ impl Report {
 /// at the end it reads its count back.
 async fn own_session_client(addr: SocketAddr, deadline: Instant) -> Report {
     let mut report = Report::new(Kind::Own);
-    let mut conn = Conn::open(addr).await;
+    let mut conn = Conn::open(addr, IO_TIMEOUT).await;
     let mut cookie: Option<String> = None;
     while Instant::now() < deadline {
         let Some(answer) = report.increment(&mut conn, cookie.as_deref()).await else {
@@ -512,7 +509,7 @@ async fn own_session_client(addr: SocketAddr, deadline: Instant) -> Report {
             cookie = Some(new);
         }
     }
-    match conn.send("GET", COUNTER, cookie.as_deref()).await {
+    match conn.send("GET", COUNTER, cookie.as_deref(), None).await {
         Ok(answer) if answer.status == 200 => match parse_count(&answer.body) {
             Ok(count) => report.read_back = Some(count),
             Err(err) => report.problem(err),
@@ -530,7 +527,7 @@ async fn own_session_client(addr: SocketAddr, deadline: Instant) -> Report {
 /// A connection that uses the shared session `cookie`.
 async fn hot_session_client(addr: SocketAddr, cookie: String, deadline: Instant) -> Report {
     let mut report = Report::new(Kind::Hot);
-    let mut conn = Conn::open(addr).await;
+    let mut conn = Conn::open(addr, IO_TIMEOUT).await;
     while Instant::now() < deadline {
         let Some(answer) = report.increment(&mut conn, Some(&cookie)).await else {
             return report;
@@ -542,164 +539,6 @@ async fn hot_session_client(addr: SocketAddr, cookie: String, deadline: Instant)
         }
     }
     report
-}
-
-#[derive(Deserialize)]
-struct CountBody {
-    count: u64,
-}
-
-fn parse_count(body: &[u8]) -> Result<u64, String> {
-    serde_json::from_slice::<CountBody>(body)
-        .map(|body| body.count)
-        .map_err(|err| {
-            format!(
-                "not a {{\"count\":N}} body ({err}): {}",
-                String::from_utf8_lossy(body)
-            )
-        })
-}
-
-/// One answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    /// The `session=…` pair of a `Set-Cookie` for the session cookie.
-    cookie: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// An HTTP/1.1 keep-alive connection, one request at a time. It accepts
-/// only answers with a `Content-Length` (what the demo's API sends) and
-/// fails on anything else, or on a connection the server closes.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    host: String,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Self {
-        let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .expect("connecting within the I/O timeout")
-            .expect("connecting to the demo");
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            buf: Vec::with_capacity(4096),
-            host: addr.to_string(),
-        }
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        cookie: Option<&str>,
-    ) -> Result<Answer, String> {
-        timeout(IO_TIMEOUT, self.exchange(method, path, cookie))
-            .await
-            .unwrap_or_else(|_| Err(format!("{method} {path}: no answer within {IO_TIMEOUT:?}")))
-            .map_err(|err| format!("{method} {path}: {err}"))
-    }
-
-    async fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        cookie: Option<&str>,
-    ) -> Result<Answer, String> {
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n",
-            self.host
-        );
-        if let Some(cookie) = cookie {
-            request.push_str("Cookie: ");
-            request.push_str(cookie);
-            request.push_str("\r\n");
-        }
-        request.push_str("\r\n");
-        self.stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|err| format!("write: {err}"))?;
-
-        let head_end = loop {
-            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            if self.buf.len() > MAX_HEAD {
-                return Err("response head too long".to_owned());
-            }
-            self.fill().await?;
-        };
-        let (status, length, cookie) = parse_head(&self.buf[..head_end])?;
-        while self.buf.len() < head_end + length {
-            self.fill().await?;
-        }
-        let body = self.buf[head_end..head_end + length].to_vec();
-        self.buf.drain(..head_end + length);
-        Ok(Answer {
-            status,
-            cookie,
-            body,
-        })
-    }
-
-    async fn fill(&mut self) -> Result<(), String> {
-        self.buf.reserve(4096);
-        match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) => Err("connection closed by the server".to_owned()),
-            Ok(_) => Ok(()),
-            Err(err) => Err(format!("read: {err}")),
-        }
-    }
-}
-
-/// The status, `Content-Length` and session `Set-Cookie` pair of a
-/// response head.
-fn parse_head(head: &[u8]) -> Result<(u16, usize, Option<String>), String> {
-    let head = std::str::from_utf8(head).map_err(|_| "response head not UTF-8".to_owned())?;
-    let mut lines = head.split("\r\n").filter(|line| !line.is_empty());
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut length = None;
-    let mut cookie = None;
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("bad header line {line:?}"))?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value
-                    .parse()
-                    .map_err(|_| format!("bad Content-Length {value:?}"))?,
-            );
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(format!("unexpected Transfer-Encoding {value:?}"));
-        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
-            return Err("the server closes the connection".to_owned());
-        } else if name.eq_ignore_ascii_case("set-cookie") {
-            let pair = value.split(';').next().unwrap_or_default().trim();
-            if pair.starts_with("session=") {
-                cookie = Some(pair.to_owned());
-            }
-        }
-    }
-    let length = length.ok_or_else(|| "no Content-Length".to_owned())?;
-    Ok((status, length, cookie))
 }
 
 // ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 pub mod backed;
 pub mod http_client;
+pub mod keepalive;
 pub mod lifecycle;
 pub mod redis_server;
 pub mod routes;
