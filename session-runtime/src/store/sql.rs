@@ -22,6 +22,7 @@
 //! read) and are removed in batches by `delete_expired()`.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::time::Duration;
 
 use super::{
@@ -215,10 +216,7 @@ pub(super) fn record(rows: Vec<Row>) -> Result<Option<Record>, StoreError> {
         let position = if let Some(i) = namespaces.iter().position(|n| n.name == ns) {
             i
         } else {
-            let version = u32::try_from(version)
-                .map_err(|_| malformed(&format!("namespace `{ns}` has version {version}")))?;
-            let revision = u64::try_from(revision)
-                .map_err(|_| malformed(&format!("namespace `{ns}` has revision {revision}")))?;
+            let (ns, version, revision) = namespace_meta(ns, version, revision)?;
             namespaces.push(NamespaceRecord::new(ns, version, revision, FieldMap::new()));
             namespaces.len() - 1
         };
@@ -234,10 +232,32 @@ pub(super) fn record(rows: Vec<Row>) -> Result<Option<Record>, StoreError> {
     )))
 }
 
-fn malformed(what: &str) -> StoreError {
-    StoreError::backend(format!(
-        "session table holds a record it cannot read: {what}"
-    ))
+/// A namespace row's version and revision as the store types them; a
+/// negative or oversized value is a record the store cannot read.
+pub(super) fn namespace_meta(
+    ns: String,
+    version: i64,
+    revision: i64,
+) -> Result<(String, u32, u64), StoreError> {
+    match (u32::try_from(version), u64::try_from(revision)) {
+        (Ok(version), Ok(revision)) => Ok((ns, version, revision)),
+        _ => Err(StoreError::backend(format!(
+            "session table holds a record it cannot read: namespace `{ns}` at {version}:{revision}"
+        ))),
+    }
+}
+
+/// Runs `work` within `bound`: a failed statement is classified with
+/// `transient` (see [`classify`]), an overrun is `Unavailable`.
+pub(super) async fn bounded<T>(
+    bound: Duration,
+    transient: fn(&str) -> bool,
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(bound, work).await {
+        Ok(result) => result.map_err(|err| classify(err, transient)),
+        Err(_) => Err(timed_out(bound)),
+    }
 }
 
 /// Milliseconds as a column value (saturating: u64 times past 2^63 ms are

@@ -9,7 +9,8 @@ use sqlx::{Connection as _, PgConnection, PgPool};
 
 use super::{
     Columns, DEFAULT_TABLE, DEFAULT_TIMEOUT, EXPIRY_BATCH, Row, SAVE_ATTEMPTS, Tables, classify,
-    from_i64, key_taken, plan, postgres_transient, record, timed_out, to_i64, too_busy,
+    from_i64, key_taken, namespace_meta, plan, postgres_transient, record, timed_out, to_i64,
+    too_busy,
 };
 
 /// The counter and the namespaces (name, version, revision) of a record.
@@ -509,10 +510,7 @@ impl PostgresStore {
         &self,
         work: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout, work).await {
-            Ok(result) => result.map_err(|err| classify(err, postgres_transient)),
-            Err(_) => Err(timed_out(self.inner.timeout)),
-        }
+        super::bounded(self.inner.timeout, postgres_transient, work).await
     }
 
     /// The counter and namespaces of the live record under `key`.
@@ -534,13 +532,10 @@ impl PostgresStore {
         let mut namespaces = Vec::with_capacity(rows.len());
         for (_, ns, version, revision) in rows {
             if let (Some(ns), Some(version), Some(revision)) = (ns, version, revision) {
-                let (Ok(version), Ok(revision)) = (u32::try_from(version), u64::try_from(revision))
-                else {
-                    return Ok(Err(StoreError::backend(format!(
-                        "session table holds a record it cannot read: namespace `{ns}` at {version}:{revision}"
-                    ))));
-                };
-                namespaces.push((ns, version, revision));
+                match namespace_meta(ns, version, revision) {
+                    Ok(meta) => namespaces.push(meta),
+                    Err(err) => return Ok(Err(err)),
+                }
             }
         }
         Ok(Ok(Some((from_i64(counter), namespaces))))

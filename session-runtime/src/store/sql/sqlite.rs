@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqliteConnection};
 
 use super::{
-    DEFAULT_TABLE, DEFAULT_TIMEOUT, EXPIRY_BATCH, Plan, Row, Tables, classify, from_i64, key_taken,
-    plan, record, sqlite_transient, timed_out, to_i64,
+    DEFAULT_TABLE, DEFAULT_TIMEOUT, EXPIRY_BATCH, Plan, Row, Tables, from_i64, key_taken,
+    namespace_meta, plan, record, sqlite_transient, to_i64,
 };
 use crate::clock::{Clock, SharedClock};
 
@@ -428,10 +428,7 @@ impl SqliteStore {
         &self,
         work: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout, work).await {
-            Ok(result) => result.map_err(|err| classify(err, sqlite_transient)),
-            Err(_) => Err(timed_out(self.inner.timeout)),
-        }
+        super::bounded(self.inner.timeout, sqlite_transient, work).await
     }
 
     #[allow(clippy::too_many_lines, reason = "the three save modes in one place")]
@@ -467,14 +464,10 @@ impl SqliteStore {
                         .await?;
                 let mut stored = Vec::with_capacity(rows.len());
                 for (ns, version, revision) in rows {
-                    let (Ok(version), Ok(revision)) =
-                        (u32::try_from(version), u64::try_from(revision))
-                    else {
-                        return Ok(Err(StoreError::backend(format!(
-                            "session table holds a record it cannot read: namespace `{ns}` at {version}:{revision}"
-                        ))));
-                    };
-                    stored.push((ns, version, revision));
+                    match namespace_meta(ns, version, revision) {
+                        Ok(meta) => stored.push(meta),
+                        Err(err) => return Ok(Err(err)),
+                    }
                 }
                 (from_i64(counter), stored)
             }
