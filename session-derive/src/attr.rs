@@ -57,6 +57,9 @@ pub(crate) struct ContainerAttrs {
     pub(crate) migrate_from: Option<syn::Type>,
     pub(crate) codec: Option<syn::Type>,
     pub(crate) krate: Option<syn::Path>,
+    /// `cached`: a store that keeps records in memory may hand one decoded
+    /// copy to every read-only request (the schema must be `Clone + Sync`).
+    pub(crate) cached: Option<Span>,
 }
 
 /// `#[session(...)]` on a field. Flags keep the span of their key.
@@ -68,7 +71,14 @@ pub(crate) struct FieldAttrs {
     pub(crate) rotate_id: Option<Span>,
 }
 
-const CONTAINER_KEYS: &[&str] = &["namespace", "version", "migrate_from", "codec", "crate"];
+const CONTAINER_KEYS: &[&str] = &[
+    "namespace",
+    "version",
+    "migrate_from",
+    "codec",
+    "crate",
+    "cached",
+];
 const FIELD_KEYS: &[&str] = &["rename", "default", "skip", "sensitive", "rotate_id"];
 
 /// Where a `#[session(...)]` attribute sits.
@@ -115,6 +125,7 @@ impl ContainerAttrs {
         let mut migrate_from = Attr::none(cx, "migrate_from");
         let mut codec = Attr::none(cx, "codec");
         let mut krate = Attr::none(cx, "crate");
+        let mut cached = Attr::none(cx, "cached");
         let mut version_written = false;
         let mut namespace_written = false;
 
@@ -146,6 +157,10 @@ impl ContainerAttrs {
                     if let Some(ty) = parse_type(cx, &meta, "codec = MyCodec")? {
                         codec.set(&key, ty);
                     }
+                } else if key.is_ident("cached") {
+                    if no_value(cx, &meta, "cached")? {
+                        cached.set(&key, key.span());
+                    }
                 } else if key.is_ident("crate") {
                     if let Some(lit) = parse_str(cx, &meta, "crate = \"path::to::typed_sessions\"")? {
                         match lit.parse::<syn::Path>() {
@@ -175,6 +190,7 @@ impl ContainerAttrs {
             migrate_from: migrate_from.get(),
             codec: codec.get(),
             krate: krate.get(),
+            cached: cached.get(),
         }
     }
 }

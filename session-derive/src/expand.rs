@@ -165,6 +165,8 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         |prev| quote_spanned!(prev.span()=> #p::migrate::<#prev, Self>(__version, __fields)),
     );
 
+    let cached = cont.attrs.cached.map(|span| cached_methods(&p, span));
+
     let migrate_checks = cont
         .attrs
         .migrate_from
@@ -185,6 +187,8 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
                 }
 
                 #equals_stored
+
+                #cached
 
                 fn decode_fields(__version: #u32_, __fields: &#p::FieldMap) -> #p::Result<Self, #p::DecodeError> {
                     if __version == #version {
@@ -219,6 +223,27 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
 
             #migrate_checks
         };
+    }
+}
+
+/// The methods `#[session(cached)]` adds, spanned at the key, so a
+/// schema that is not `Clone` or not `Sync` is reported there.
+fn cached_methods(p: &TokenStream, span: Span) -> TokenStream {
+    let shared = quote_spanned!(span=> #p::shared::<Self>);
+    let share = quote_spanned!(span=> #p::share::<Self>);
+    let clone = quote_spanned!(span=> #p::clone_shared::<Self>);
+    quote! {
+        fn __shared(__fields: &#p::FieldMap) -> #p::Option<#p::Arc<Self>> {
+            #shared(__fields)
+        }
+
+        fn __share(self, __fields: &#p::FieldMap) {
+            #share(self, __fields)
+        }
+
+        fn __clone_shared(&self) -> #p::Option<Self> {
+            #clone(self)
+        }
     }
 }
 

@@ -65,6 +65,15 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `codec = Type`: a `Codec` for the field bytes (default `JsonCodec`).
 /// - `crate = "path"`: where `typed_sessions` is, when it is re-exported
 ///   under another name.
+/// - `cached`: a store that keeps records in memory (`MemoryStore`) keeps
+///   one decoded copy of the namespace next to its stored bytes, and
+///   read-only requests share it instead of decoding the fields again. A
+///   request that borrows the value mutably gets its own copy (`Clone`),
+///   and any write to the namespace drops the shared copy. The schema must
+///   be `Clone` and `Sync`, and must not change through `&self` (no
+///   `Mutex` or atomic fields): such a change would reach every request
+///   sharing the copy. It costs one more decoded value per stored session;
+///   client-side and remote stores decode every request as before.
 ///
 /// # Field attributes, `#[session(…)]` on a field
 ///

@@ -10,7 +10,9 @@ pub use crate::codec::{Codec, CodecError, JsonCodec};
 pub use crate::data::{DecodeError, FieldInfo, FieldMap, SessionData};
 pub use core::convert::From;
 pub use core::default::Default;
+pub use core::option::Option;
 pub use core::result::Result::{self, Err, Ok};
+pub use std::sync::Arc;
 pub use std::vec::Vec;
 
 /// What a stored field's type must be: serde's `Serialize` and
@@ -205,4 +207,22 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
         i += 1;
     }
     true
+}
+
+/// `SessionData::__shared` of a `#[session(cached)]` schema.
+#[inline]
+pub fn shared<T: SessionData + Sync>(fields: &FieldMap) -> Option<std::sync::Arc<T>> {
+    fields.shared::<T>()
+}
+
+/// `SessionData::__share` of a `#[session(cached)]` schema.
+#[inline]
+pub fn share<T: SessionData + Sync>(value: T, fields: &FieldMap) {
+    fields.share(value);
+}
+
+/// `SessionData::__clone_shared` of a `#[session(cached)]` schema.
+#[inline]
+pub fn clone_shared<T: Clone>(value: &T) -> Option<T> {
+    Some(value.clone())
 }

@@ -1,8 +1,9 @@
 //! The schema side: what `#[derive(SessionData)]` generates and the types it uses.
 
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::codec::{Codec, CodecError};
 
@@ -80,6 +81,33 @@ pub trait SessionData: Sized + Send + Default + 'static {
     fn field_equals_stored(&self, index: usize, stored: &[u8]) -> bool {
         let _ = (index, stored);
         false
+    }
+
+    /// The decoded copy of `fields` a request published with
+    /// [`__share`](Self::__share), for schemas declared
+    /// `#[session(cached)]` (the derive implements it); `None` otherwise.
+    /// Not part of the public API.
+    #[doc(hidden)]
+    fn __shared(fields: &FieldMap) -> Option<Arc<Self>> {
+        let _ = fields;
+        None
+    }
+
+    /// Keeps `self`, decoded from `fields` at the current version and not
+    /// changed since, as their shared decoded copy (schemas declared
+    /// `#[session(cached)]`); other schemas drop it. Not part of the public
+    /// API.
+    #[doc(hidden)]
+    fn __share(self, fields: &FieldMap) {
+        let _ = fields;
+    }
+
+    /// A copy of a shared value, taken when a request borrows it mutably:
+    /// `Some` for schemas declared `#[session(cached)]`, `None` otherwise.
+    /// Not part of the public API.
+    #[doc(hidden)]
+    fn __clone_shared(&self) -> Option<Self> {
+        None
     }
 
     /// Encodes every stored field.
@@ -177,6 +205,27 @@ impl FieldInfo {
 #[derive(Clone, Default)]
 pub struct FieldMap {
     entries: Vec<(Name, Value)>,
+    /// A schema value decoded from exactly these entries, kept for schemas
+    /// that opt in with `#[session(cached)]`; every `&mut self` method
+    /// empties it, so it never outlives the bytes it was decoded from.
+    decoded: Decoded,
+}
+
+/// The memo of [`FieldMap::decoded`]: one decoded value, of one type, at the
+/// type's current version. A clone shares it (the clone holds the same
+/// bytes until its own first change, which empties its copy).
+#[derive(Clone, Default)]
+struct Decoded(OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>);
+
+impl Decoded {
+    const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    #[inline]
+    fn clear(&mut self) {
+        self.0.take();
+    }
 }
 
 /// A range of a buffer shared by every field decoded from one sealed
@@ -325,6 +374,7 @@ impl FieldMap {
     pub const fn new() -> Self {
         Self {
             entries: Vec::new(),
+            decoded: Decoded::new(),
         }
     }
 
@@ -332,6 +382,7 @@ impl FieldMap {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             entries: Vec::with_capacity(capacity),
+            decoded: Decoded::new(),
         }
     }
 
@@ -354,6 +405,7 @@ impl FieldMap {
         name: impl Into<Cow<'static, str>>,
         value: Vec<u8>,
     ) -> Option<Vec<u8>> {
+        self.decoded.clear();
         let name = name.into();
         if let Some(index) = self.position(name.as_bytes()) {
             let slot = &mut self.entries[index].1;
@@ -368,6 +420,7 @@ impl FieldMap {
     /// what `insert` gives, the last value, never two entries (a cookie
     /// with two would not open again).
     pub(crate) fn push_new(&mut self, name: &'static str, value: Vec<u8>) {
+        self.decoded.clear();
         if let Some(i) = self.position(name.as_bytes()) {
             self.entries[i].1 = Value::Owned(value);
             return;
@@ -385,6 +438,7 @@ impl FieldMap {
         value: Range<usize>,
     ) -> bool {
         debug_assert!(std::str::from_utf8(&buf[name.clone()]).is_ok());
+        self.decoded.clear();
         if self.position(&buf[name.clone()]).is_some() {
             return false;
         }
@@ -399,6 +453,7 @@ impl FieldMap {
 
     /// Sets every field of `other`, keeping the fields it does not name.
     pub fn merge(&mut self, other: &FieldMap) {
+        self.decoded.clear();
         for (name, value) in &other.entries {
             match self.position(name.as_bytes()) {
                 Some(index) => match (&mut self.entries[index].1, value) {
@@ -412,14 +467,38 @@ impl FieldMap {
 
     /// Removes `name`, returning its bytes.
     pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.decoded.clear();
         let index = self.position(name.as_bytes())?;
         Some(self.entries.remove(index).1.into_vec())
     }
 
     /// Keeps only the fields for which `keep(name, bytes)` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
+        self.decoded.clear();
         self.entries
             .retain(|(name, value)| keep(name.as_str(), value.as_slice()));
+    }
+
+    /// The value of type `T` published for exactly these entries by
+    /// [`share`](Self::share), if any.
+    pub(crate) fn shared<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let (id, value) = self.decoded.0.get()?;
+        if *id != TypeId::of::<T>() {
+            return None;
+        }
+        Arc::clone(value).downcast::<T>().ok()
+    }
+
+    /// Publishes `value`, decoded from these entries, for readers of this
+    /// map and of its clones, until a change empties the memo. The first
+    /// value published stays (a map holds one type's value).
+    pub(crate) fn share<T: Send + Sync + 'static>(&self, value: T) {
+        if self.decoded.0.get().is_none() {
+            let _ = self.decoded.0.set((
+                TypeId::of::<T>(),
+                Arc::new(value) as Arc<dyn Any + Send + Sync>,
+            ));
+        }
     }
 
     /// A copy of the fields for which `keep(name, bytes)` is true.
@@ -431,6 +510,7 @@ impl FieldMap {
                 .filter(|(name, value)| keep(name.as_str(), value.as_slice()))
                 .cloned()
                 .collect(),
+            decoded: Decoded::new(),
         }
     }
 

@@ -10,6 +10,7 @@ use http::request::Parts;
 use crate::data::SessionData;
 use crate::error::{SessionRejection, UpdateError};
 use crate::retry::Backoff;
+use crate::session::held::Held;
 use crate::session::update::Commit;
 use crate::session::{RequestSession, SessionContext};
 
@@ -54,7 +55,7 @@ use crate::session::{RequestSession, SessionContext};
 /// A `Session<T>` must not outlive the request: changes made after the
 /// response has been produced are not saved.
 pub struct Session<T: SessionData> {
-    value: Option<T>,
+    value: Option<Held<T>>,
     context: Arc<RequestSession>,
     /// Borrowed mutably since the last commit.
     changed: bool,
@@ -83,7 +84,17 @@ where
 
 impl<T: SessionData> Session<T> {
     fn value(&self) -> &T {
-        self.value.as_ref().expect("value is present until drop")
+        self.value
+            .as_ref()
+            .expect("value is present until drop")
+            .get()
+    }
+
+    fn value_mut(&mut self) -> &mut T {
+        self.value
+            .as_mut()
+            .expect("value is present until drop")
+            .get_mut()
     }
 
     /// Atomic read-modify-write of this namespace.
@@ -140,9 +151,8 @@ impl<T: SessionData> Session<T> {
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
-            let output = f(self.value.as_mut().expect("value is present until drop"));
-            let value = self.value.as_ref().expect("value is present until drop");
-            match self.context.commit(value, self.epoch).await? {
+            let output = f(self.value_mut());
+            match self.context.commit(self.value(), self.epoch).await? {
                 Commit::Done => {
                     self.changed = false;
                     return Ok(output);
@@ -152,7 +162,7 @@ impl<T: SessionData> Session<T> {
                     // freshest state, and when the deadline has passed the
                     // value is still the stored one, never `f`'s result.
                     let paused = backoff.pause().await;
-                    self.value = Some(self.context.reload::<T>(&key, &id).await?);
+                    self.value = Some(Held::Owned(self.context.reload::<T>(&key, &id).await?));
                     if let Err(gave_up) = paused {
                         return Err(UpdateError::Contended {
                             attempts,
@@ -176,7 +186,7 @@ impl<T: SessionData> Deref for Session<T> {
 impl<T: SessionData> DerefMut for Session<T> {
     fn deref_mut(&mut self) -> &mut T {
         self.changed = true;
-        self.value.as_mut().expect("value is present until drop")
+        self.value_mut()
     }
 }
 

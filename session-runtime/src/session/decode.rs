@@ -71,6 +71,31 @@ pub(crate) fn decode_namespace<T: SessionData>(
     }
 }
 
+/// The decoded copy of `T` an earlier request published for the stored
+/// namespace (`#[session(cached)]` schemas, stores that keep records in
+/// memory); `None` sends the caller to [`decode_namespace`].
+pub(crate) fn shared_namespace<T: SessionData>(
+    record: Option<&Record>,
+) -> Option<(Arc<T>, Baseline)> {
+    let record = record?;
+    let (index, ns) = record
+        .namespaces
+        .iter()
+        .enumerate()
+        .find(|(_, ns)| ns.name == T::NAMESPACE)?;
+    if ns.version != T::VERSION {
+        return None;
+    }
+    let value = T::__shared(&ns.fields)?;
+    Some((
+        value,
+        Baseline::Loaded {
+            namespaces: Arc::clone(&record.namespaces),
+            index,
+        },
+    ))
+}
+
 /// A codec's message can quote the stored bytes it failed on. It is kept
 /// only for fields this schema knows and does not mark `sensitive`; for the
 /// others (sensitive ones, and fields of older versions whose markings this

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use http::request::Parts;
 use tokio::sync::OnceCell;
 
+use super::held::Held;
 use super::state::{State, StoredSession};
 use crate::backend::RequestStorage;
 use crate::cookie::{CookieState, MAX_COOKIE_IDS, Token};
@@ -220,12 +221,12 @@ impl RequestSession {
     }
 
     /// Takes the value of `T` out of the request state.
-    pub(crate) fn check_out<T: SessionData>(&self) -> Result<(T, u64), SessionRejection> {
+    pub(crate) fn check_out<T: SessionData>(&self) -> Result<(Held<T>, u64), SessionRejection> {
         self.lock().check_out::<T>(&self.settings)
     }
 
     /// Hands a value back when its `Session<T>` is dropped.
-    pub(crate) fn check_in<T: SessionData>(&self, value: T, changed: bool, epoch: u64) {
+    pub(crate) fn check_in<T: SessionData>(&self, value: Held<T>, changed: bool, epoch: u64) {
         self.lock().check_in(value, changed, epoch);
     }
 }

@@ -4,8 +4,9 @@
 use std::any::TypeId;
 
 use super::baseline::Baseline;
-use super::decode::decode_namespace;
+use super::decode::{decode_namespace, shared_namespace};
 use super::diff::{Diff, Parked, ParkedValue, Rebase};
+use super::held::Held;
 use crate::codec::CodecError;
 use crate::data::{FieldMap, SessionData};
 use crate::error::{SessionRejection, UpdateError};
@@ -223,7 +224,7 @@ impl State {
     pub(crate) fn check_out<T: SessionData>(
         &mut self,
         settings: &Settings,
-    ) -> Result<(T, u64), SessionRejection> {
+    ) -> Result<(Held<T>, u64), SessionRejection> {
         let index = self.slot_index::<T>()?;
         let slot = &mut self.slots[index];
         if slot.checked_out {
@@ -232,14 +233,19 @@ impl State {
             });
         }
         let value = if let Some(parked) = slot.parked.take() {
-            *parked
-                .into_any()
-                .downcast::<T>()
-                .expect("a slot holds values of its own type")
+            Held::Owned(
+                *parked
+                    .into_any()
+                    .downcast::<T>()
+                    .expect("a slot holds values of its own type"),
+            )
+        } else if let Some((value, baseline)) = shared_namespace::<T>(self.record.as_ref()) {
+            self.slots[index].baseline = baseline;
+            Held::Shared(value)
         } else {
             let (value, baseline) = decode_namespace::<T>(self.record.as_ref(), settings)?;
             self.slots[index].baseline = baseline;
-            value
+            Held::Owned(value)
         };
         self.slots[index].checked_out = true;
         Ok((value, self.epoch))
@@ -283,7 +289,7 @@ impl State {
     }
 
     /// A dropped `Session<T>` hands its value back.
-    pub(crate) fn check_in<T: SessionData>(&mut self, value: T, changed: bool, epoch: u64) {
+    pub(crate) fn check_in<T: SessionData>(&mut self, value: Held<T>, changed: bool, epoch: u64) {
         if epoch != self.epoch {
             // Cleared while this value was out: the value is stale.
             return;
@@ -295,7 +301,7 @@ impl State {
         slot.changed |= changed;
         #[cfg(debug_assertions)]
         if !slot.changed && !slot.kept_uncommitted {
-            warn_if_changed_unseen(&value, &slot.baseline);
+            warn_if_changed_unseen(value.get(), &slot.baseline);
         }
         // A value equal to its loaded baseline can be decoded again; one
         // whose baseline was computed here (an `update` commit, a migration,
@@ -303,7 +309,18 @@ impl State {
         // `Default` removed it, while the loaded record still holds it)
         // cannot, so it is kept.
         if slot.changed || !slot.baseline.is_loaded() {
-            slot.parked = Some(Box::new(ParkedValue(value)));
+            slot.parked = Some(Box::new(ParkedValue(value.into_owned())));
+        } else if let (Held::Owned(value), Baseline::Loaded { namespaces, index }) =
+            (value, &slot.baseline)
+        {
+            // Decoded from the loaded record at the current version (that is
+            // what a loaded baseline means) and never borrowed mutably: a
+            // `#[session(cached)]` schema keeps it as the record's decoded
+            // copy, which a store that keeps records in memory shares with
+            // the next requests. Other schemas drop it here.
+            if !slot.kept_uncommitted {
+                value.__share(&namespaces[*index].fields);
+            }
         }
     }
 

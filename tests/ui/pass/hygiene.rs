@@ -30,6 +30,9 @@ struct Codec;
 struct CodecError;
 struct DecodeError;
 struct SessionData;
+struct Arc;
+struct Clone;
+struct Sync;
 
 mod core {}
 mod std {}
@@ -55,8 +58,8 @@ struct CartV1 {
     items: ::std::vec::Vec<::std::string::String>,
 }
 
-#[derive(::typed_sessions::SessionData, Default)]
-#[session(namespace = "cart", version = 2, migrate_from = CartV1)]
+#[derive(::typed_sessions::SessionData, Default, ::core::clone::Clone)]
+#[session(namespace = "cart", version = 2, migrate_from = CartV1, cached)]
 struct Cart {
     items: ::std::vec::Vec<::std::string::String>,
     #[session(default)]
