@@ -32,6 +32,9 @@ const COOKIE_NAME: &str = "session";
 mod profile;
 use profile::Profile;
 
+#[path = "common/floor.rs"]
+mod floor;
+
 /// The serde_json encoding of a profile: what the axum-extra peers store.
 fn json_of(profile: &Profile) -> String {
     serde_json::to_string(profile).expect("the profile serializes")
@@ -357,6 +360,11 @@ fn runtime() -> tokio::runtime::Runtime {
 /// same process, so the report shows them side by side.
 fn scenario(c: &mut Criterion, rt: &tokio::runtime::Runtime, peers: &[Peer], write: bool) {
     let mut group = c.benchmark_group(if write { "cookie_write" } else { "cookie_read" });
+    // The primitives alone, no framework: see `common/floor.rs`.
+    let floor = floor::Floor::new();
+    for (name, signed) in [("floor_signed", true), ("floor_private", false)] {
+        group.bench_function(name, |b| b.iter(|| black_box(floor.run(signed, write))));
+    }
     for peer in peers {
         group.bench_function(peer.name, |b| {
             b.to_async(rt).iter(|| async {
