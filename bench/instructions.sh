@@ -3,7 +3,7 @@
 # deterministic, unlike wall-clock times on a shared machine. Each case runs
 # N1 and N2 requests (PROFILE_LOOP mode of the bench binary); the difference
 # divided by N2 - N1 cancels setup costs. Needs valgrind. Usage:
-#   ./instructions.sh                  # the `requests` bench, all six cases
+#   ./instructions.sh                  # the `requests` bench, all nine cases
 #   ./instructions.sh write/typed_sessions
 #   BENCH=cookie ./instructions.sh     # the `cookie` bench, all ten cases
 #   BENCH=cookie ./instructions.sh read/typed_signed
@@ -15,15 +15,15 @@ N1=${N1:-1000}
 N2=${N2:-11000}
 BENCH=${BENCH:-requests}
 case "$BENCH" in
-  requests) peers=(bare_axum typed_sessions tower_sessions) ;;
-  cookie) peers=(bare_axum typed_private typed_signed axum_extra_private axum_extra_signed) ;;
+  requests) peers=(bare_axum typed_sessions tower_sessions); scenarios=(read write create) ;;
+  cookie) peers=(bare_axum typed_private typed_signed axum_extra_private axum_extra_signed); scenarios=(read write) ;;
   *) echo "unknown BENCH=$BENCH (requests or cookie)" >&2; exit 2 ;;
 esac
 bin=$(cargo bench --bench "$BENCH" --no-run --message-format=json 2>/dev/null \
   | grep -o "\"executable\":\"[^\"]*/$BENCH-[^\"]*\"" | tail -1 | cut -d'"' -f4)
 cases=("$@")
 if [ ${#cases[@]} -eq 0 ]; then
-  for s in read write; do
+  for s in "${scenarios[@]}"; do
     for p in "${peers[@]}"; do cases+=("$s/$p"); done
   done
 fi

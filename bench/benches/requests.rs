@@ -1,297 +1,60 @@
-//! One read-only and one writing request through `Router::oneshot`:
-//! typed-sessions (its `MemoryStore`) against bare axum and tower-sessions
-//! (its `MemoryStore`). See `bench/README.md`.
+//! Scenarios B (read-only request), C (writing request) and D (first
+//! request, creating a session) through `Router::oneshot`: typed-sessions
+//! (its `MemoryStore`) against bare axum (scenario A, the floor), bare axum
+//! behind a no-op layer, and tower-sessions (its `MemoryStore`). See
+//! `bench/README.md`.
 //!
-//! Every peer serves the same two routes with the same handler shape and the
-//! same response body:
+//! Every peer serves the same three routes with the same handler shape and
+//! the same response body (the peers are in `common/peers.rs`):
 //! - `GET /read`: reads the profile, answers `"{user_name}:{visits}"`;
-//! - `POST /write`: increments `visits`, answers the same body.
+//! - `POST /write`: increments `visits`, answers the same body;
+//! - `POST /login`, sent without a cookie: stores `Profile::sample()` in a
+//!   new session (bare axum: in a process-wide `Mutex`), answers `"ok"`.
 
-use std::sync::Mutex;
-
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::routing::{get, post};
-use criterion::{Criterion, criterion_group};
-use http::{Request, header};
-use http_body_util::BodyExt as _;
 use std::hint::black_box;
-use tower::ServiceExt as _;
+use std::time::{Duration, Instant};
 
-/// The cookie name every peer uses, so requests are built identically.
-const COOKIE_NAME: &str = "session";
+use criterion::{Criterion, criterion_group};
 
 #[path = "common/profile.rs"]
 mod profile;
 use profile::Profile;
 
-/// The serde_json size of [`Profile::sample`] as one object, in bytes.
-fn serialized_size() -> usize {
-    serde_json::to_vec(&Profile::sample())
-        .expect("the profile serializes")
-        .len()
-}
-
-/// The response body of both routes, for every peer.
-fn body_of(profile: &Profile) -> String {
-    format!("{}:{}", profile.user_name, profile.visits)
-}
-
-/// A request of the benchmark: the same construction for every peer.
-fn request(write: bool, cookie: &str) -> Request<Body> {
-    Request::builder()
-        .method(if write { "POST" } else { "GET" })
-        .uri(if write { "/write" } else { "/read" })
-        .header(header::HOST, "bench.example")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .expect("a valid request")
-}
-
-/// Sends one request through a clone of `app` and drains the response body:
-/// the timed unit of work. Returns the status, the body and whether the
-/// response set a cookie.
-async fn send(app: &Router, request: Request<Body>) -> (http::StatusCode, Bytes, bool) {
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let set_cookie = response.headers().contains_key(header::SET_COOKIE);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, body, set_cookie)
-}
-
-fn text(body: &Bytes) -> &str {
-    std::str::from_utf8(body).expect("utf-8 body")
-}
-
-/// A peer of the comparison: its router and the cookie header its requests carry.
-struct Peer {
-    name: &'static str,
-    app: Router,
-    cookie: String,
-}
-
-/// The `name=value` part of a `Set-Cookie` header.
-fn cookie_pair(response: &http::Response<Body>) -> String {
-    let set_cookie = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .expect("the login request sets a cookie")
-        .to_str()
-        .expect("ascii cookie");
-    set_cookie
-        .split(';')
-        .next()
-        .expect("a name=value pair")
-        .to_owned()
-}
-
-// ---------------------------------------------------------------- bare axum
-
-static BARE_PROFILE: Mutex<Option<Profile>> = Mutex::new(None);
-
-async fn bare_read() -> String {
-    let guard = BARE_PROFILE.lock().expect("not poisoned");
-    body_of(guard.as_ref().expect("initialised"))
-}
-
-async fn bare_write() -> String {
-    let mut guard = BARE_PROFILE.lock().expect("not poisoned");
-    let profile = guard.as_mut().expect("initialised");
-    profile.visits += 1;
-    body_of(profile)
-}
-
-/// Bare axum: the same handlers without sessions, on a process-wide profile.
-async fn bare() -> Peer {
-    *BARE_PROFILE.lock().expect("not poisoned") = Some(Profile::sample());
-    let app = Router::new()
-        .route("/read", get(bare_read))
-        .route("/write", post(bare_write));
-    // A cookie of the same shape as typed-sessions' (22 base64url chars),
-    // so the request is byte for byte as long as the others.
-    Peer {
-        name: "bare_axum",
-        app,
-        cookie: format!("{COOKIE_NAME}=AAAAAAAAAAAAAAAAAAAAAA"),
-    }
-}
-
-/// Bare axum behind one pass-through tower layer: the floor that any
-/// session layer pays for being a layer (the request and response travel
-/// through one more service and future).
-async fn noop_layer() -> Peer {
-    let mut peer = bare().await;
-    peer.name = "noop_layer";
-    peer.app = peer.app.layer(tower::util::MapResponseLayer::new(
-        |response: axum::response::Response| response,
-    ));
-    peer
-}
-
-// ---------------------------------------------------------- typed-sessions
-
-async fn ours_read(profile: typed_sessions::Session<Profile>) -> String {
-    body_of(&profile)
-}
-
-async fn ours_write(mut profile: typed_sessions::Session<Profile>) -> String {
-    profile.visits += 1;
-    body_of(&profile)
-}
-
-async fn ours_login(mut profile: typed_sessions::Session<Profile>) -> &'static str {
-    *profile = Profile::sample();
-    "ok"
-}
-
-/// typed-sessions with its `MemoryStore`, default configuration but `Secure` off.
-async fn typed_sessions() -> Peer {
-    let layer = typed_sessions::SessionLayer::builder(typed_sessions::stores::MemoryStore::new())
-        .cookie_name(COOKIE_NAME)
-        .secure(false)
-        .build()
-        .expect("a valid configuration");
-    let app = Router::new()
-        .route("/read", get(ours_read))
-        .route("/write", post(ours_write))
-        .route("/login", post(ours_login))
-        .layer(layer);
-    let login = Request::post("/login")
-        .body(Body::empty())
-        .expect("request");
-    let response = app.clone().oneshot(login).await.expect("infallible");
-    assert!(
-        response.status().is_success(),
-        "login: {}",
-        response.status()
-    );
-    let cookie = cookie_pair(&response);
-    Peer {
-        name: "typed_sessions",
-        app,
-        cookie,
-    }
-}
-
-// ----------------------------------------------------------- tower-sessions
-
-const TS_KEY: &str = "data";
-
-async fn theirs_read(session: tower_sessions::Session) -> String {
-    let profile: Profile = session
-        .get(TS_KEY)
-        .await
-        .expect("store works")
-        .expect("the session holds a profile");
-    body_of(&profile)
-}
-
-async fn theirs_write(session: tower_sessions::Session) -> String {
-    let mut profile: Profile = session
-        .get(TS_KEY)
-        .await
-        .expect("store works")
-        .expect("the session holds a profile");
-    profile.visits += 1;
-    session.insert(TS_KEY, &profile).await.expect("store works");
-    body_of(&profile)
-}
-
-async fn theirs_login(session: tower_sessions::Session) -> &'static str {
-    session
-        .insert(TS_KEY, Profile::sample())
-        .await
-        .expect("store works");
-    "ok"
-}
-
-/// tower-sessions with its `MemoryStore`, the whole profile under one key.
-async fn tower_sessions() -> Peer {
-    let layer = tower_sessions::SessionManagerLayer::new(tower_sessions::MemoryStore::default())
-        .with_name(COOKIE_NAME)
-        .with_secure(false);
-    let app = Router::new()
-        .route("/read", get(theirs_read))
-        .route("/write", post(theirs_write))
-        .route("/login", post(theirs_login))
-        .layer(layer);
-    let login = Request::post("/login")
-        .body(Body::empty())
-        .expect("request");
-    let response = app.clone().oneshot(login).await.expect("infallible");
-    assert!(
-        response.status().is_success(),
-        "login: {}",
-        response.status()
-    );
-    let cookie = cookie_pair(&response);
-    Peer {
-        name: "tower_sessions",
-        app,
-        cookie,
-    }
-}
-
-/// All peers, bare axum first.
-async fn peers() -> Vec<Peer> {
-    vec![
-        bare().await,
-        noop_layer().await,
-        typed_sessions().await,
-        tower_sessions().await,
-    ]
-}
-
-/// Checks, outside any timed loop, that each peer behaves as the benchmark
-/// assumes: reads see the stored profile and set no cookie, writes persist.
-async fn sanity_check(peer: &Peer) {
-    let (status, body, set_cookie) = send(&peer.app, request(false, &peer.cookie)).await;
-    assert_eq!(status, 200, "{}: read status", peer.name);
-    let before: u64 = text(&body)
-        .strip_prefix("alice.liddell:")
-        .unwrap_or_else(|| panic!("{}: read body {:?}", peer.name, text(&body)))
-        .parse()
-        .expect("a number");
-    assert!(!set_cookie, "{}: a read sets no cookie", peer.name);
-
-    let (status, body, _) = send(&peer.app, request(true, &peer.cookie)).await;
-    assert_eq!(status, 200, "{}: write status", peer.name);
-    assert_eq!(text(&body), format!("alice.liddell:{}", before + 1));
-
-    let (_, body, _) = send(&peer.app, request(false, &peer.cookie)).await;
-    assert_eq!(
-        text(&body),
-        format!("alice.liddell:{}", before + 1),
-        "{}: the write persisted",
-        peer.name
-    );
-}
+#[path = "common/peers.rs"]
+mod peers;
+use peers::{Case, Peer, json_size, request, runtime, send};
 
 // ---------------------------------------------------------------- criterion
 
-fn runtime() -> tokio::runtime::Runtime {
-    // One current-thread runtime for every peer: the request runs on the
-    // benchmark thread, so no cross-thread wake-ups blur the comparison.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
 /// One group per scenario; inside it the peers run one after another in the
 /// same process, so the report shows them side by side.
-fn scenario(c: &mut Criterion, rt: &tokio::runtime::Runtime, peers: &[Peer], write: bool) {
-    let mut group = c.benchmark_group(if write { "write" } else { "read" });
+fn scenario(c: &mut Criterion, rt: &tokio::runtime::Runtime, peers: &[Peer], case: Case) {
+    let mut group = c.benchmark_group(case.name());
     for peer in peers {
+        if case == Case::Create {
+            // Every create adds a session to the store: each sample starts
+            // from a fresh peer (built outside the timed part), so the store
+            // holds at most one sample's sessions and memory stays bounded.
+            group.bench_function(peer.name, |b| {
+                b.to_async(rt).iter_custom(|iters| async move {
+                    let fresh = peers::peer(peer.name).await;
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let (status, body, set_cookie) =
+                            send(&fresh.app, request(Case::Create, "")).await;
+                        debug_assert_eq!(status, 200);
+                        black_box((body, set_cookie));
+                    }
+                    let elapsed: Duration = start.elapsed();
+                    drop(fresh);
+                    elapsed
+                });
+            });
+            continue;
+        }
         group.bench_function(peer.name, |b| {
             b.to_async(rt).iter(|| async {
-                let (status, body, set_cookie) =
-                    send(&peer.app, request(write, &peer.cookie)).await;
+                let (status, body, set_cookie) = send(&peer.app, request(case, &peer.cookie)).await;
                 debug_assert_eq!(status, 200);
                 black_box((body, set_cookie))
             });
@@ -304,22 +67,23 @@ fn benches(c: &mut Criterion) {
     let rt = runtime();
     println!(
         "session data: Profile, {} bytes as one serde_json object",
-        serialized_size()
+        json_size::<Profile>()
     );
-    let peers = rt.block_on(peers());
+    let peers = rt.block_on(peers::peers());
     for peer in &peers {
-        rt.block_on(sanity_check(peer));
+        rt.block_on(peers::sanity_check(peer));
     }
-    scenario(c, &rt, &peers, false);
-    scenario(c, &rt, &peers, true);
+    for case in Case::ALL {
+        scenario(c, &rt, &peers, case);
+    }
 }
 
 criterion_group!(requests, benches);
 
-/// `PROFILE_LOOP=<read|write>/<peer>:<n>` runs exactly `n` requests of one
-/// case without criterion (for `valgrind --tool=callgrind`, where a fixed
-/// count makes instruction counts per request comparable); otherwise the
-/// criterion benchmarks run as usual.
+/// `PROFILE_LOOP=<read|write|create>/<peer>:<n>` runs exactly `n` requests
+/// of one case without criterion (for `valgrind --tool=callgrind`, where a
+/// fixed count makes instruction counts per request comparable); otherwise
+/// the criterion benchmarks run as usual.
 fn main() {
     if let Ok(spec) = std::env::var("PROFILE_LOOP") {
         profile_loop(&spec);
@@ -333,23 +97,15 @@ fn main() {
 fn profile_loop(spec: &str) {
     let (case, count) = spec
         .split_once(':')
-        .expect("PROFILE_LOOP=<read|write>/<peer>:<n>");
-    let (scenario, name) = case.split_once('/').expect("<read|write>/<peer>");
-    let write = match scenario {
-        "read" => false,
-        "write" => true,
-        other => panic!("unknown scenario {other:?}"),
-    };
+        .expect("PROFILE_LOOP=<read|write|create>/<peer>:<n>");
+    let (case, name) = case.split_once('/').expect("<read|write|create>/<peer>");
+    let case = Case::parse(case);
     let count: u64 = count.parse().expect("a request count");
     let rt = runtime();
-    let peers = rt.block_on(peers());
-    let peer = peers
-        .iter()
-        .find(|p| p.name == name)
-        .unwrap_or_else(|| panic!("unknown peer {name:?}"));
+    let peer = rt.block_on(peers::peer(name));
     rt.block_on(async {
         for _ in 0..count {
-            black_box(send(&peer.app, request(write, &peer.cookie)).await);
+            black_box(send(&peer.app, request(case, &peer.cookie)).await);
         }
     });
 }
