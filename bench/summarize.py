@@ -20,8 +20,8 @@ ROOT = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(HERE, "ta
 SUITES = {
     "requests": {
         "groups": [("read", "read"), ("write", "write"), ("create", "create")],
-        "peers": ["bare_axum", "noop_layer", "typed_sessions", "tower_sessions"],
-        "pairs": [("typed_sessions", "tower_sessions", 0.25)],
+        "peers": ["bare_axum", "noop_layer", "typed_sessions", "typed_cached", "tower_sessions"],
+        "pairs": [("typed_sessions", "tower_sessions", 0.25), ("typed_cached", "tower_sessions", 0.25)],
         # The issue sets the 0.25 target for read and write only.
         "untargeted": ["create"],
     },

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt as _;
 
-use crate::profile::Profile;
+use crate::profile::{CachedProfile, Profile};
 
 /// The cookie name every peer uses, so requests are built identically.
 pub const COOKIE_NAME: &str = "session";
@@ -43,20 +43,27 @@ pub trait BenchData:
     fn visits_mut(&mut self) -> &mut u64;
 }
 
-impl BenchData for Profile {
-    fn sample() -> Self {
-        Profile::sample()
-    }
-    fn user_name(&self) -> &str {
-        &self.user_name
-    }
-    fn visits(&self) -> u64 {
-        self.visits
-    }
-    fn visits_mut(&mut self) -> &mut u64 {
-        &mut self.visits
-    }
+macro_rules! bench_data {
+    ($ty:ty) => {
+        impl BenchData for $ty {
+            fn sample() -> Self {
+                <$ty>::sample()
+            }
+            fn user_name(&self) -> &str {
+                &self.user_name
+            }
+            fn visits(&self) -> u64 {
+                self.visits
+            }
+            fn visits_mut(&mut self) -> &mut u64 {
+                &mut self.visits
+            }
+        }
+    };
 }
+
+bench_data!(Profile);
+bench_data!(CachedProfile);
 
 /// The response body of the read and write routes, for every peer.
 pub fn body_of<T: BenchData>(data: &T) -> String {
@@ -423,10 +430,11 @@ pub async fn tower_sessions() -> Peer {
 }
 
 /// The in-memory peers of `requests.rs` and `allocs.rs`, bare axum first.
-pub const PEER_NAMES: [&str; 4] = [
+pub const PEER_NAMES: [&str; 5] = [
     "bare_axum",
     "noop_layer",
     "typed_sessions",
+    "typed_cached",
     "tower_sessions",
 ];
 
@@ -436,6 +444,9 @@ pub async fn peer(name: &str) -> Peer {
         "bare_axum" => bare(),
         "noop_layer" => noop_layer(),
         "typed_sessions" => typed_sessions().await,
+        "typed_cached" => {
+            Peer::with_session("typed_cached", ours_memory_app::<CachedProfile>()).await
+        }
         "tower_sessions" => tower_sessions().await,
         other => panic!("unknown peer {other:?}; one of {PEER_NAMES:?}"),
     }
