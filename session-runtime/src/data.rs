@@ -1,6 +1,6 @@
 //! The schema side: what `#[derive(SessionData)]` generates and the types it uses.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -215,7 +215,7 @@ pub struct FieldMap {
 /// type's current version. A clone shares it (the clone holds the same
 /// bytes until its own first change, which empties its copy).
 #[derive(Clone, Default)]
-struct Decoded(OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>);
+struct Decoded(OnceLock<Arc<dyn Any + Send + Sync>>);
 
 impl Decoded {
     const fn new() -> Self {
@@ -482,11 +482,7 @@ impl FieldMap {
     /// The value of type `T` published for exactly these entries by
     /// [`share`](Self::share), if any.
     pub(crate) fn shared<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        let (id, value) = self.decoded.0.get()?;
-        if *id != TypeId::of::<T>() {
-            return None;
-        }
-        Arc::clone(value).downcast::<T>().ok()
+        Arc::clone(self.decoded.0.get()?).downcast::<T>().ok()
     }
 
     /// Publishes `value`, decoded from these entries, for readers of this
@@ -494,10 +490,10 @@ impl FieldMap {
     /// value published stays (a map holds one type's value).
     pub(crate) fn share<T: Send + Sync + 'static>(&self, value: T) {
         if self.decoded.0.get().is_none() {
-            let _ = self.decoded.0.set((
-                TypeId::of::<T>(),
-                Arc::new(value) as Arc<dyn Any + Send + Sync>,
-            ));
+            let _ = self
+                .decoded
+                .0
+                .set(Arc::new(value) as Arc<dyn Any + Send + Sync>);
         }
     }
 
