@@ -1,39 +1,18 @@
 //! `#[session(cached)]`: a store that keeps records in memory hands one
 //! decoded copy of a namespace to every read-only request, until a write
 //! changes it. Decodes are counted per thread by a field type whose
-//! `Deserialize` counts itself (each `#[tokio::test]` runs on its own
-//! current-thread runtime, so the count is the test's own).
+//! `Deserialize` counts itself (`schemas::Tracked`).
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
 use proptest::prelude::*;
-use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::{Notify, oneshot};
 use typed_sessions::stores::{CookieKey, CookieStore, MemoryStore};
 use typed_sessions::{Session, SessionData, SessionLayer};
+use typed_sessions_test_support::schemas::{Tracked, decodes};
 use typed_sessions_test_support::{fetch, submit};
-
-thread_local! {
-    static DECODES: Cell<u64> = const { Cell::new(0) };
-}
-
-fn decodes() -> u64 {
-    DECODES.with(Cell::get)
-}
-
-/// A number that counts how often it is deserialized.
-#[derive(Serialize, Default, Clone, Copy, PartialEq, Debug)]
-struct Tracked(u64);
-
-impl<'de> Deserialize<'de> for Tracked {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        DECODES.with(|c| c.set(c.get() + 1));
-        u64::deserialize(d).map(Tracked)
-    }
-}
 
 #[derive(SessionData, Default, Clone, Debug, PartialEq)]
 #[session(namespace = "cached", cached)]

@@ -2,10 +2,12 @@
 //!
 //! [`CookieStore`] is what users configure; `key` holds the master key and
 //! its HKDF sub-keys, `framing` the compact binary body, `store` the
-//! envelope (AES-256-GCM or HMAC-SHA256) and the sealer the layer uses.
+//! envelope (AES-256-GCM or HMAC-SHA256) and the sealer the layer uses,
+//! `opened` the values sealed or opened recently, kept with what they hold.
 
 mod framing;
 mod key;
+mod opened;
 mod store;
 
 pub use key::{CookieKey, KeyError};

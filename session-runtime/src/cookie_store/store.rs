@@ -25,6 +25,7 @@ use zeroize::Zeroizing;
 
 use super::framing;
 use super::key::CookieKey;
+use super::opened::OpenedCache;
 use crate::backend::sealed::{IntoBackend, MadeBackend};
 use crate::backend::{Backend, OpenError, Opened, SealError, Sealer};
 use crate::error::ConfigError;
@@ -121,6 +122,7 @@ pub struct CookieStore {
     primary: CookieKey,
     fallbacks: Vec<CookieKey>,
     budget: usize,
+    cache: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,9 @@ impl CookieStore {
     pub const MAX_COOKIE_SIZE: usize = 4096;
     /// The smallest budget accepted.
     pub const MIN_COOKIE_SIZE: usize = 128;
+    /// How many recently sealed or opened values a store remembers by
+    /// default (see [`cache_capacity`](Self::cache_capacity)).
+    pub const DEFAULT_CACHE: usize = 1024;
 
     /// An encrypting store (AES-256-GCM): the browser cannot read the
     /// session.
@@ -154,6 +159,7 @@ impl CookieStore {
             primary,
             fallbacks: Vec::new(),
             budget: Self::MAX_COOKIE_SIZE,
+            cache: Self::DEFAULT_CACHE,
         }
     }
 
@@ -172,6 +178,25 @@ impl CookieStore {
     #[must_use]
     pub fn max_cookie_size(mut self, bytes: usize) -> Self {
         self.budget = bytes;
+        self
+    }
+
+    /// How many cookie values this process remembers, with what they hold,
+    /// after sealing them or opening them with the primary key (default
+    /// [`DEFAULT_CACHE`](Self::DEFAULT_CACHE); `0` turns it off).
+    ///
+    /// A browser sends the value of the last `Set-Cookie` with every
+    /// request: a remembered value is compared byte for byte and needs no
+    /// base64, MAC or AEAD and no parse. Only values that opened (or were
+    /// sealed here) are kept, so a hit opens exactly what the keys open;
+    /// expiry is still checked from the payload on every request, and a
+    /// value opened by a fallback key is never kept (it is re-issued under
+    /// the primary key each time). Memory: about the cookie's size twice
+    /// per entry (under 1 KB for a few hundred bytes of session data, at
+    /// most about 8 KB); a full cache forgets arbitrary entries.
+    #[must_use]
+    pub fn cache_capacity(mut self, entries: usize) -> Self {
+        self.cache = entries;
         self
     }
 
@@ -213,6 +238,7 @@ impl CookieStore {
             name: cookie_name.into(),
             budget: self.budget,
             log_secret: LogSecret::from_bytes(*log_key),
+            opened: OpenedCache::new(self.cache),
         };
         // A budget must hold at least a small session: no namespace, a
         // day's deadline, and room for one short field.
@@ -246,6 +272,7 @@ impl fmt::Debug for CookieStore {
             .field("primary", &self.primary)
             .field("fallbacks", &self.fallbacks)
             .field("max_cookie_size", &self.budget)
+            .field("cache_capacity", &self.cache)
             .finish()
     }
 }
@@ -307,6 +334,8 @@ pub(crate) struct CookieSealer {
     /// The key of hashed ids, derived from the primary key: the same
     /// `SessionHandle::id` and log hash in every process with that key.
     log_secret: LogSecret,
+    /// Values sealed here or opened with the primary key, with what they hold.
+    opened: OpenedCache,
 }
 
 impl CookieSealer {
@@ -385,6 +414,7 @@ impl Sealer for CookieSealer {
             });
         }
         let key = &self.keys[0];
+        let plain;
         let mut raw = Vec::with_capacity(raw_len);
         raw.extend_from_slice(&[self.format, key.id]);
         match &key.cipher {
@@ -393,6 +423,7 @@ impl Sealer for CookieSealer {
                 getrandom::fill(&mut nonce).map_err(SealError::NoRandomness)?;
                 raw.extend_from_slice(&nonce);
                 framing::encode(id, record, &mut raw);
+                plain = framing::decode(&raw[HEADER + NONCE..]);
                 let tag = cipher
                     .encrypt_in_place_detached(
                         Nonce::from_slice(&nonce),
@@ -404,6 +435,7 @@ impl Sealer for CookieSealer {
             }
             Cipher::Mac(mac) => {
                 framing::encode(id, record, &mut raw);
+                plain = framing::decode(&raw[HEADER..]);
                 let full = self
                     .mac_over(mac, &raw[..HEADER], &raw[HEADER..])
                     .finalize()
@@ -412,12 +444,25 @@ impl Sealer for CookieSealer {
             }
         }
         debug_assert_eq!(raw.len(), raw_len);
-        Ok(URL_SAFE_NO_PAD.encode(&raw))
+        let value = URL_SAFE_NO_PAD.encode(&raw);
+        // What opening `value` gives: the same body, read back by the same
+        // decoder (a body it refuses is not kept, and will not open).
+        if let Some((id, record)) = plain {
+            self.opened.insert(&value, id, record);
+        }
+        Ok(value)
     }
 
     fn open(&self, value: &str) -> Result<Opened, OpenError> {
         if self.name.len() + 1 + value.len() > self.budget {
             return Err(OpenError::TooLarge);
+        }
+        if let Some((id, record)) = self.opened.get(value) {
+            return Ok(Opened {
+                id,
+                record,
+                fallback: false,
+            });
         }
         // Decoded straight into the buffer the opened record's fields will
         // share (decrypted in place there): no copy of the body.
@@ -456,6 +501,9 @@ impl Sealer for CookieSealer {
             let buf = Arc::get_mut(&mut raw).expect("not shared before it opens");
             if let Some(body) = self.open_in_place(key, buf) {
                 let (id, record) = framing::decode_in(&raw, body).ok_or(OpenError::Payload)?;
+                if index == 0 {
+                    self.opened.insert(value, id.clone(), record.clone());
+                }
                 return Ok(Opened {
                     id,
                     record,

@@ -48,3 +48,25 @@ pub struct Profile {
     pub theme: String,
     pub visits: u64,
 }
+
+thread_local! {
+    static DECODES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many [`Tracked`] values this thread has deserialized: each
+/// `#[tokio::test]` runs on its own current-thread runtime, so the count
+/// is the test's own.
+pub fn decodes() -> u64 {
+    DECODES.with(std::cell::Cell::get)
+}
+
+/// A number that counts how often it is deserialized.
+#[derive(serde::Serialize, Default, Clone, Copy, PartialEq, Debug)]
+pub struct Tracked(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Tracked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DECODES.with(|c| c.set(c.get() + 1));
+        <u64 as serde::Deserialize>::deserialize(d).map(Tracked)
+    }
+}
