@@ -105,7 +105,7 @@ clk_tck=$(getconf CLK_TCK)
 out_dir=$target_dir/e2e/$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$out_dir"
 raw=$out_dir/raw.tsv
-printf 'round\tscenario\tpeer\treq_per_s\tp50_us\tp99_us\trequests\tduration_s\tserver_cpu_us_per_req\tserver_busy\tredis_cpu_us_per_req\twrk_busy\n' >"$raw"
+printf 'round\tscenario\tpeer\treq_per_s\tp50_us\tp99_us\trequests\tduration_s\tserver_cpu_us_per_req\tserver_busy\tredis_cpu_us_per_req\twrk_busy\tserver_runqueue\n' >"$raw"
 echo "e2e.sh: raw numbers and logs in $out_dir" >&2
 
 # A loopback port for redis-server: below the ephemeral range (where a
@@ -181,6 +181,12 @@ if ((uses_redis)); then
 fi
 
 # The CPU time (user + system) of a process so far, in clock ticks.
+# Time the process's threads spent runnable but waiting for a CPU so far, in
+# ns (the second field of /proc/<pid>/task/*/schedstat).
+run_delay_ns() {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $2 } END { printf "%.0f", s }'
+}
+
 cpu_ticks() {
   local stat rest fields
   stat=$(<"/proc/$1/stat")
@@ -300,11 +306,13 @@ run_one() {
   if ((warmup > 0)); then
     run_wrk "$out_dir/$tag.warmup.txt" "$warmup" "$method" "$path" "$cookies" "$label (warm-up)"
   fi
-  local t0 t1 r0="" r1=""
+  local t0 t1 w0 w1 r0="" r1=""
   [[ $peer == *_redis ]] && r0=$(redis_cpu)
   t0=$(cpu_ticks "$pid")
+  w0=$(run_delay_ns "$pid")
   run_wrk "$out_dir/$tag.wrk.txt" "$secs" "$method" "$path" "$cookies" "$label"
   t1=$(cpu_ticks "$pid")
+  w1=$(run_delay_ns "$pid")
   [[ $peer == *_redis ]] && r1=$(redis_cpu)
   kill -0 "$pid" 2>/dev/null || die "$label: the server died (see $out_dir/$tag.server.log)"
   stop "$pid"
@@ -316,16 +324,16 @@ run_one() {
   p99=$(field p99_us)
   ((requests > 0)) || die "$label: no requests completed"
   awk -v round="$round" -v s="$scenario" -v p="$peer" -v n="$requests" -v d="$duration_us" \
-    -v p50="$p50" -v p99="$p99" -v ticks=$((t1 - t0)) -v hz="$clk_tck" -v r0="$r0" -v r1="$r1" -v wrk="$wrk_cpu" '
+    -v p50="$p50" -v p99="$p99" -v ticks=$((t1 - t0)) -v hz="$clk_tck" -v r0="$r0" -v r1="$r1" -v wrk="$wrk_cpu" -v wait_ns=$((w1 - w0)) '
     BEGIN {
       secs = d / 1e6; cpu = ticks / hz
       redis = (r0 == "" ? "" : sprintf("%.2f", (r1 - r0) * 1e6 / n))
-      printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%.3f\t%.2f\t%.3f\t%s\t%.3f\n",
-        round, s, p, n / secs, p50, p99, n, secs, cpu * 1e6 / n, cpu / secs, redis, wrk / secs
+      printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%.3f\t%.2f\t%.3f\t%s\t%.3f\t%.3f\n",
+        round, s, p, n / secs, p50, p99, n, secs, cpu * 1e6 / n, cpu / secs, redis, wrk / secs, wait_ns / 1e9 / secs
     }' >>"$raw"
   tail -n1 "$raw" | awk -F'\t' '{
-    printf "e2e.sh: round %s %s/%s: %s req/s, p50 %s us, p99 %s us, server %s us CPU/req (core %.0f%% busy)%s, wrk core %.0f%% busy\n",
-      $1, $2, $3, $4, $5, $6, $9, $10 * 100, ($11 == "" ? "" : ", Redis " $11 " us CPU/req"), $12 * 100 }' >&2
+    printf "e2e.sh: round %s %s/%s: %s req/s, p50 %s us, p99 %s us, server %s us CPU/req (core %.0f%% busy, %.0f%% waiting for it)%s, wrk core %.0f%% busy\n",
+      $1, $2, $3, $4, $5, $6, $9, $10 * 100, $13 * 100, ($11 == "" ? "" : ", Redis " $11 " us CPU/req"), $12 * 100 }' >&2
 }
 
 # ----------------------------------------------------------------- runs
@@ -383,14 +391,14 @@ awk -F'\t' -v peers="${peers[*]}" -v scenarios="${scenarios[*]}" '
     r = $1; s = $2; p = $3; rounds[r] = 1
     row[r, s, p] = 1; row[r, s, p, "rps"] = $4; row[r, s, p, "cpu"] = $9
     add(s SUBSEP p SUBSEP "rps", $4); add(s SUBSEP p SUBSEP "p50", $5); add(s SUBSEP p SUBSEP "p99", $6)
-    add(s SUBSEP p SUBSEP "cpu", $9); add(s SUBSEP p SUBSEP "busy", $10); add(s SUBSEP p SUBSEP "wrk", $12)
+    add(s SUBSEP p SUBSEP "cpu", $9); add(s SUBSEP p SUBSEP "busy", $10); add(s SUBSEP p SUBSEP "wrk", $12); add(s SUBSEP p SUBSEP "wait", $13)
     if ($11 != "") add(s SUBSEP p SUBSEP "redis", $11)
     seen[s, p] = 1
   }
   END {
     np = split(peers, P, " "); ns = split(scenarios, S, " ")
-    print "| scenario | peer | median req/s | p50 µs | p99 µs | server CPU µs/req | server core busy | wrk core busy | Redis CPU µs/req | req/s ratio (peer rows: to bare A; pair rows: first / second) | target |"
-    print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    print "| scenario | peer | median req/s | p50 µs | p99 µs | server CPU µs/req | server core busy | server waiting for its core | wrk core busy | Redis CPU µs/req | req/s ratio (peer rows: to bare A; pair rows: first / second) | target |"
+    print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for (i = 1; i <= ns; i++) {
       s = S[i]
       for (j = 1; j <= np; j++) {
@@ -399,9 +407,10 @@ awk -F'\t' -v peers="${peers[*]}" -v scenarios="${scenarios[*]}" '
         k = s SUBSEP p SUBSEP
         redis = ((k "redis") in vals) ? sprintf("%.1f", median(vals[k "redis"])) : "–"
         x = ((s, "bare") in seen) ? ratio(s, p, "bare", "rps") : ""
-        printf "| %s | %s | %.0f | %.0f | %.0f | %.1f | %.0f %% | %.0f %% | %s | %s | %s |\n", label(s, p), p,
+        printf "| %s | %s | %.0f | %.0f | %.0f | %.1f | %.0f %% | %.0f %% | %.0f %% | %s | %s | %s |\n", label(s, p), p,
           median(vals[k "rps"]), median(vals[k "p50"]), median(vals[k "p99"]),
-          median(vals[k "cpu"]), median(vals[k "busy"]) * 100, median(vals[k "wrk"]) * 100, redis,
+          median(vals[k "cpu"]), median(vals[k "busy"]) * 100, median(vals[k "wait"]) * 100,
+          median(vals[k "wrk"]) * 100, redis,
           (x == "" ? "–" : sprintf("%.3f", x)), verdict(s, p, "bare", x)
       }
       npair = split("typed/tower typed_redis/tower_redis", pairs, " ")
@@ -410,7 +419,7 @@ awk -F'\t' -v peers="${peers[*]}" -v scenarios="${scenarios[*]}" '
         if (!((s, ab[1]) in seen) || !((s, ab[2]) in seen)) continue
         x = ratio(s, ab[1], ab[2], "rps")
         c = ratio(s, ab[1], ab[2], "cpu")
-        printf "| %s | %s / %s | | | | %.3f (CPU ratio) | | | | %.3f | %s |\n", label(s, ab[1]), ab[1], ab[2], c, x, verdict(s, ab[1], ab[2], x)
+        printf "| %s | %s / %s | | | | %.3f (CPU ratio) | | | | | %.3f | %s |\n", label(s, ab[1]), ab[1], ab[2], c, x, verdict(s, ab[1], ab[2], x)
       }
     }
   }' "$raw"
