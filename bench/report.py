@@ -135,11 +135,19 @@ def main():
                              {"read": "1", "write": "2 (load + one script)"}.get(r["case"], "(none)"), "–"))
 
     # ---------------------------------------------------------- end to end
+    ratio_col = "req/s ratio (peer rows: to bare A; pair rows: first / second)"
     for table in tables(f"{out}/e2e.md"):
         for r in table:
-            text = " ".join(r.values())
-            if "target" in " ".join(r.keys()).lower() or "≥" in text:
-                rows.append(("end to end (HTTP, wrk)", " · ".join(f"{k}: {v}" for k, v in r.items()), "", "", ""))
+            target = r.get("target", "")
+            if not target:
+                continue
+            v = number(r.get(ratio_col, ""))
+            m = re.search(r"≥ ([0-9.]+)", target)
+            rows.append(("end to end (HTTP, wrk, server on one core)",
+                         f"{r['scenario']}: {r['peer']} throughput" + (" / bare (A)" if "/" not in r["peer"] else "")
+                         + f"; server CPU µs/req {r.get('server CPU µs/req', '?')}",
+                         f"{v:.2f}" if v is not None else "?", f"≥ {m.group(1)}" if m else target,
+                         verdict([v] if v is not None else [], float(m.group(1)), at_most=False) if m else "–"))
 
     # ---------------------------------------------------------- growth, memory
     for table in tables(f"{out}/growth.md"):
