@@ -16,7 +16,7 @@
 //! evicts others' entries, which then open the slow way.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, PoisonError};
 
 use crate::id::RawId;
@@ -24,8 +24,29 @@ use crate::store::Record;
 
 const SHARDS: usize = 8;
 
+/// The maps' keys are already keyed hashes: used as they are.
+#[derive(Default)]
+struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed (`write_u64`); fold anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Shard = HashMap<u64, Entry, BuildHasherDefault<AsIs>>;
+
 pub(crate) struct OpenedCache {
-    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     hasher: RandomState,
 }
@@ -42,7 +63,7 @@ impl OpenedCache {
         let per_shard = entries.div_ceil(SHARDS);
         Self {
             shards: (0..if per_shard == 0 { 0 } else { SHARDS })
-                .map(|_| Mutex::new(HashMap::new()))
+                .map(|_| Mutex::new(Shard::default()))
                 .collect(),
             per_shard,
             hasher: RandomState::new(),
@@ -55,8 +76,9 @@ impl OpenedCache {
     fn slot(&self, value: &str) -> (usize, u64) {
         let tail = &value.as_bytes()[value.len().saturating_sub(16)..];
         let hash = self.hasher.hash_one(tail);
-        // `shards.len()` is a power of two (or the cache is off).
-        let shard = (hash >> 59) as usize & (SHARDS - 1);
+        // Middle bits: the map itself uses the low ones (bucket) and the
+        // top seven (tag), which must still differ within a shard.
+        let shard = (hash >> 32) as usize & (SHARDS - 1);
         (shard, hash)
     }
 
