@@ -11,7 +11,7 @@
 #
 # Knobs (environment): E2E_SECS (5), E2E_ROUNDS (3), E2E_CONNS (32),
 # E2E_SESSIONS (256), E2E_WARMUP (1, seconds of unmeasured load before each
-# measurement; 0 skips it), E2E_PEERS ("bare typed tower typed_redis
+# measurement; 0 skips it), E2E_PEERS ("bare typed typed_cached tower typed_redis
 # tower_redis"), E2E_SCENARIOS ("read write create"), E2E_SERVER_CORE (0),
 # E2E_CLIENT_CORE (1), E2E_POOL (6, the fred pool size of tower_redis).
 set -euo pipefail
@@ -24,7 +24,7 @@ rounds=${E2E_ROUNDS:-3}
 conns=${E2E_CONNS:-32}
 sessions=${E2E_SESSIONS:-256}
 warmup=${E2E_WARMUP:-1}
-read -r -a peers <<<"${E2E_PEERS:-bare typed tower typed_redis tower_redis}"
+read -r -a peers <<<"${E2E_PEERS:-bare typed typed_cached tower typed_redis tower_redis}"
 read -r -a scenarios <<<"${E2E_SCENARIOS:-read write create}"
 server_core=${E2E_SERVER_CORE:-0}
 client_core=${E2E_CLIENT_CORE:-1}
@@ -41,7 +41,7 @@ done
 ((secs > 0 && rounds > 0 && conns > 0 && sessions > 0)) || die "E2E_SECS, E2E_ROUNDS, E2E_CONNS and E2E_SESSIONS must be positive"
 ((${#peers[@]} > 0 && ${#scenarios[@]} > 0)) || die "no peers or no scenarios"
 for p in "${peers[@]}"; do
-  case $p in bare | typed | tower | typed_redis | tower_redis) ;; *) die "unknown peer '$p'" ;; esac
+  case $p in bare | typed | typed_cached | tower | typed_redis | tower_redis) ;; *) die "unknown peer '$p'" ;; esac
 done
 for s in "${scenarios[@]}"; do
   case $s in read | write | create) ;; *) die "unknown scenario '$s' (read, write, create)" ;; esac
@@ -376,8 +376,8 @@ awk -F'\t' -v peers="${peers[*]}" -v scenarios="${scenarios[*]}" '
     return median(list)
   }
   function target_of(s, a, b) {
-    if (a == "typed" && b == "bare" && s == "read") return 0.95
-    if (a == "typed" && b == "bare" && s == "write") return 0.90
+    if ((a == "typed" || a == "typed_cached") && b == "bare" && s == "read") return 0.95
+    if ((a == "typed" || a == "typed_cached") && b == "bare" && s == "write") return 0.90
     if (a == "typed_redis" && b == "tower_redis" && (s == "read" || s == "write")) return 1.5
     return ""
   }
@@ -413,7 +413,7 @@ awk -F'\t' -v peers="${peers[*]}" -v scenarios="${scenarios[*]}" '
           median(vals[k "wrk"]) * 100, redis,
           (x == "" ? "–" : sprintf("%.3f", x)), verdict(s, p, "bare", x)
       }
-      npair = split("typed/tower typed_redis/tower_redis", pairs, " ")
+      npair = split("typed/tower typed_cached/tower typed_redis/tower_redis", pairs, " ")
       for (j = 1; j <= npair; j++) {
         split(pairs[j], ab, "/")
         if (!((s, ab[1]) in seen) || !((s, ab[2]) in seen)) continue

@@ -4,7 +4,7 @@
 //! core; the script pins it with `taskset`).
 //!
 //! ```text
-//! e2e_server --peer <bare|typed|tower|typed_redis|tower_redis> --port P [--redis-url URL] [--pool N]
+//! e2e_server --peer <bare|typed|typed_cached|tower|typed_redis|tower_redis> --port P [--redis-url URL] [--pool N]
 //! ```
 //!
 //! It prints `e2e_server: peer <peer> on http://127.0.0.1:<port>` on
@@ -25,6 +25,7 @@
 //! The peers:
 //! - `bare`: no session layer, a process-wide `Mutex<Profile>`;
 //! - `typed`: typed-sessions' `MemoryStore`;
+//! - `typed_cached`: the same with the schema declared `#[session(cached)]`;
 //! - `tower`: tower-sessions 0.15 with its `MemoryStore`, the whole profile
 //!   under the key `"data"`;
 //! - `typed_redis`: typed-sessions' `RedisStore` under the prefix `session:`;
@@ -100,36 +101,52 @@ fn bare() -> Router {
 
 // ---------------------------------------------------------- typed-sessions
 
-async fn typed_read(profile: typed_sessions::Session<Profile>) -> String {
-    body_of(&profile)
+/// The typed-sessions handlers and routes for one schema (`Profile`, or
+/// the same fields declared `#[session(cached)]`).
+macro_rules! typed_peer {
+    ($module:ident, $schema:ty) => {
+        mod $module {
+            use super::{COOKIE_NAME, Router, get, post};
+            use typed_sessions::Session;
+
+            type Schema = $schema;
+
+            async fn read(profile: Session<Schema>) -> String {
+                format!("{}:{}", profile.user_name, profile.visits)
+            }
+
+            async fn write(mut profile: Session<Schema>) -> String {
+                profile.visits += 1;
+                format!("{}:{}", profile.user_name, profile.visits)
+            }
+
+            async fn create(mut profile: Session<Schema>) -> String {
+                *profile = Schema::sample();
+                format!("{}:{}", profile.user_name, profile.visits)
+            }
+
+            pub fn routes<S>(store: S) -> Router
+            where
+                S: typed_sessions::stores::SessionBackend,
+            {
+                let layer = typed_sessions::SessionLayer::builder(store)
+                    .cookie_name(COOKIE_NAME)
+                    .secure(false)
+                    .build()
+                    .expect("a valid configuration");
+                Router::new()
+                    .route("/read", get(read))
+                    .route("/write", post(write))
+                    .route("/create", post(create))
+                    .route("/login", post(create))
+                    .layer(layer)
+            }
+        }
+    };
 }
 
-async fn typed_write(mut profile: typed_sessions::Session<Profile>) -> String {
-    profile.visits += 1;
-    body_of(&profile)
-}
-
-async fn typed_create(mut profile: typed_sessions::Session<Profile>) -> String {
-    *profile = Profile::sample();
-    body_of(&profile)
-}
-
-fn typed_routes<S>(store: S) -> Router
-where
-    S: typed_sessions::stores::SessionBackend,
-{
-    let layer = typed_sessions::SessionLayer::builder(store)
-        .cookie_name(COOKIE_NAME)
-        .secure(false)
-        .build()
-        .expect("a valid configuration");
-    Router::new()
-        .route("/read", get(typed_read))
-        .route("/write", post(typed_write))
-        .route("/create", post(typed_create))
-        .route("/login", post(typed_create))
-        .layer(layer)
-}
+typed_peer!(typed_plain, crate::profile::Profile);
+typed_peer!(typed_cached, crate::profile::CachedProfile);
 
 // ------------------------------------------------------ tower-sessions peers
 
@@ -255,7 +272,12 @@ async fn app(args: &Args) -> Result<Router, String> {
     };
     match args.peer.as_str() {
         "bare" => Ok(bare()),
-        "typed" => Ok(typed_routes(typed_sessions::stores::MemoryStore::new())),
+        "typed" => Ok(typed_plain::routes(
+            typed_sessions::stores::MemoryStore::new(),
+        )),
+        "typed_cached" => Ok(typed_cached::routes(
+            typed_sessions::stores::MemoryStore::new(),
+        )),
         "tower" => Ok(tower()),
         "typed_redis" => {
             let url = redis_url()?;
@@ -264,7 +286,7 @@ async fn app(args: &Args) -> Result<Router, String> {
                 .open(url)
                 .await
                 .map_err(|e| format!("Redis at {url}: {e}"))?;
-            Ok(typed_routes(store))
+            Ok(typed_plain::routes(store))
         }
         "tower_redis" => tower_redis(redis_url()?, args.pool).await,
         other => Err(format!("unknown peer {other:?}\n{USAGE}")),
