@@ -49,3 +49,19 @@ fn a_non_cached_send_schema_works_in_an_awaiting_handler() {
         )
         .layer(SessionLayer::new(MemoryStore::new()));
 }
+
+/// Also lost by cd107e1 (the memo `OnceLock<(TypeId, Arc<dyn Any + Send +
+/// Sync>)>` inside `FieldMap`): the public store types are no longer
+/// `UnwindSafe`/`RefUnwindSafe`, so e.g. `catch_unwind(|| record...)` in a
+/// custom store's tests stops compiling.
+#[test]
+fn public_store_types_stay_unwind_safe() {
+    use std::panic::{RefUnwindSafe, UnwindSafe};
+    use typed_sessions::FieldMap;
+    use typed_sessions::stores::{Changeset, NamespaceRecord, Record};
+    fn assert_unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
+    assert_unwind_safe::<FieldMap>();
+    assert_unwind_safe::<NamespaceRecord>();
+    assert_unwind_safe::<Record>();
+    assert_unwind_safe::<Changeset>();
+}
