@@ -424,3 +424,83 @@ async fn a_session_kept_past_the_response_never_changes_the_shared_copy() {
         assert_eq!(fetch(&app, "/read", Some(&cookie)).await.body, "1:alice");
     }
 }
+
+/// A store over `MemoryStore`, through the public trait, whose saves take
+/// a while (a remote write-through, a slow disk...).
+#[derive(Clone)]
+struct SlowSaves(MemoryStore);
+
+impl typed_sessions::stores::SessionStore for SlowSaves {
+    async fn load(
+        &self,
+        key: &typed_sessions::stores::SessionKey,
+    ) -> Result<Option<typed_sessions::stores::Record>, typed_sessions::stores::StoreError> {
+        self.0.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &typed_sessions::stores::SessionKey,
+        changes: &typed_sessions::stores::Changeset,
+    ) -> Result<typed_sessions::stores::SaveOutcome, typed_sessions::stores::StoreError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.save(key, changes).await
+    }
+    async fn delete(
+        &self,
+        key: &typed_sessions::stores::SessionKey,
+    ) -> Result<bool, typed_sessions::stores::StoreError> {
+        self.0.delete(key).await
+    }
+    async fn touch(
+        &self,
+        key: &typed_sessions::stores::SessionKey,
+        last_seen_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, typed_sessions::stores::StoreError> {
+        self.0.touch(key, last_seen_ms, expires_at_ms).await
+    }
+    async fn exists(
+        &self,
+        key: &typed_sessions::stores::SessionKey,
+    ) -> Result<bool, typed_sessions::stores::StoreError> {
+        self.0.exists(key).await
+    }
+}
+
+/// BUG: an `update` whose future is dropped before it finishes (a
+/// timeout around it, or the client going away, which drops the handler
+/// future) leaves `f`'s result in the value with nothing marking it; on
+/// drop it is published as the shared copy of the stored record, and the
+/// next request reads a value that was never stored.
+#[tokio::test]
+async fn bug_cancelled_update_result_is_published_as_the_shared_copy() {
+    let store = MemoryStore::new();
+    let app = acct_routes()
+        .route(
+            "/update-with-timeout",
+            post(|mut a: Session<Acct>| async move {
+                let attempt =
+                    tokio::time::timeout(Duration::from_millis(20), a.update(|a| a.count = 999))
+                        .await;
+                format!("timed out: {}", attempt.is_err())
+            }),
+        )
+        .layer(SessionLayer::new(SlowSaves(store)));
+    let cookie = submit(&app, "/login", None).await.cookie();
+    assert_eq!(
+        submit(&app, "/update-with-timeout", Some(&cookie))
+            .await
+            .body,
+        "timed out: true"
+    );
+    // Let a save that might still be running finish (it does not: it was
+    // dropped with the update).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..2 {
+        assert_eq!(
+            fetch(&app, "/read", Some(&cookie)).await.body,
+            "1:alice",
+            "the store holds count 1; 999 was never saved"
+        );
+    }
+}
