@@ -504,3 +504,87 @@ async fn bug_cancelled_update_result_is_published_as_the_shared_copy() {
         );
     }
 }
+
+static READER_LOADED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+static READER_GO: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+static WRITER_LOADED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+static WRITER_GO: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+/// An extractor that pauses the request between two other extractors.
+struct Pause;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Pause {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        _: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        READER_LOADED.add_permits(1);
+        READER_GO.acquire().await.unwrap().forget();
+        Ok(Pause)
+    }
+}
+
+#[derive(SessionData, Default, Clone, Debug)]
+#[session(namespace = "side")]
+struct Side {
+    n: u64,
+}
+
+/// BUG, with the plain `MemoryStore`: an `update` that meets a conflict
+/// pauses before retrying; dropped during that pause (a timeout, a client
+/// gone) it publishes `f`'s uncommitted result into the record it loaded,
+/// and a concurrent request that loaded the same record reads it.
+/// (Here the update is dropped after its first poll, i.e. at the pause.)
+#[tokio::test]
+async fn bug_cancelled_update_after_conflict_leaks_to_a_concurrent_reader() {
+    let app = acct_routes()
+        .route(
+            "/reader",
+            get(
+                |_s: Session<Side>, _p: Pause, a: Session<Acct>| async move {
+                    format!("{}:{}", a.count, a.name)
+                },
+            ),
+        )
+        .route(
+            "/writer",
+            post(|mut a: Session<Acct>| async move {
+                WRITER_LOADED.add_permits(1);
+                WRITER_GO.acquire().await.unwrap().forget();
+                let update = a.update(|a| a.count = 999);
+                tokio::select! {
+                    biased;
+                    _ = update => "finished",
+                    () = std::future::ready(()) => "dropped while pending",
+                }
+            }),
+        )
+        .layer(SessionLayer::new(MemoryStore::new()));
+    let cookie = submit(&app, "/login", None).await.cookie();
+
+    // The reader loads the record (count 1) and pauses before it extracts
+    // `Session<Acct>`.
+    let reader = {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move { fetch(&app, "/reader", Some(&cookie)).await.body })
+    };
+    READER_LOADED.acquire().await.unwrap().forget();
+    // The writer loads the same record and decodes Acct (no shared copy yet).
+    let writer = {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move { submit(&app, "/writer", Some(&cookie)).await.body })
+    };
+    WRITER_LOADED.acquire().await.unwrap().forget();
+    // Another request writes: the writer's update will conflict.
+    submit(&app, "/incr", Some(&cookie)).await;
+    WRITER_GO.add_permits(1);
+    assert_eq!(writer.await.unwrap(), "dropped while pending");
+    READER_GO.add_permits(1);
+    let seen = reader.await.unwrap();
+    assert!(
+        seen == "1:alice" || seen == "2:alice",
+        "the reader saw {seen}: count 999 was never stored"
+    );
+    assert_eq!(fetch(&app, "/read", Some(&cookie)).await.body, "2:alice");
+}
