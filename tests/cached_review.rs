@@ -220,7 +220,7 @@ async fn two_cached_types_on_one_namespace_read_what_is_stored() {
     }
 }
 
-/// regenerate_id, destroy and clear after the shared copy was published:
+/// `regenerate_id`, `destroy` and `clear` after the shared copy was published:
 /// the old id reads nothing, the new id reads the stored data.
 #[tokio::test]
 async fn regenerate_destroy_clear_never_serve_a_stale_copy() {
@@ -378,7 +378,7 @@ async fn concurrent_updates_and_reads_lose_nothing() {
             }
         }));
     }
-    tokio::time::timeout(Duration::from_secs(60), async {
+    tokio::time::timeout(Duration::from_mins(1), async {
         for task in tasks {
             task.await.unwrap();
         }
