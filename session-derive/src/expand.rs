@@ -229,13 +229,11 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
 /// The methods `#[session(cached)]` adds, spanned at the key, so a
 /// schema that is not `Clone` or not `Sync` is reported there.
 fn cached_methods(p: &TokenStream, span: Span) -> TokenStream {
-    let shared = quote_spanned!(span=> #p::shared::<Self>);
     let share = quote_spanned!(span=> #p::share::<Self>);
     let clone = quote_spanned!(span=> #p::clone_shared::<Self>);
+    let bool_ = primitive("bool");
     quote! {
-        fn __shared(__fields: &#p::FieldMap) -> #p::Option<#p::Arc<Self>> {
-            #shared(__fields)
-        }
+        const __CACHED: #bool_ = true;
 
         fn __share(self, __fields: &#p::FieldMap) {
             #share(self, __fields)

@@ -65,15 +65,20 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `codec = Type`: a `Codec` for the field bytes (default `JsonCodec`).
 /// - `crate = "path"`: where `typed_sessions` is, when it is re-exported
 ///   under another name.
-/// - `cached`: a store that keeps records in memory (`MemoryStore`) keeps
-///   one decoded copy of the namespace next to its stored bytes, and
-///   read-only requests share it instead of decoding the fields again. A
-///   request that borrows the value mutably gets its own copy (`Clone`),
-///   and any write to the namespace drops the shared copy. The schema must
-///   be `Clone` and `Sync`, and must not change through `&self` (no
-///   `Mutex` or atomic fields): such a change would reach every request
-///   sharing the copy. It costs one more decoded value per stored session;
-///   client-side and remote stores decode every request as before.
+/// - `cached`: a store that keeps records in memory (`MemoryStore`, the
+///   values a `CookieStore` remembers, a custom store that hands out clones
+///   of the records it keeps) keeps one decoded copy of the namespace next
+///   to its stored bytes, made by the first request that reads it without
+///   borrowing it mutably, and later read-only requests share it instead
+///   of decoding the fields again. A request that borrows the value
+///   mutably (or through `update`) gets its own copy (`Clone`) and never
+///   publishes it; any write to the namespace drops the shared copy. The
+///   schema must be `Clone` and `Sync`, must not change through `&self`
+///   (no `Arc<Mutex<…>>` or atomic fields: such a change would reach every
+///   request sharing the copy), and its fields' `Deserialize` must not
+///   have side effects or depend on the time (it runs once, not per
+///   request). It costs one decoded value per stored session that was
+///   read; Redis and SQL stores decode every request as before.
 ///
 /// # Field attributes, `#[session(…)]` on a field
 ///

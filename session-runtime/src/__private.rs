@@ -209,12 +209,6 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-/// `SessionData::__shared` of a `#[session(cached)]` schema.
-#[inline]
-pub fn shared<T: SessionData + Sync>(fields: &FieldMap) -> Option<std::sync::Arc<T>> {
-    fields.shared::<T>()
-}
-
 /// `SessionData::__share` of a `#[session(cached)]` schema.
 #[inline]
 pub fn share<T: SessionData + Sync>(value: T, fields: &FieldMap) {

@@ -83,15 +83,13 @@ pub trait SessionData: Sized + Send + Default + 'static {
         false
     }
 
-    /// The decoded copy of `fields` a request published with
-    /// [`__share`](Self::__share), for schemas declared
-    /// `#[session(cached)]` (the derive implements it); `None` otherwise.
+    /// Whether a value of this schema may be shared between requests: `true`
+    /// for schemas declared `#[session(cached)]` (the derive then also
+    /// implements [`__share`](Self::__share) and
+    /// [`__clone_shared`](Self::__clone_shared), which must return `Some`).
     /// Not part of the public API.
     #[doc(hidden)]
-    fn __shared(fields: &FieldMap) -> Option<Arc<Self>> {
-        let _ = fields;
-        None
-    }
+    const __CACHED: bool = false;
 
     /// Keeps `self`, decoded from `fields` at the current version and not
     /// changed since, as their shared decoded copy (schemas declared
@@ -216,6 +214,11 @@ pub struct FieldMap {
 /// bytes until its own first change, which empties its copy).
 #[derive(Clone, Default)]
 struct Decoded(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+// The memo only ever holds a finished, immutable value (`OnceLock` sets it
+// whole or not at all), so a panic cannot leave it half-changed.
+impl std::panic::UnwindSafe for Decoded {}
+impl std::panic::RefUnwindSafe for Decoded {}
 
 impl Decoded {
     const fn new() -> Self {
@@ -479,10 +482,10 @@ impl FieldMap {
             .retain(|(name, value)| keep(name.as_str(), value.as_slice()));
     }
 
-    /// The value of type `T` published for exactly these entries by
-    /// [`share`](Self::share), if any.
-    pub(crate) fn shared<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        Arc::clone(self.decoded.0.get()?).downcast::<T>().ok()
+    /// The value published for exactly these entries by
+    /// [`share`](Self::share), if any (of whatever type published it).
+    pub(crate) fn shared(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.decoded.0.get()
     }
 
     /// Publishes `value`, decoded from these entries, for readers of this

@@ -191,9 +191,16 @@ impl CookieStore {
     /// sealed here) are kept, so a hit opens exactly what the keys open;
     /// expiry is still checked from the payload on every request, and a
     /// value opened by a fallback key is never kept (it is re-issued under
-    /// the primary key each time). Memory: about the cookie's size twice
-    /// per entry (under 1 KB for a few hundred bytes of session data, at
-    /// most about 8 KB); a full cache forgets arbitrary entries.
+    /// the primary key each time). `entries` is rounded up to a multiple of
+    /// 8 (the cache has 8 shards, each forgetting an arbitrary entry when
+    /// full). Memory per entry: the value and its decoded record, about 3
+    /// times the cookie's size (about 1.1 KB for a 370-byte cookie), plus
+    /// the shared decoded copy of each `#[session(cached)]` namespace that
+    /// was read, whose size is that of the decoded Rust value (it can be
+    /// several times the cookie's for long lists of small items).
+    ///
+    /// The values are kept as they are: a heap dump of the process shows
+    /// them, as it shows the keys, which open and forge any cookie anyway.
     #[must_use]
     pub fn cache_capacity(mut self, entries: usize) -> Self {
         self.cache = entries;

@@ -59,6 +59,9 @@ pub struct Session<T: SessionData> {
     context: Arc<RequestSession>,
     /// Borrowed mutably since the last commit.
     changed: bool,
+    /// Borrowed mutably at all (`DerefMut` or `update`): the value may not
+    /// be what the store holds, so it never becomes a shared copy.
+    touched: bool,
     epoch: u64,
 }
 
@@ -77,6 +80,7 @@ where
             value: Some(value),
             context,
             changed: false,
+            touched: false,
             epoch,
         })
     }
@@ -91,6 +95,7 @@ impl<T: SessionData> Session<T> {
     }
 
     fn value_mut(&mut self) -> &mut T {
+        self.touched = true;
         self.value
             .as_mut()
             .expect("value is present until drop")
@@ -193,7 +198,8 @@ impl<T: SessionData> DerefMut for Session<T> {
 impl<T: SessionData> Drop for Session<T> {
     fn drop(&mut self) {
         if let Some(value) = self.value.take() {
-            self.context.check_in(value, self.changed, self.epoch);
+            self.context
+                .check_in(value, self.changed, !self.touched, self.epoch);
         }
     }
 }

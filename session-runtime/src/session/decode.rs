@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::baseline::{Baseline, default_fields};
+use super::held::Held;
 use crate::codec::CodecError;
 use crate::data::{DecodeError, FieldMap, SessionData};
 use crate::error::{ErrorChain, SessionRejection};
@@ -76,7 +77,10 @@ pub(crate) fn decode_namespace<T: SessionData>(
 /// memory); `None` sends the caller to [`decode_namespace`].
 pub(crate) fn shared_namespace<T: SessionData>(
     record: Option<&Record>,
-) -> Option<(Arc<T>, Baseline)> {
+) -> Option<(Held<T>, Baseline)> {
+    if !T::__CACHED {
+        return None;
+    }
     let record = record?;
     let (index, ns) = record
         .namespaces
@@ -86,7 +90,7 @@ pub(crate) fn shared_namespace<T: SessionData>(
     if ns.version != T::VERSION {
         return None;
     }
-    let value = T::__shared(&ns.fields)?;
+    let value = Held::shared(ns.fields.shared()?)?;
     Some((
         value,
         Baseline::Loaded {

@@ -226,8 +226,14 @@ impl RequestSession {
     }
 
     /// Hands a value back when its `Session<T>` is dropped.
-    pub(crate) fn check_in<T: SessionData>(&self, value: Held<T>, changed: bool, epoch: u64) {
-        self.lock().check_in(value, changed, epoch);
+    pub(crate) fn check_in<T: SessionData>(
+        &self,
+        value: Held<T>,
+        changed: bool,
+        untouched: bool,
+        epoch: u64,
+    ) {
+        self.lock().check_in(value, changed, untouched, epoch);
     }
 }
 

@@ -241,7 +241,7 @@ impl State {
             )
         } else if let Some((value, baseline)) = shared_namespace::<T>(self.record.as_ref()) {
             self.slots[index].baseline = baseline;
-            Held::Shared(value)
+            value
         } else {
             let (value, baseline) = decode_namespace::<T>(self.record.as_ref(), settings)?;
             self.slots[index].baseline = baseline;
@@ -289,7 +289,18 @@ impl State {
     }
 
     /// A dropped `Session<T>` hands its value back.
-    pub(crate) fn check_in<T: SessionData>(&mut self, value: Held<T>, changed: bool, epoch: u64) {
+    ///
+    /// `untouched`: the value was never borrowed mutably, not even by an
+    /// `update` (whose result may not be stored: it failed, found nothing
+    /// to write, or was cancelled), so it is what the loaded bytes decode
+    /// to, and may become their shared copy.
+    pub(crate) fn check_in<T: SessionData>(
+        &mut self,
+        value: Held<T>,
+        changed: bool,
+        untouched: bool,
+        epoch: u64,
+    ) {
         if epoch != self.epoch {
             // Cleared while this value was out: the value is stale.
             return;
@@ -318,7 +329,7 @@ impl State {
             // `#[session(cached)]` schema keeps it as the record's decoded
             // copy, which a store that keeps records in memory shares with
             // the next requests. Other schemas drop it here.
-            if !slot.kept_uncommitted {
+            if untouched && !slot.kept_uncommitted {
                 value.__share(&namespaces[*index].fields);
             }
         }

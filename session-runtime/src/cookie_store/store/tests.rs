@@ -11,8 +11,11 @@ fn key(byte: u8) -> CookieKey {
     CookieKey::from_bytes(vec![byte; 32])
 }
 
+/// A sealer that remembers nothing: every `open` here runs base64, the
+/// MAC or AEAD and the parse (`remembered_values_open_as_the_keys_do`
+/// covers the memory).
 fn sealer(store: CookieStore, name: &str) -> CookieSealer {
-    store.sealer(name).expect("a valid store")
+    store.cache_capacity(0).sealer(name).expect("a valid store")
 }
 
 fn record(user: &str) -> Record {
@@ -44,6 +47,26 @@ fn round_trip_in_both_modes() {
         assert!(opened.id == id);
         assert_eq!(opened.record, record("ann"));
         assert!(!opened.fallback);
+    }
+}
+
+#[test]
+fn remembered_values_open_as_the_keys_do() {
+    for store in both(1) {
+        let remembering = store.clone().sealer("session").unwrap();
+        let fresh = sealer(store, "session");
+        let id = RawId::generate().unwrap();
+        let value = remembering.seal(&id, &record("ann")).unwrap();
+        for s in [&remembering, &fresh, &remembering] {
+            let opened = s.open(&value).unwrap();
+            assert!(opened.id == id);
+            assert_eq!(opened.record, record("ann"));
+            assert!(!opened.fallback);
+        }
+        // A value the keys open is remembered by a sealer that opened it.
+        let other = fresh.seal(&id, &record("bob")).unwrap();
+        assert_eq!(remembering.open(&other).unwrap().record, record("bob"));
+        assert!(remembering.opened.get(&other).is_some());
     }
 }
 

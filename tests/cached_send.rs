@@ -1,16 +1,9 @@
-//! Review of `#[session(cached)]` (cd107e1): BUG, this file does not
-//! compile on cd107e1.
-//!
-//! A schema WITHOUT `cached` only has to be `Send` (`SessionData: Send`).
-//! Before cd107e1 `Session<T>` held an `Option<T>`, so it was `Send` for
-//! every schema; now it holds `Held<T>`, whose `Shared(Arc<T>)` variant
-//! makes `Session<T>: Send` require `T: Sync` too, for every schema, cached
-//! or not. A non-cached schema with a `Cell`/`RefCell` field can no longer
-//! be held across an `.await` in an axum handler (or moved to a task).
-//! (`Session::update` on such a schema was already not `Send` before:
-//! it holds `&T` across its await; this test does not use it.)
-//! Checked: with session-runtime and session-derive of cd107e1^ this file
-//! compiles and both tests pass.
+//! What `#[session(cached)]` must not take from other schemas: a schema
+//! without it only has to be `Send` (`SessionData: Send`), so `Session<T>`
+//! is `Send` for every schema and can be held across an `.await` (the first
+//! version required `T: Sync` for every schema); and the public store
+//! types stay `UnwindSafe` and `RefUnwindSafe`. This file not compiling is
+//! the failure.
 
 use std::cell::Cell;
 

@@ -1,8 +1,7 @@
-//! Adversarial review of `#[session(cached)]` (commit cd107e1): tests that
-//! try to make a request see something other than what the store holds.
-//!
-//! Tests named `bug_*` FAIL on cd107e1 and show a defect; the others pass
-//! and record what was checked.
+//! `#[session(cached)]` at its edges: tests that try to make a request see
+//! something other than what the store holds (from an adversarial review).
+//! The `*_never_*shared*` / `cancelled_*` ones failed on the first version,
+//! which shared a value an `update` had touched but not stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +76,7 @@ fn scratch_app() -> Router {
 /// published as the namespace's shared copy, so the NEXT request of the
 /// session reads it (a non-cached schema reads `Default`, as documented).
 #[tokio::test]
-async fn bug_skip_field_set_in_noop_update_leaks_into_next_request() {
+async fn a_skip_field_set_in_a_noop_update_is_never_shared() {
     let app = scratch_app();
     let cookie = submit(&app, "/login", None).await.cookie();
     // The first request after the write decodes (no shared copy yet) and
@@ -93,7 +92,7 @@ async fn bug_skip_field_set_in_noop_update_leaks_into_next_request() {
 /// BUG, same cause: a direct edit of a skipped field followed by an
 /// `update` that stores nothing (`update` resets the "changed" flag).
 #[tokio::test]
-async fn bug_skip_field_direct_edit_then_noop_update_leaks_into_next_request() {
+async fn a_skip_field_edit_then_a_noop_update_is_never_shared() {
     let app = scratch_app();
     let cookie = submit(&app, "/login", None).await.cookie();
     submit(&app, "/note/direct-then-update", Some(&cookie)).await;
@@ -473,7 +472,7 @@ impl typed_sessions::stores::SessionStore for SlowSaves {
 /// drop it is published as the shared copy of the stored record, and the
 /// next request reads a value that was never stored.
 #[tokio::test]
-async fn bug_cancelled_update_result_is_published_as_the_shared_copy() {
+async fn a_cancelled_update_result_is_never_shared() {
     let store = MemoryStore::new();
     let app = acct_routes()
         .route(
@@ -537,7 +536,7 @@ struct Side {
 /// and a concurrent request that loaded the same record reads it.
 /// (Here the update is dropped after its first poll, i.e. at the pause.)
 #[tokio::test]
-async fn bug_cancelled_update_after_conflict_leaks_to_a_concurrent_reader() {
+async fn cancelled_update_after_a_conflict_is_never_shared_with_a_concurrent_reader() {
     let app = acct_routes()
         .route(
             "/reader",
