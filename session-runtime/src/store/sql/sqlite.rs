@@ -171,18 +171,8 @@ impl SqliteStoreBuilder {
         let cannot = |err: sqlx::Error| {
             StoreError::backend(format!("cannot open the SQLite database {shown}: {err}"))
         };
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(self.timeout)
-            .connect_with(options.clone())
-            .await
-            .map_err(cannot)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(self.timeout)
-            .connect_with(options)
-            .await
-            .map_err(cannot)?;
+        let writer = connect(&options, 1, self.timeout).await.map_err(cannot)?;
+        let pool = connect(&options, 4, self.timeout).await.map_err(cannot)?;
         let mut store = self.build(pool).map_err(StoreError::backend)?;
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             // Always: nobody else holds the store yet.
@@ -214,6 +204,36 @@ impl SqliteStoreBuilder {
                 sql,
             }),
         })
+    }
+}
+
+/// A pool of `max` connections to `options`. Opening a connection switches
+/// the file to WAL, and SQLite can refuse that with `SQLITE_BUSY` at once,
+/// without waiting out the busy timeout, while another process or pool
+/// opens the same new file: such a refusal is retried until `timeout`.
+async fn connect(
+    options: &SqliteConnectOptions,
+    max: u32,
+    timeout: Duration,
+) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let result = SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(timeout)
+            .connect_with(options.clone())
+            .await;
+        match result {
+            Err(sqlx::Error::Database(err))
+                if err.code().is_some_and(|code| sqlite_transient(&code))
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 
