@@ -321,7 +321,11 @@ async fn run(mut server: RedisServer, fault: Fault) {
             let fault_started = Instant::now();
             let sleeper =
                 server.command_in_background(&["DEBUG", "SLEEP", &STALL_SECS.to_string()]);
-            let fault_in_effect = Instant::now();
+            // Redis still answers the commands that reached it in the same
+            // turn of its event loop as `DEBUG SLEEP` (requests of the 32
+            // clients sent a moment after ours was written): only requests
+            // sent 100 ms later are sure to meet a sleeping Redis.
+            let fault_in_effect = Instant::now() + Duration::from_millis(100);
             // The stall ends STALL_SECS after Redis read the command; say
             // it may end a little earlier than by this clock.
             sleep(Duration::from_millis(STALL_SECS * 1000 - 200)).await;
