@@ -17,12 +17,7 @@ pub(crate) fn decode_namespace<T: SessionData>(
     record: Option<&Record>,
     settings: &Settings,
 ) -> Result<(T, Baseline), SessionRejection> {
-    let Some((index, ns)) = record.and_then(|r| {
-        r.namespaces
-            .iter()
-            .enumerate()
-            .find(|(_, ns)| ns.name == T::NAMESPACE)
-    }) else {
+    let Some((index, ns)) = record.and_then(namespace_of::<T>) else {
         return Ok((T::default(), Baseline::Absent));
     };
     // A baseline computed here: the stored bytes are not at this version
@@ -82,11 +77,7 @@ pub(crate) fn shared_namespace<T: SessionData>(
         return None;
     }
     let record = record?;
-    let (index, ns) = record
-        .namespaces
-        .iter()
-        .enumerate()
-        .find(|(_, ns)| ns.name == T::NAMESPACE)?;
+    let (index, ns) = namespace_of::<T>(record)?;
     if ns.version != T::VERSION {
         return None;
     }
@@ -98,6 +89,15 @@ pub(crate) fn shared_namespace<T: SessionData>(
             index,
         },
     ))
+}
+
+/// `T`'s namespace in `record`, with its index.
+fn namespace_of<T: SessionData>(record: &Record) -> Option<(usize, &NamespaceRecord)> {
+    record
+        .namespaces
+        .iter()
+        .enumerate()
+        .find(|(_, ns)| ns.name == T::NAMESPACE)
 }
 
 /// A codec's message can quote the stored bytes it failed on. It is kept
