@@ -203,6 +203,11 @@ impl FieldInfo {
 #[derive(Clone, Default)]
 pub struct FieldMap {
     entries: Vec<(Name, Value)>,
+    /// The buffer every shared name and value of `entries` is a range of
+    /// (set when the map was decoded from one sealed cookie): one reference
+    /// count for all of them, so cloning or dropping the map touches it
+    /// once, not twice per field.
+    buf: Option<Arc<[u8]>>,
     /// A schema value decoded from exactly these entries, kept for schemas
     /// that opt in with `#[session(cached)]`; every `&mut self` method
     /// empties it, so it never outlives the bytes it was decoded from.
@@ -231,19 +236,10 @@ impl Decoded {
     }
 }
 
-/// A range of a buffer shared by every field decoded from one sealed
-/// cookie: one allocation for all their names and values, not two each.
-#[derive(Clone)]
-struct Shared {
-    buf: Arc<[u8]>,
-    range: Range<usize>,
-}
-
-impl Shared {
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        &self.buf[self.range.clone()]
-    }
+/// The bytes of the map's shared buffer (empty when it has none).
+#[inline]
+fn bytes_of(buf: &Option<Arc<[u8]>>) -> &[u8] {
+    buf.as_deref().unwrap_or(&[])
 }
 
 /// A field name, with its length at hand: most names a lookup passes over
@@ -254,23 +250,20 @@ struct Name {
     text: NameText,
 }
 
-/// A schema's `&'static str`, an owned name, or a range of a shared buffer
-/// that was checked to be UTF-8 when it was decoded.
+/// A schema's `&'static str`, an owned name, or a range of the map's
+/// shared buffer that was checked to be UTF-8 when it was decoded.
 #[derive(Clone)]
 enum NameText {
     Static(&'static str),
     Owned(Box<str>),
-    Shared(Shared),
+    Shared(Range<usize>),
 }
 
 impl Name {
     fn new(name: Cow<'static, str>) -> Self {
         match name {
             Cow::Borrowed(name) => Self::fixed(name),
-            Cow::Owned(name) => Self {
-                len: name.len(),
-                text: NameText::Owned(name.into_boxed_str()),
-            },
+            Cow::Owned(name) => Self::owned(name.into_boxed_str()),
         }
     }
 
@@ -281,60 +274,98 @@ impl Name {
         }
     }
 
-    fn shared(shared: Shared) -> Self {
+    fn owned(name: Box<str>) -> Self {
         Self {
-            len: shared.range.len(),
-            text: NameText::Shared(shared),
+            len: name.len(),
+            text: NameText::Owned(name),
         }
     }
 
-    /// Whether this is `name`.
+    fn shared(range: Range<usize>) -> Self {
+        Self {
+            len: range.len(),
+            text: NameText::Shared(range),
+        }
+    }
+
+    /// Whether this is `name` (`buf`: the map's shared buffer).
     #[inline]
-    fn is(&self, name: &[u8]) -> bool {
-        self.len == name.len() && self.as_bytes() == name
+    fn is(&self, buf: &[u8], name: &[u8]) -> bool {
+        self.len == name.len() && self.as_bytes(buf) == name
     }
 
     #[inline]
-    fn as_bytes(&self) -> &[u8] {
+    fn as_bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
         match &self.text {
             NameText::Static(name) => name.as_bytes(),
             NameText::Owned(name) => name.as_bytes(),
-            NameText::Shared(shared) => shared.bytes(),
+            NameText::Shared(range) => &buf[range.clone()],
         }
     }
 
-    fn as_str(&self) -> &str {
+    fn as_str<'a>(&'a self, buf: &'a [u8]) -> &'a str {
         match &self.text {
             NameText::Static(name) => name,
             NameText::Owned(name) => name,
-            NameText::Shared(shared) => {
-                std::str::from_utf8(shared.bytes()).expect("checked to be UTF-8 when decoded")
+            NameText::Shared(range) => {
+                std::str::from_utf8(&buf[range.clone()]).expect("checked to be UTF-8 when decoded")
             }
+        }
+    }
+
+    /// This name in a map whose shared buffer is `to`, taken from a map
+    /// whose shared buffer is `from`: a shared name is copied unless both
+    /// maps share the same buffer.
+    fn moved(&self, from: &Option<Arc<[u8]>>, to: &Option<Arc<[u8]>>) -> Self {
+        match &self.text {
+            NameText::Shared(_) if !same_buffer(from, to) => {
+                Self::owned(self.as_str(bytes_of(from)).into())
+            }
+            _ => self.clone(),
         }
     }
 }
 
-/// A field value: owned bytes, or a range of a shared buffer.
+/// A field value: owned bytes, or a range of the map's shared buffer.
 #[derive(Clone)]
 enum Value {
     Owned(Vec<u8>),
-    Shared(Shared),
+    Shared(Range<usize>),
 }
 
 impl Value {
     #[inline]
-    fn as_slice(&self) -> &[u8] {
+    fn as_slice<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
         match self {
             Self::Owned(bytes) => bytes,
-            Self::Shared(shared) => shared.bytes(),
+            Self::Shared(range) => &buf[range.clone()],
         }
     }
 
-    fn into_vec(self) -> Vec<u8> {
+    fn into_vec(self, buf: &[u8]) -> Vec<u8> {
         match self {
             Self::Owned(bytes) => bytes,
-            Self::Shared(shared) => shared.bytes().to_vec(),
+            Self::Shared(range) => buf[range].to_vec(),
         }
+    }
+
+    /// This value in a map whose shared buffer is `to`, taken from a map
+    /// whose shared buffer is `from` (see [`Name::moved`]).
+    fn moved(&self, from: &Option<Arc<[u8]>>, to: &Option<Arc<[u8]>>) -> Self {
+        match self {
+            Self::Shared(range) if !same_buffer(from, to) => {
+                Self::Owned(bytes_of(from)[range.clone()].to_vec())
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// Whether two maps' shared buffers are one.
+fn same_buffer(a: &Option<Arc<[u8]>>, b: &Option<Arc<[u8]>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
     }
 }
 
@@ -342,12 +373,15 @@ impl Value {
 /// order (however the bytes are held).
 impl PartialEq for FieldMap {
     fn eq(&self, other: &Self) -> bool {
+        let (ours, theirs) = (bytes_of(&self.buf), bytes_of(&other.buf));
         self.entries.len() == other.entries.len()
             && self
                 .entries
                 .iter()
                 .zip(&other.entries)
-                .all(|((a, x), (b, y))| a.is(b.as_bytes()) && x.as_slice() == y.as_slice())
+                .all(|((a, x), (b, y))| {
+                    a.is(ours, b.as_bytes(theirs)) && x.as_slice(ours) == y.as_slice(theirs)
+                })
     }
 }
 
@@ -362,11 +396,12 @@ impl std::fmt::Debug for FieldMap {
                 write!(f, "<{} bytes>", self.0)
             }
         }
+        let buf = bytes_of(&self.buf);
         f.debug_map()
             .entries(
                 self.entries
                     .iter()
-                    .map(|(name, value)| (name.as_str(), Size(value.as_slice().len()))),
+                    .map(|(name, value)| (name.as_str(buf), Size(value.as_slice(buf).len()))),
             )
             .finish()
     }
@@ -377,6 +412,7 @@ impl FieldMap {
     pub const fn new() -> Self {
         Self {
             entries: Vec::new(),
+            buf: None,
             decoded: Decoded::new(),
         }
     }
@@ -385,21 +421,24 @@ impl FieldMap {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             entries: Vec::with_capacity(capacity),
+            buf: None,
             decoded: Decoded::new(),
         }
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.entries.iter().position(|(key, _)| key.is(name))
+        let buf = bytes_of(&self.buf);
+        self.entries.iter().position(|(key, _)| key.is(buf, name))
     }
 
     /// The bytes stored under `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let name = name.as_bytes();
+        let buf = bytes_of(&self.buf);
         self.entries
             .iter()
-            .find(|(key, _)| key.is(name))
-            .map(|(_, value)| value.as_slice())
+            .find(|(key, _)| key.is(buf, name))
+            .map(|(_, value)| value.as_slice(buf))
     }
 
     /// Sets `name` to `value`, returning the previous bytes.
@@ -412,7 +451,8 @@ impl FieldMap {
         let name = name.into();
         if let Some(index) = self.position(name.as_bytes()) {
             let slot = &mut self.entries[index].1;
-            return Some(std::mem::replace(slot, Value::Owned(value)).into_vec());
+            let old = std::mem::replace(slot, Value::Owned(value));
+            return Some(old.into_vec(bytes_of(&self.buf)));
         }
         self.entries.push((Name::new(name), Value::Owned(value)));
         None
@@ -433,7 +473,8 @@ impl FieldMap {
 
     /// Adds a field whose name and value are ranges of `buf` (the name's
     /// bytes checked to be UTF-8 by the caller); `false`, and nothing
-    /// added, when the name is already there.
+    /// added, when the name is already there. A map shares one buffer: the
+    /// first call sets it, and a field from another buffer is copied.
     pub(crate) fn insert_shared(
         &mut self,
         buf: &Arc<[u8]>,
@@ -445,25 +486,39 @@ impl FieldMap {
         if self.position(&buf[name.clone()]).is_some() {
             return false;
         }
-        let shared = |range| Shared {
-            buf: Arc::clone(buf),
-            range,
+        let entry = match &self.buf {
+            None => {
+                self.buf = Some(Arc::clone(buf));
+                (Name::shared(name), Value::Shared(value))
+            }
+            Some(own) if Arc::ptr_eq(own, buf) => (Name::shared(name), Value::Shared(value)),
+            Some(_) => {
+                let text = std::str::from_utf8(&buf[name]).expect("checked by the caller");
+                (Name::owned(text.into()), Value::Owned(buf[value].to_vec()))
+            }
         };
-        self.entries
-            .push((Name::shared(shared(name)), Value::Shared(shared(value))));
+        self.entries.push(entry);
         true
     }
 
     /// Sets every field of `other`, keeping the fields it does not name.
     pub fn merge(&mut self, other: &FieldMap) {
         self.decoded.clear();
+        if self.buf.is_none() {
+            // No shared entries here yet: `other`'s can stay shared.
+            self.buf.clone_from(&other.buf);
+        }
+        let theirs = bytes_of(&other.buf);
         for (name, value) in &other.entries {
-            match self.position(name.as_bytes()) {
+            match self.position(name.as_bytes(theirs)) {
                 Some(index) => match (&mut self.entries[index].1, value) {
                     (Value::Owned(slot), Value::Owned(bytes)) => slot.clone_from(bytes),
-                    (slot, value) => *slot = value.clone(),
+                    (slot, value) => *slot = value.moved(&other.buf, &self.buf),
                 },
-                None => self.entries.push((name.clone(), value.clone())),
+                None => self.entries.push((
+                    name.moved(&other.buf, &self.buf),
+                    value.moved(&other.buf, &self.buf),
+                )),
             }
         }
     }
@@ -472,14 +527,15 @@ impl FieldMap {
     pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
         self.decoded.clear();
         let index = self.position(name.as_bytes())?;
-        Some(self.entries.remove(index).1.into_vec())
+        Some(self.entries.remove(index).1.into_vec(bytes_of(&self.buf)))
     }
 
     /// Keeps only the fields for which `keep(name, bytes)` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
         self.decoded.clear();
+        let buf = bytes_of(&self.buf);
         self.entries
-            .retain(|(name, value)| keep(name.as_str(), value.as_slice()));
+            .retain(|(name, value)| keep(name.as_str(buf), value.as_slice(buf)));
     }
 
     /// The value published for exactly these entries by
@@ -502,13 +558,15 @@ impl FieldMap {
 
     /// A copy of the fields for which `keep(name, bytes)` is true.
     pub(crate) fn subset(&self, mut keep: impl FnMut(&str, &[u8]) -> bool) -> FieldMap {
+        let buf = bytes_of(&self.buf);
         FieldMap {
             entries: self
                 .entries
                 .iter()
-                .filter(|(name, value)| keep(name.as_str(), value.as_slice()))
+                .filter(|(name, value)| keep(name.as_str(buf), value.as_slice(buf)))
                 .cloned()
                 .collect(),
+            buf: self.buf.clone(),
             decoded: Decoded::new(),
         }
     }
@@ -525,24 +583,27 @@ impl FieldMap {
 
     /// The fields as `(name, bytes)` pairs.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
+        let buf = bytes_of(&self.buf);
         self.entries
             .iter()
-            .map(|(key, value)| (key.as_str(), value.as_slice()))
+            .map(move |(key, value)| (key.as_str(buf), value.as_slice(buf)))
     }
 
     /// The fields as `(name, bytes)` pairs, the names as bytes (no UTF-8
     /// check of a shared name).
     pub(crate) fn iter_bytes(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
+        let buf = bytes_of(&self.buf);
         self.entries
             .iter()
-            .map(|(key, value)| (key.as_bytes(), value.as_slice()))
+            .map(move |(key, value)| (key.as_bytes(buf), value.as_slice(buf)))
     }
 
     /// The sum of name and value lengths: what the fields weigh in storage.
     pub fn byte_size(&self) -> usize {
+        let buf = bytes_of(&self.buf);
         self.entries
             .iter()
-            .map(|(k, v)| k.len + v.as_slice().len())
+            .map(|(k, v)| k.len + v.as_slice(buf).len())
             .sum()
     }
 }

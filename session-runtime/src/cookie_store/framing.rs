@@ -59,6 +59,21 @@ pub(crate) fn encoded_len(record: &Record) -> usize {
     len
 }
 
+/// Whether [`decode`] reads `record` back from what [`encode`] writes for
+/// it: every namespace name and every field name within a namespace
+/// unique (the only records it refuses).
+pub(crate) fn reads_back(record: &Record) -> bool {
+    let namespaces = &record.namespaces;
+    namespaces.iter().enumerate().all(|(i, ns)| {
+        namespaces[..i].iter().all(|other| other.name != ns.name)
+            && ns
+                .fields
+                .iter_bytes()
+                .enumerate()
+                .all(|(j, (name, _))| ns.fields.iter_bytes().take(j).all(|(n, _)| n != name))
+    })
+}
+
 /// Reads a body back. `None` for anything [`encode`] cannot have written:
 /// a short or over-long body, a length past the end, a name that is not
 /// UTF-8, a duplicate namespace or field, a timestamp out of range.
@@ -285,6 +300,32 @@ mod tests {
             let (back_id, back) = decode(&body).expect("an encoded body decodes");
             prop_assert!(back_id == id);
             prop_assert_eq!(back, record);
+        }
+
+        #[test]
+        fn reads_back_says_whether_a_record_round_trips(
+            id in any::<[u8; 16]>(),
+            record in record_strategy(),
+            repeat in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            // Maybe a namespace name repeated (the only way a record can
+            // hold a repeated name: a field map keeps its names unique).
+            let mut namespaces = (*record.namespaces).clone();
+            if let (Some(at), false) = (repeat, namespaces.is_empty()) {
+                let mut copy = namespaces[at.index(namespaces.len())].clone();
+                copy.revision = copy.revision.wrapping_add(1);
+                namespaces.push(copy);
+            }
+            let record = Record::new(record.created_at_ms, record.last_seen_ms, record.expires_at_ms, namespaces);
+            let id = RawId::from_bytes(id);
+            let mut body = Vec::new();
+            encode(&id, &record, &mut body);
+            let back = decode(&body);
+            prop_assert_eq!(reads_back(&record), back.is_some());
+            if let Some((back_id, back)) = back {
+                prop_assert!(back_id == id);
+                prop_assert_eq!(back, record);
+            }
         }
 
         #[test]

@@ -101,23 +101,26 @@ impl OpenedCache {
             return;
         }
         let (shard, hash) = self.slot(value);
+        let entry = Entry {
+            value: value.into(),
+            id,
+            record,
+        };
         let mut map = self.shards[shard]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.per_shard
+        let evicted = if map.len() >= self.per_shard
             && !map.contains_key(&hash)
             && let Some(&victim) = map.keys().next()
         {
-            map.remove(&victim);
-        }
-        map.insert(
-            hash,
-            Entry {
-                value: value.into(),
-                id,
-                record,
-            },
-        );
+            map.remove(&victim)
+        } else {
+            None
+        };
+        let replaced = map.insert(hash, entry);
+        // What leaves is freed after the shard is unlocked.
+        drop(map);
+        drop((evicted, replaced));
     }
 
     #[cfg(test)]
