@@ -139,6 +139,14 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         quote!(#index => #call(&__value.#member),)
     });
 
+    let encode_into_arms = stored.iter().enumerate().map(|(index, f)| {
+        let member = f.ident;
+        let ty = f.ty;
+        let call =
+            quote_spanned!(ty.span()=> <#ty as #p::StoredField>::encode_into_with::<__S::Codec>);
+        quote!(#index => #call(&__value.#member, __out),)
+    });
+
     let (equals_stored, equals_stored_fn) = equals_stored(&p, ident, &stored);
 
     let field_inits = cont.fields.iter().map(|f| {
@@ -186,6 +194,14 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
                     __encode_field::<Self>(self, __index)
                 }
 
+                fn __encode_field_into(
+                    &self,
+                    __index: #usize_,
+                    __out: &mut #p::Vec<#u8_>,
+                ) -> #p::Result<(), #p::CodecError> {
+                    __encode_field_into::<Self>(self, __index, __out)
+                }
+
                 #equals_stored
 
                 #cached
@@ -208,6 +224,18 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
             ) -> #p::Result<#p::Vec<#u8_>, #p::CodecError> {
                 match __index {
                     #(#encode_arms)*
+                    _ => #p::Err(#p::no_such_field(__index)),
+                }
+            }
+
+            #[inline]
+            fn __encode_field_into<__S: #p::SessionData>(
+                __value: &#ident,
+                __index: #usize_,
+                __out: &mut #p::Vec<#u8_>,
+            ) -> #p::Result<(), #p::CodecError> {
+                match __index {
+                    #(#encode_into_arms)*
                     _ => #p::Err(#p::no_such_field(__index)),
                 }
             }

@@ -27,6 +27,8 @@ pub use std::vec::Vec;
 pub trait StoredField: Sized {
     /// The field's bytes under codec `C`.
     fn encode_with<C: Codec>(&self) -> Result<Vec<u8>, CodecError>;
+    /// The field's bytes under codec `C`, appended to `out`.
+    fn encode_into_with<C: Codec>(&self, out: &mut Vec<u8>) -> Result<(), CodecError>;
     /// The field read back from its bytes under codec `C`.
     fn decode_with<C: Codec>(bytes: &[u8]) -> Result<Self, CodecError>;
 }
@@ -36,6 +38,11 @@ impl<T: Serialize + DeserializeOwned> StoredField for T {
     #[inline]
     fn encode_with<C: Codec>(&self) -> Result<Vec<u8>, CodecError> {
         C::encode(self)
+    }
+
+    #[inline]
+    fn encode_into_with<C: Codec>(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        C::encode_into(self, out)
     }
 
     #[inline]

@@ -86,6 +86,18 @@ pub trait Codec: 'static {
     /// are not strings, or a `Serialize` impl that fails).
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError>;
 
+    /// Appends what [`encode`](Self::encode) returns to `out`; on an error,
+    /// `out` is left as it was. The default calls `encode`; a codec that
+    /// can write into a buffer overrides it, saving an allocation per field
+    /// when a write compares each field with its stored bytes.
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode).
+    fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(&Self::encode(value)?);
+        Ok(())
+    }
+
     /// Decodes one value from bytes this codec produced.
     ///
     /// # Errors
@@ -120,6 +132,22 @@ impl Codec for JsonCodec {
         Ok(bytes)
     }
 
+    fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let start = out.len();
+        let written = serde_json::to_writer(&mut *out, value)
+            .map_err(CodecError::encode)
+            .and_then(|()| {
+                if contains_null(&out[start..]) {
+                    finite::check(value).map_err(CodecError::encode)?;
+                }
+                Ok(())
+            });
+        if written.is_err() {
+            out.truncate(start);
+        }
+        written
+    }
+
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         serde_json::from_slice(bytes).map_err(CodecError::decode)
     }
@@ -129,4 +157,60 @@ fn contains_null(bytes: &[u8]) -> bool {
     // A one-byte search, then a look at the three bytes after each hit: no
     // searcher to build per call (fields are short, and most hold no `n`).
     memchr::memchr_iter(b'n', bytes).any(|at| bytes[at..].starts_with(b"null"))
+}
+
+#[cfg(test)]
+mod encode_into {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A codec that only implements `encode`: the default `encode_into`.
+    struct Plain;
+    impl Codec for Plain {
+        fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+            JsonCodec::encode(value)
+        }
+        fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+            JsonCodec::decode(bytes)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn appends_what_encode_returns(
+            prefix in proptest::collection::vec(any::<u8>(), 0..8),
+            text in ".{0,20}",
+            numbers in proptest::collection::vec(any::<f64>(), 0..4),
+            flag in proptest::option::of(any::<bool>()),
+        ) {
+            let value = (&text, &numbers, flag);
+            let expected = JsonCodec::encode(&value);
+            for into in [JsonCodec::encode_into::<_>, Plain::encode_into::<_>] {
+                let mut out = prefix.clone();
+                let got = into(&value, &mut out);
+                match &expected {
+                    Ok(bytes) => {
+                        prop_assert!(got.is_ok());
+                        prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+                        prop_assert_eq!(&out[prefix.len()..], &bytes[..]);
+                    }
+                    Err(_) => {
+                        // A non-finite float: refused, and `out` untouched.
+                        prop_assert!(got.is_err());
+                        prop_assert_eq!(&out, &prefix);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_value_leaves_the_buffer_as_it_was() {
+        let mut out = b"kept".to_vec();
+        assert!(JsonCodec::encode_into(&[1.0, f64::NAN], &mut out).is_err());
+        assert_eq!(out, b"kept");
+        // `null` from an `Option` is fine.
+        JsonCodec::encode_into(&None::<u8>, &mut out).unwrap();
+        assert_eq!(out, b"keptnull");
+    }
 }

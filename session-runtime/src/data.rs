@@ -108,6 +108,19 @@ pub trait SessionData: Sized + Send + Default + 'static {
         None
     }
 
+    /// Appends what [`encode_field`](Self::encode_field) returns to `out`
+    /// (left as it was on an error). The derive implements it through the
+    /// codec's [`Codec::encode_into`]; the default calls `encode_field`.
+    /// Not part of the public API.
+    ///
+    /// # Errors
+    /// As [`encode_field`](Self::encode_field).
+    #[doc(hidden)]
+    fn __encode_field_into(&self, index: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(&self.encode_field(index)?);
+        Ok(())
+    }
+
     /// Encodes every stored field.
     ///
     /// # Errors

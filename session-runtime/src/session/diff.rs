@@ -149,13 +149,16 @@ fn patch_diff<T: SessionData>(
     // Whether every field encodes as the schema's `Default` does (both
     // encodings list `T::FIELDS` in order, so this is `current == defaults`).
     let mut all_default = defaults.len() == T::FIELDS.len();
+    // Each field is encoded into one buffer; only a changed one is copied.
+    let mut bytes = Vec::with_capacity(128);
     for (index, info) in T::FIELDS.iter().enumerate() {
-        let bytes = value.encode_field(index)?;
+        bytes.clear();
+        value.__encode_field_into(index, &mut bytes)?;
         let name = info.name();
         all_default = all_default && defaults.get(name) == Some(bytes.as_slice());
         if stored.get(name) != Some(bytes.as_slice()) {
             rotate |= info.rotate_id();
-            changed.push_new(name, bytes);
+            changed.push_new(name, bytes.clone());
         }
     }
     let mut rebase = Rebase {
