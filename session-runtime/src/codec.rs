@@ -89,7 +89,10 @@ pub trait Codec: 'static {
     /// Appends what [`encode`](Self::encode) returns to `out`; on an error,
     /// `out` is left as it was. The default calls `encode`; a codec that
     /// can write into a buffer overrides it, saving an allocation per field
-    /// when a write compares each field with its stored bytes.
+    /// when a write compares each field with its stored bytes. An override
+    /// must append exactly the bytes `encode` returns and fail exactly when
+    /// it fails: the runtime uses both and compares their output (debug
+    /// builds check that they agree).
     ///
     /// # Errors
     /// As [`encode`](Self::encode).

@@ -215,11 +215,14 @@ impl FieldInfo {
 /// through it.
 #[derive(Clone, Default)]
 pub struct FieldMap {
+    /// Never two entries with one name: every way in (`insert`,
+    /// `push_new`, `insert_shared`, `merge`, `FromIterator`) replaces or
+    /// refuses a name already there; the cookie framing relies on it.
     entries: Vec<(Name, Value)>,
     /// The buffer every shared name and value of `entries` is a range of
     /// (set when the map was decoded from one sealed cookie): one reference
     /// count for all of them, so cloning or dropping the map touches it
-    /// once, not twice per field.
+    /// once, not twice per field. `None` when no entry is shared.
     buf: Option<Arc<[u8]>>,
     /// A schema value decoded from exactly these entries, kept for schemas
     /// that opt in with `#[session(cached)]`; every `&mut self` method
@@ -444,6 +447,29 @@ impl FieldMap {
         self.entries.iter().position(|(key, _)| key.is(buf, name))
     }
 
+    /// Whether any entry's name or value is a range of `buf`.
+    fn holds_shared(entries: &[(Name, Value)]) -> bool {
+        entries.iter().any(|(name, value)| {
+            matches!(name.text, NameText::Shared(_)) || matches!(value, Value::Shared(_))
+        })
+    }
+
+    /// Whether the map holds a shared buffer, and whether an entry refers
+    /// to it (the two agree).
+    #[cfg(test)]
+    pub(crate) fn buffer_state(&self) -> (bool, bool) {
+        (self.buf.is_some(), Self::holds_shared(&self.entries))
+    }
+
+    /// Lets go of the shared buffer once no entry refers to it (so a map
+    /// whose decoded fields were all replaced keeps no copy of the old
+    /// bytes).
+    fn release_unused(&mut self) {
+        if self.buf.is_some() && !Self::holds_shared(&self.entries) {
+            self.buf = None;
+        }
+    }
+
     /// The bytes stored under `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let name = name.as_bytes();
@@ -465,7 +491,9 @@ impl FieldMap {
         if let Some(index) = self.position(name.as_bytes()) {
             let slot = &mut self.entries[index].1;
             let old = std::mem::replace(slot, Value::Owned(value));
-            return Some(old.into_vec(bytes_of(&self.buf)));
+            let old = old.into_vec(bytes_of(&self.buf));
+            self.release_unused();
+            return Some(old);
         }
         self.entries.push((Name::new(name), Value::Owned(value)));
         None
@@ -479,6 +507,7 @@ impl FieldMap {
         self.decoded.clear();
         if let Some(i) = self.position(name.as_bytes()) {
             self.entries[i].1 = Value::Owned(value);
+            self.release_unused();
             return;
         }
         self.entries.push((Name::fixed(name), Value::Owned(value)));
@@ -534,13 +563,16 @@ impl FieldMap {
                 )),
             }
         }
+        self.release_unused();
     }
 
     /// Removes `name`, returning its bytes.
     pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
         self.decoded.clear();
         let index = self.position(name.as_bytes())?;
-        Some(self.entries.remove(index).1.into_vec(bytes_of(&self.buf)))
+        let removed = self.entries.remove(index).1.into_vec(bytes_of(&self.buf));
+        self.release_unused();
+        Some(removed)
     }
 
     /// Keeps only the fields for which `keep(name, bytes)` is true.
@@ -549,6 +581,7 @@ impl FieldMap {
         let buf = bytes_of(&self.buf);
         self.entries
             .retain(|(name, value)| keep(name.as_str(buf), value.as_slice(buf)));
+        self.release_unused();
     }
 
     /// The value published for exactly these entries by
@@ -572,14 +605,15 @@ impl FieldMap {
     /// A copy of the fields for which `keep(name, bytes)` is true.
     pub(crate) fn subset(&self, mut keep: impl FnMut(&str, &[u8]) -> bool) -> FieldMap {
         let buf = bytes_of(&self.buf);
+        let entries: Vec<(Name, Value)> = self
+            .entries
+            .iter()
+            .filter(|(name, value)| keep(name.as_str(buf), value.as_slice(buf)))
+            .cloned()
+            .collect();
         FieldMap {
-            entries: self
-                .entries
-                .iter()
-                .filter(|(name, value)| keep(name.as_str(buf), value.as_slice(buf)))
-                .cloned()
-                .collect(),
-            buf: self.buf.clone(),
+            buf: self.buf.clone().filter(|_| Self::holds_shared(&entries)),
+            entries,
             decoded: Decoded::new(),
         }
     }

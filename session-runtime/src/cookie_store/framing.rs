@@ -71,8 +71,9 @@ pub(crate) fn reads_back(record: &Record) -> bool {
 }
 
 /// Reads a body back. `None` for anything [`encode`] cannot have written:
-/// a short or over-long body, a length past the end, a name that is not
-/// UTF-8, a duplicate namespace or field, a timestamp out of range.
+/// a short or over-long body, a length past the end, a count or varint
+/// that cannot be, a name that is not UTF-8, a version over `u32`, a
+/// duplicate namespace or field.
 ///
 /// The fields' names and values stay in one shared copy of `body` (one
 /// allocation for all of them, not two per field).
@@ -457,6 +458,11 @@ mod shared_buffer_model {
             .map(|(n, v)| (n.to_owned(), v.to_vec()))
             .collect();
         assert_eq!(got, model);
+        let (held, used) = map.buffer_state();
+        assert_eq!(
+            held, used,
+            "a buffer is held exactly while an entry uses it"
+        );
         let mut owned = FieldMap::new();
         for (n, v) in model {
             owned.insert(n.clone(), v.clone());

@@ -193,8 +193,10 @@ impl CookieStore {
     /// value opened by a fallback key is never kept (it is re-issued under
     /// the primary key each time). `entries` is rounded up to a multiple of
     /// 8 (the cache has 8 shards, each forgetting an arbitrary entry when
-    /// full). Memory per entry: the value and its decoded record, about 3
-    /// times the cookie's size (about 1.1 KB for a 370-byte cookie), plus
+    /// full). Memory per entry: the value and its decoded record, two to
+    /// four times the cookie's size (a record sealed after a write also
+    /// keeps, while any of its fields is unchanged, the decoded bytes of
+    /// the value its session was last opened from), plus
     /// the shared decoded copy of each `#[session(cached)]` namespace that
     /// was read, whose size is that of the decoded Rust value (it can be
     /// several times the cookie's for long lists of small items).

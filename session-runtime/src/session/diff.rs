@@ -154,6 +154,11 @@ fn patch_diff<T: SessionData>(
     for (index, info) in T::FIELDS.iter().enumerate() {
         bytes.clear();
         value.__encode_field_into(index, &mut bytes)?;
+        debug_assert!(
+            value.encode_field(index).is_ok_and(|whole| whole == bytes),
+            "encode_into and encode disagree on field {index} of {}",
+            T::NAMESPACE
+        );
         let name = info.name();
         all_default = all_default && defaults.get(name) == Some(bytes.as_slice());
         if stored.get(name) != Some(bytes.as_slice()) {
