@@ -124,28 +124,7 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
         quote!(#p::FieldInfo::__new(#name, #sensitive, #rotate))
     });
 
-    // The field calls name the codec as `__S::Codec` of a function generic
-    // over the schema, never as the concrete type: a codec type that is not a
-    // `Codec` is then reported once, on `type Codec`, and not once per call.
-    // Each call is spanned at the field's type and goes through
-    // `<Type as StoredField>`, so a type that is not serde is reported there,
-    // once per field (the encode and decode sites give the same diagnostic,
-    // which rustc prints once), and a `default` field's type that is not
-    // `Default` is reported there too.
-    let encode_arms = stored.iter().enumerate().map(|(index, f)| {
-        let member = f.ident;
-        let ty = f.ty;
-        let call = quote_spanned!(ty.span()=> <#ty as #p::StoredField>::encode_with::<__S::Codec>);
-        quote!(#index => #call(&__value.#member),)
-    });
-
-    let encode_into_arms = stored.iter().enumerate().map(|(index, f)| {
-        let member = f.ident;
-        let ty = f.ty;
-        let call =
-            quote_spanned!(ty.span()=> <#ty as #p::StoredField>::encode_into_with::<__S::Codec>);
-        quote!(#index => #call(&__value.#member, __out),)
-    });
+    let encode_fns = encode_fns(&p, ident, &stored);
 
     let (equals_stored, equals_stored_fn) = equals_stored(&p, ident, &stored);
 
@@ -217,28 +196,7 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
                 }
             }
 
-            #[inline]
-            fn __encode_field<__S: #p::SessionData>(
-                __value: &#ident,
-                __index: #usize_,
-            ) -> #p::Result<#p::Vec<#u8_>, #p::CodecError> {
-                match __index {
-                    #(#encode_arms)*
-                    _ => #p::Err(#p::no_such_field(__index)),
-                }
-            }
-
-            #[inline]
-            fn __encode_field_into<__S: #p::SessionData>(
-                __value: &#ident,
-                __index: #usize_,
-                __out: &mut #p::Vec<#u8_>,
-            ) -> #p::Result<(), #p::CodecError> {
-                match __index {
-                    #(#encode_into_arms)*
-                    _ => #p::Err(#p::no_such_field(__index)),
-                }
-            }
+            #encode_fns
 
             #[inline]
             fn __decode_current<__S: #p::SessionData>(
@@ -251,6 +209,59 @@ fn expand(cont: &Container<'_>, krate: &TokenStream) -> TokenStream {
 
             #migrate_checks
         };
+    }
+}
+
+/// The functions behind `encode_field` and `__encode_field_into`: one
+/// match arm per stored field.
+fn encode_fns(p: &TokenStream, ident: &syn::Ident, stored: &[&Field<'_>]) -> TokenStream {
+    let (u8_, usize_) = (primitive("u8"), primitive("usize"));
+    // The field calls name the codec as `__S::Codec` of a function generic
+    // over the schema, never as the concrete type: a codec type that is not a
+    // `Codec` is then reported once, on `type Codec`, and not once per call.
+    // Each call is spanned at the field's type and goes through
+    // `<Type as StoredField>`, so a type that is not serde is reported there,
+    // once per field (the encode and decode sites give the same diagnostic,
+    // which rustc prints once), and a `default` field's type that is not
+    // `Default` is reported there too.
+    let encode_arms = stored.iter().enumerate().map(|(index, f)| {
+        let member = f.ident;
+        let ty = f.ty;
+        let call = quote_spanned!(ty.span()=> <#ty as #p::StoredField>::encode_with::<__S::Codec>);
+        quote!(#index => #call(&__value.#member),)
+    });
+
+    let encode_into_arms = stored.iter().enumerate().map(|(index, f)| {
+        let member = f.ident;
+        let ty = f.ty;
+        let call =
+            quote_spanned!(ty.span()=> <#ty as #p::StoredField>::encode_into_with::<__S::Codec>);
+        quote!(#index => #call(&__value.#member, __out),)
+    });
+
+    quote! {
+        #[inline]
+        fn __encode_field<__S: #p::SessionData>(
+            __value: &#ident,
+            __index: #usize_,
+        ) -> #p::Result<#p::Vec<#u8_>, #p::CodecError> {
+            match __index {
+                #(#encode_arms)*
+                _ => #p::Err(#p::no_such_field(__index)),
+            }
+        }
+
+        #[inline]
+        fn __encode_field_into<__S: #p::SessionData>(
+            __value: &#ident,
+            __index: #usize_,
+            __out: &mut #p::Vec<#u8_>,
+        ) -> #p::Result<(), #p::CodecError> {
+            match __index {
+                #(#encode_into_arms)*
+                _ => #p::Err(#p::no_such_field(__index)),
+            }
+        }
     }
 }
 

@@ -191,17 +191,14 @@ mod encode_into {
             for into in [JsonCodec::encode_into::<_>, Plain::encode_into::<_>] {
                 let mut out = prefix.clone();
                 let got = into(&value, &mut out);
-                match &expected {
-                    Ok(bytes) => {
-                        prop_assert!(got.is_ok());
-                        prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
-                        prop_assert_eq!(&out[prefix.len()..], &bytes[..]);
-                    }
-                    Err(_) => {
-                        // A non-finite float: refused, and `out` untouched.
-                        prop_assert!(got.is_err());
-                        prop_assert_eq!(&out, &prefix);
-                    }
+                if let Ok(bytes) = &expected {
+                    prop_assert!(got.is_ok());
+                    prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+                    prop_assert_eq!(&out[prefix.len()..], &bytes[..]);
+                } else {
+                    // A non-finite float: refused, and `out` untouched.
+                    prop_assert!(got.is_err());
+                    prop_assert_eq!(&out, &prefix);
                 }
             }
         }

@@ -254,8 +254,8 @@ impl Decoded {
 
 /// The bytes of the map's shared buffer (empty when it has none).
 #[inline]
-fn bytes_of(buf: &Option<Arc<[u8]>>) -> &[u8] {
-    buf.as_deref().unwrap_or(&[])
+fn bytes_of(buf: Option<&Arc<[u8]>>) -> &[u8] {
+    buf.map_or(&[], |buf| &buf[..])
 }
 
 /// A field name, with its length at hand: most names a lookup passes over
@@ -332,7 +332,7 @@ impl Name {
     /// This name in a map whose shared buffer is `to`, taken from a map
     /// whose shared buffer is `from`: a shared name is copied unless both
     /// maps share the same buffer.
-    fn moved(&self, from: &Option<Arc<[u8]>>, to: &Option<Arc<[u8]>>) -> Self {
+    fn moved(&self, from: Option<&Arc<[u8]>>, to: Option<&Arc<[u8]>>) -> Self {
         match &self.text {
             NameText::Shared(_) if !same_buffer(from, to) => {
                 Self::owned(self.as_str(bytes_of(from)).into())
@@ -367,7 +367,7 @@ impl Value {
 
     /// This value in a map whose shared buffer is `to`, taken from a map
     /// whose shared buffer is `from` (see [`Name::moved`]).
-    fn moved(&self, from: &Option<Arc<[u8]>>, to: &Option<Arc<[u8]>>) -> Self {
+    fn moved(&self, from: Option<&Arc<[u8]>>, to: Option<&Arc<[u8]>>) -> Self {
         match self {
             Self::Shared(range) if !same_buffer(from, to) => {
                 Self::Owned(bytes_of(from)[range.clone()].to_vec())
@@ -378,7 +378,7 @@ impl Value {
 }
 
 /// Whether two maps' shared buffers are one.
-fn same_buffer(a: &Option<Arc<[u8]>>, b: &Option<Arc<[u8]>>) -> bool {
+fn same_buffer(a: Option<&Arc<[u8]>>, b: Option<&Arc<[u8]>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         _ => false,
@@ -389,7 +389,7 @@ fn same_buffer(a: &Option<Arc<[u8]>>, b: &Option<Arc<[u8]>>) -> bool {
 /// order (however the bytes are held).
 impl PartialEq for FieldMap {
     fn eq(&self, other: &Self) -> bool {
-        let (ours, theirs) = (bytes_of(&self.buf), bytes_of(&other.buf));
+        let (ours, theirs) = (bytes_of(self.buf.as_ref()), bytes_of(other.buf.as_ref()));
         self.entries.len() == other.entries.len()
             && self
                 .entries
@@ -412,7 +412,7 @@ impl std::fmt::Debug for FieldMap {
                 write!(f, "<{} bytes>", self.0)
             }
         }
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         f.debug_map()
             .entries(
                 self.entries
@@ -443,7 +443,7 @@ impl FieldMap {
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         self.entries.iter().position(|(key, _)| key.is(buf, name))
     }
 
@@ -473,7 +473,7 @@ impl FieldMap {
     /// The bytes stored under `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let name = name.as_bytes();
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         self.entries
             .iter()
             .find(|(key, _)| key.is(buf, name))
@@ -491,7 +491,7 @@ impl FieldMap {
         if let Some(index) = self.position(name.as_bytes()) {
             let slot = &mut self.entries[index].1;
             let old = std::mem::replace(slot, Value::Owned(value));
-            let old = old.into_vec(bytes_of(&self.buf));
+            let old = old.into_vec(bytes_of(self.buf.as_ref()));
             self.release_unused();
             return Some(old);
         }
@@ -550,16 +550,16 @@ impl FieldMap {
             // No shared entries here yet: `other`'s can stay shared.
             self.buf.clone_from(&other.buf);
         }
-        let theirs = bytes_of(&other.buf);
+        let theirs = bytes_of(other.buf.as_ref());
         for (name, value) in &other.entries {
             match self.position(name.as_bytes(theirs)) {
                 Some(index) => match (&mut self.entries[index].1, value) {
                     (Value::Owned(slot), Value::Owned(bytes)) => slot.clone_from(bytes),
-                    (slot, value) => *slot = value.moved(&other.buf, &self.buf),
+                    (slot, value) => *slot = value.moved(other.buf.as_ref(), self.buf.as_ref()),
                 },
                 None => self.entries.push((
-                    name.moved(&other.buf, &self.buf),
-                    value.moved(&other.buf, &self.buf),
+                    name.moved(other.buf.as_ref(), self.buf.as_ref()),
+                    value.moved(other.buf.as_ref(), self.buf.as_ref()),
                 )),
             }
         }
@@ -570,7 +570,11 @@ impl FieldMap {
     pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
         self.decoded.clear();
         let index = self.position(name.as_bytes())?;
-        let removed = self.entries.remove(index).1.into_vec(bytes_of(&self.buf));
+        let removed = self
+            .entries
+            .remove(index)
+            .1
+            .into_vec(bytes_of(self.buf.as_ref()));
         self.release_unused();
         Some(removed)
     }
@@ -578,7 +582,7 @@ impl FieldMap {
     /// Keeps only the fields for which `keep(name, bytes)` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
         self.decoded.clear();
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         self.entries
             .retain(|(name, value)| keep(name.as_str(buf), value.as_slice(buf)));
         self.release_unused();
@@ -604,7 +608,7 @@ impl FieldMap {
 
     /// A copy of the fields for which `keep(name, bytes)` is true.
     pub(crate) fn subset(&self, mut keep: impl FnMut(&str, &[u8]) -> bool) -> FieldMap {
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         let entries: Vec<(Name, Value)> = self
             .entries
             .iter()
@@ -630,7 +634,7 @@ impl FieldMap {
 
     /// The fields as `(name, bytes)` pairs.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         self.entries
             .iter()
             .map(move |(key, value)| (key.as_str(buf), value.as_slice(buf)))
@@ -639,7 +643,7 @@ impl FieldMap {
     /// The fields as `(name, bytes)` pairs, the names as bytes (no UTF-8
     /// check of a shared name).
     pub(crate) fn iter_bytes(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         self.entries
             .iter()
             .map(move |(key, value)| (key.as_bytes(buf), value.as_slice(buf)))
@@ -647,7 +651,7 @@ impl FieldMap {
 
     /// The sum of name and value lengths: what the fields weigh in storage.
     pub fn byte_size(&self) -> usize {
-        let buf = bytes_of(&self.buf);
+        let buf = bytes_of(self.buf.as_ref());
         self.entries
             .iter()
             .map(|(k, v)| k.len + v.as_slice(buf).len())
