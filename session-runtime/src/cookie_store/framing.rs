@@ -365,6 +365,31 @@ mod tests {
     }
 
     /// Decoded fields live in one shared buffer; the map still behaves as
+    /// A map keeps one shared buffer: a field offered from another buffer
+    /// is copied, and reads back its own bytes, not the first buffer's.
+    #[test]
+    fn a_field_from_a_second_buffer_is_copied() {
+        let first: Arc<[u8]> = Arc::from(&b"aaXX"[..]);
+        let second: Arc<[u8]> = Arc::from(&b"bbYYYY"[..]);
+        let mut map = FieldMap::new();
+        assert!(map.insert_shared(&first, 0..2, 2..4));
+        assert!(map.insert_shared(&second, 0..2, 2..6));
+        assert!(
+            !map.insert_shared(&second, 0..2, 2..3),
+            "a repeated name is refused"
+        );
+        assert_eq!(map.get("aa"), Some(&b"XX"[..]));
+        assert_eq!(map.get("bb"), Some(&b"YYYY"[..]));
+        assert_eq!(map.buffer_state(), (true, true));
+        // Only the first buffer is held (the second's bytes were copied).
+        assert_eq!(Arc::strong_count(&second), 1);
+        assert_eq!(Arc::strong_count(&first), 2);
+        map.remove("aa");
+        assert_eq!(map.buffer_state(), (false, false));
+        assert_eq!(Arc::strong_count(&first), 1);
+        assert_eq!(map.get("bb"), Some(&b"YYYY"[..]));
+    }
+
     /// one of owned bytes: lookups, replacing, merging, removing, equality.
     #[test]
     fn decoded_fields_behave_like_owned_ones() {
